@@ -1,0 +1,38 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   builds every spec's tiny offline checkpoint and runs the conformance matrix
+#   make test   runs the test suite (compile drift check + unit tests + conformance matrix)
+# Each creates the virtual environment it needs (.venv), installing the pinned set in constraints.txt.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+JOBS ?= auto
+export OMP_NUM_THREADS ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: venv demo test compile bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(PY) -m nnspec matrix --jobs 2 --out matrix-results
+
+test: venv
+	$(PY) -m nnspec compile --check
+	$(PY) -m pytest -n $(JOBS) -q
+
+compile: venv
+	$(PY) -m nnspec compile
+
+bench: venv
+	$(PY) benchmarks/load_overhead.py
+
+clean:
+	rm -rf $(VENV) matrix-results .pytest_cache build src/*.egg-info

@@ -1,0 +1,145 @@
+"""The ``nnspec`` command: compile specs, export the schema, build tiny checkpoints, run checks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+from .errors import NnspecError
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from .compiler import codegen
+
+    spec_dir = Path(args.specs) if args.specs else codegen.BUNDLED_DIR
+    out_dir = Path(args.out) if args.out else codegen.GENERATED_DIR
+    if args.check:
+        codegen.check(spec_dir, out_dir)
+        print(f"{out_dir}: up to date with {spec_dir}")
+        return 0
+    written = codegen.write(spec_dir, out_dir)
+    print(f"compiled {len(written) - 1} specs into {out_dir}")
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from .compiler.schema import Spec
+
+    text = json.dumps(Spec.model_json_schema(), indent=2) + "\n"
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from .runtime.registry import adapter_by_name, spec_names
+
+    for name in spec_names():
+        adapter = adapter_by_name(name)
+        spec = adapter.spec
+        parent = f" (extends {spec.extends})" if spec.extends else ""
+        print(f"{name:12s} {', '.join(spec.model_types):20s} {spec.description}{parent}")
+    return 0
+
+
+def _spec_of(name: str) -> object:
+    from .runtime.registry import adapter_by_name, resolve_adapter
+
+    if name.endswith(".toml"):
+        return resolve_adapter(name, "").spec
+    return adapter_by_name(name).spec
+
+
+def _tiny(args: argparse.Namespace) -> int:
+    from .runtime import tiny
+
+    path = tiny.build(_spec_of(args.spec), Path(args.directory), variant=args.variant, seed=args.seed)
+    print(f"wrote a tiny {args.spec} checkpoint to {path}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    import torch
+
+    from .runtime import conformance
+
+    torch.set_num_threads(args.threads)
+    subject = conformance.load_subject(args.model, args.model, spec=args.spec, trust_remote_code=args.trust_remote_code)
+    results = conformance.run_checks(subject, args.checks.split(",") if args.checks else None)
+    for r in results:
+        status = "pass" if r.passed else "FAIL"
+        detail = f"max diff {r.max_diff:.2g}" if r.passed else r.error
+        print(f"{status}  {r.check:24s} {r.seconds:6.2f}s  {detail}")
+    return 0 if all(r.passed for r in results) else 1
+
+
+def _matrix(args: argparse.Namespace) -> int:
+    from .runtime import matrix
+
+    report = matrix.run_matrix(
+        specs=args.specs.split(",") if args.specs else None,
+        jobs=args.jobs,
+        variants=not args.no_variants,
+        progress=not args.quiet,
+    )
+    print(matrix.table(report))
+    md, js = matrix.write(report, Path(args.out))
+    print(f"wrote {md} and {js}")
+    return 0 if matrix.passed(report) else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nnspec", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compile", help="render specs into generated adapters (or check for drift)")
+    c.add_argument("--check", action="store_true", help="exit 1 if the generated adapters differ from the specs")
+    c.add_argument("--specs", help="spec folder (default: the bundled specs)")
+    c.add_argument("--out", help="output folder (default: nnspec/generated)")
+    c.set_defaults(run=_compile)
+
+    s = sub.add_parser("schema", help="print the JSON Schema of spec files")
+    s.add_argument("-o", "--output", help="write to this file instead of stdout")
+    s.set_defaults(run=_schema)
+
+    ls = sub.add_parser("list", help="list the bundled specs and the model types they serve")
+    ls.set_defaults(run=_list)
+
+    t = sub.add_parser("tiny", help="build a tiny offline checkpoint of a spec into DIRECTORY")
+    t.add_argument("spec", help="bundled spec name or spec file")
+    t.add_argument("directory")
+    t.add_argument("--variant", help="one of the spec's [variants]")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(run=_tiny)
+
+    k = sub.add_parser("check", help="run the conformance checks on a model (hub id or local path)")
+    k.add_argument("model")
+    k.add_argument("--spec", help="spec file or bundled spec name (default: by config.model_type)")
+    k.add_argument("--checks", help="comma-separated subset of checks")
+    k.add_argument("--threads", type=int, default=1)
+    k.add_argument("--trust-remote-code", action="store_true")
+    k.set_defaults(run=_check)
+
+    m = sub.add_parser("matrix", help="build every spec's tiny checkpoint and run every check")
+    m.add_argument("--specs", help="comma-separated spec names (default: all)")
+    m.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    m.add_argument("--no-variants", action="store_true", help="only each spec's base checkpoint")
+    m.add_argument("--out", default="matrix-results", help="folder for matrix.md and matrix.json")
+    m.add_argument("--quiet", action="store_true", help="no progress bar")
+    m.set_defaults(run=_matrix)
+    return p
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except NnspecError as exc:
+        print(f"nnspec {args.command}: {exc}", file=sys.stderr)
+        return 2

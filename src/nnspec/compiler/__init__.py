@@ -1,0 +1,1 @@
+"""The spec compiler: schema (pydantic), loader (TOML, ``extends``), codegen (jinja2)."""

@@ -1,0 +1,281 @@
+"""The spec language: pydantic models for one architecture's TOML spec.
+
+A spec states facts about a HuggingFace architecture; the runtime turns them into behaviour.
+Paths in ``[modules]`` are dotted paths from the HF model root; paths in ``[layer]``,
+``[attention]`` and ``[mlp]`` are relative to one block (``"self_attn"``). ``nnspec schema``
+exports the JSON Schema of :class:`Spec` so that editors can validate spec files.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+#: Every promise a spec can declare unavailable (``[limits]``), named after the contract rows.
+CAPABILITIES = (
+    "contribution",
+    "attention_module",
+    "mlp_module",
+    "attention_probabilities",
+    "qkv",
+    "padding",
+)
+
+_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors; an empty string stands for "none" (TOML has no null)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_none(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {
+                key: None
+                if value == "" and key in cls.model_fields and _allows_none(cls.model_fields[key].annotation)
+                else value
+                for key, value in data.items()
+            }
+        return data
+
+
+def _allows_none(annotation: Any) -> bool:
+    import typing
+
+    return annotation is type(None) or type(None) in typing.get_args(annotation)
+
+
+def _check_path(value: Optional[str]) -> Optional[str]:
+    if value is not None and not _PATH.match(value):
+        raise ValueError(f"{value!r} is not a dotted module path like 'model.layers'")
+    return value
+
+
+class ConfigKeys(_Strict):
+    """Standard attribute -> HF config key. A dotted key reads a nested config."""
+
+    num_layers: str = Field("num_hidden_layers", description="Config key of the block count.")
+    num_heads: str = Field("num_attention_heads", description="Config key of the query head count.")
+    num_kv_heads: Optional[str] = Field(
+        "num_key_value_heads",
+        description="Config key of the key/value head count; null (or a null value) means num_heads.",
+    )
+    hidden_size: str = Field("hidden_size", description="Config key of the residual width.")
+    vocab_size: str = Field("vocab_size", description="Config key of the vocabulary size.")
+    head_dim: Optional[str] = Field(
+        None, description="Config key of the per-head width; null means hidden_size // num_heads."
+    )
+
+
+class ModulePaths(_Strict):
+    """Where the model-level modules live, from the HF model root."""
+
+    embed_tokens: str = Field(description="Token embedding module, e.g. 'model.embed_tokens'.")
+    layers: str = Field(description="The ModuleList of blocks, e.g. 'model.layers'.")
+    ln_final: str = Field(description="Final norm applied before the unembedding.")
+    lm_head: str = Field("lm_head", description="Unembedding module.")
+    before_lm_head: list[str] = Field(
+        default_factory=list,
+        description="Modules applied between ln_final and lm_head, in order (e.g. an output projection).",
+    )
+
+    @field_validator("embed_tokens", "layers", "ln_final", "lm_head")
+    @classmethod
+    def _paths(cls, value: str) -> str:
+        return _check_path(value)
+
+    @field_validator("before_lm_head")
+    @classmethod
+    def _paths_list(cls, value: list[str]) -> list[str]:
+        for item in value:
+            _check_path(item)
+        return value
+
+
+class LayerIO(_Strict):
+    """How one block hands the residual stream on."""
+
+    returns: Literal["tensor", "tuple"] = Field(
+        "tensor", description="What the block's forward returns (a tuple carries extras after the hidden state)."
+    )
+    hidden_element: int = Field(0, ge=0, description="Index of the hidden state when the block returns a tuple.")
+
+
+class SourceRef(_Strict):
+    """An operation inside a module's forward, reached through NNsight's ``.source``.
+
+    The runtime resolves ``operation`` against the labels NNsight assigns (which change between
+    NNsight releases) rather than hard-coding one spelling.
+    """
+
+    module: Optional[str] = Field(None, description="Path inside the attention module; null is the attention module itself.")
+    operation: str = Field(description="Operation name without its call suffix, e.g. 'attention_interface'.")
+    occurrence: int = Field(0, ge=0, description="Which call of that operation, in forward order.")
+    io: Literal["input", "output"] = Field("output", description="Read the operation's inputs or its output.")
+    index: Optional[int] = Field(None, ge=0, description="Element of the positional inputs or of a tuple output.")
+
+
+class Branch(_Strict):
+    """One residual branch (attention or MLP) of a block.
+
+    ``contribution`` names the module whose output is added to the residual stream; what the
+    runtime hands out as ``*_output[i]`` is that output, corrected by the other fields so that
+    ``layers_input[i] + attentions_output[i] + mlps_output[i] == layers_output[i]``.
+    """
+
+    module: Optional[str] = Field(description="The branch module inside the block; null if the block has none.")
+    input: Optional[str] = Field(None, description="Module whose first input is the branch input; null means `module`.")
+    contribution: Optional[str] = Field(None, description="Module whose output is added to the residual; null means `module`.")
+    element: int = Field(0, ge=0, description="Element of the contribution module's output when it is a tuple.")
+    scale: Union[str, float, None] = Field(
+        None, description="Multiplier applied to the contribution before the add: a config key or a number."
+    )
+    includes_residual: Optional[str] = Field(
+        None, description="Forward argument holding the residual that the module adds itself (subtracted out)."
+    )
+    clone: bool = Field(False, description="The model mutates this output in place later: clone before handing it out.")
+    flattened: bool = Field(
+        False, description="The branch sees tokens flattened to (batch*seq, hidden); restore the block's shape."
+    )
+
+    @field_validator("module", "input", "contribution")
+    @classmethod
+    def _paths(cls, value: Optional[str]) -> Optional[str]:
+        return _check_path(value)
+
+    @property
+    def input_path(self) -> Optional[str]:
+        return self.input or self.module
+
+    @property
+    def contribution_path(self) -> Optional[str]:
+        return self.contribution or self.module
+
+
+class Attention(Branch):
+    """The attention branch, plus where the attention internals live."""
+
+    kind: Literal["softmax", "linear", "none"] = Field(
+        "softmax", description="What the token mixer computes; only softmax attention has probabilities."
+    )
+    probabilities: Optional[SourceRef] = Field(None, description="Where the post-softmax weights are produced.")
+    queries: Optional[SourceRef] = Field(None, description="Queries as they enter the score computation.")
+    keys: Optional[SourceRef] = Field(None, description="Keys as they enter the score computation.")
+    values: Optional[SourceRef] = Field(None, description="Values as they enter the weighted sum.")
+    per_head_output: Optional[SourceRef] = Field(None, description="Per-head output before the output projection.")
+
+
+class Residual(_Strict):
+    """How a block combines its branches with the residual stream."""
+
+    kind: Literal["sequential", "parallel", "post_norm"] = Field(
+        "sequential",
+        description="sequential: x+attn, then +mlp; parallel: both read x; post_norm: norm after the add.",
+    )
+
+
+class LogitTransform(_Strict):
+    """A transform the model applies to lm_head's output, read from a config value."""
+
+    op: Literal["multiply", "divide", "softcap"] = Field(description="multiply, divide, or cap*tanh(x/cap).")
+    key: str = Field(description="Config key of the factor or cap; a null value disables the transform.")
+
+
+class Logits(_Strict):
+    transforms: list[LogitTransform] = Field(
+        default_factory=list, description="Final transforms, in the order the model applies them."
+    )
+
+
+class Limits(_Strict):
+    """Promises this architecture cannot keep, each with the reason shown to users."""
+
+    contribution: Optional[str] = None
+    attention_module: Optional[str] = None
+    mlp_module: Optional[str] = None
+    attention_probabilities: Optional[str] = None
+    qkv: Optional[str] = None
+    padding: Optional[str] = None
+
+    def declared(self) -> dict[str, str]:
+        return {k: v for k, v in self.model_dump().items() if v}
+
+
+class Tiny(_Strict):
+    """How to build the offline test checkpoint."""
+
+    tokenizer: Literal["byte_level", "metaspace"] = Field(
+        "byte_level", description="Kind of tokenizer trained locally for the checkpoint."
+    )
+    config: dict[str, Any] = Field(default_factory=dict, description="Overrides of the HF config defaults.")
+
+
+class Condition(_Strict):
+    """When an override applies: every stated condition must hold."""
+
+    config: dict[str, Any] = Field(default_factory=dict, description="Config key -> required value.")
+    transformers: Optional[str] = Field(None, description="PEP 440 specifier on the transformers version.")
+    nnsight: Optional[str] = Field(None, description="PEP 440 specifier on the NNsight version.")
+
+    @field_validator("transformers", "nnsight")
+    @classmethod
+    def _specifier(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None:
+            from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+            try:
+                SpecifierSet(value)
+            except InvalidSpecifier as exc:
+                raise ValueError(f"{value!r} is not a version specifier like '>=5.3,<6'") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "Condition":
+        if not self.config and self.transformers is None and self.nnsight is None:
+            raise ValueError("an override's `when` needs at least one of config, transformers, nnsight")
+        return self
+
+
+class Override(_Strict):
+    """A partial spec applied at load when ``when`` holds (config variants, version ranges)."""
+
+    when: Condition
+    set: dict[str, Any] = Field(description="Partial spec merged over the base, e.g. {residual = {kind = 'post_norm'}}.")
+
+
+class Spec(_Strict):
+    """One architecture (or family member) as the runtime sees it."""
+
+    name: str = Field(description="Spec name; equals the file stem.")
+    extends: Optional[str] = Field(None, description="Spec this one inherits from (states only what differs).")
+    description: str = Field("", description="One line shown in docs and listings.")
+    model_types: list[str] = Field(description="config.model_type values this spec serves (not inherited).")
+    config: ConfigKeys = Field(default_factory=ConfigKeys)
+    modules: ModulePaths
+    layer: LayerIO = Field(default_factory=LayerIO)
+    attention: Attention
+    mlp: Branch
+    residual: Residual = Field(default_factory=Residual)
+    logits: Logits = Field(default_factory=Logits)
+    limits: Limits = Field(default_factory=Limits)
+    tiny: Tiny = Field(default_factory=Tiny)
+    variants: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Named config overrides (on top of tiny.config) real checkpoints use."
+    )
+    overrides: list[Override] = Field(default_factory=list, description="Conditional partial specs.")
+
+    @field_validator("model_types")
+    @classmethod
+    def _some_types(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("a spec must serve at least one model_type")
+        return value
+
+
+#: Keys a child spec does not inherit from its parent.
+NOT_INHERITED = ("name", "extends", "model_types", "description")

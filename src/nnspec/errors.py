@@ -1,0 +1,103 @@
+"""Every error nnspec raises on bad input.
+
+Each message names the file, key or argument at fault and, where a name was wrong, the closest
+valid names, so that the fix is visible from the message alone.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+def closest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """The candidates most similar to ``name`` (difflib ratio), best first."""
+    pool = sorted({str(c) for c in candidates})
+    found = difflib.get_close_matches(name, pool, n=n, cutoff=0.5)
+    if not found:
+        # A dotted path: compare its last component too ("h.0.atn" vs "h.0.attn").
+        tail = name.rsplit(".", 1)[-1]
+        found = [c for c in pool if c.rsplit(".", 1)[-1] in difflib.get_close_matches(
+            tail, [p.rsplit(".", 1)[-1] for p in pool], n=n, cutoff=0.6)][:n]
+    return found
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'a', 'b'?)`` or an empty string when nothing is close."""
+    found = closest(name, candidates)
+    if not found:
+        return ""
+    return " (did you mean " + ", ".join(repr(f) for f in found) + "?)"
+
+
+class NnspecError(Exception):
+    """Base class of every nnspec error."""
+
+
+class SpecError(NnspecError):
+    """A spec file is malformed or invalid.
+
+    Attributes:
+        file: the spec file (or ``<name>`` for an in-memory spec).
+        key: the dotted key path at fault, or ``None`` for the whole file.
+        problems: one line per problem found (a file may have several).
+    """
+
+    def __init__(self, file: str, problems: list[str], key: str | None = None) -> None:
+        self.file = file
+        self.key = key
+        self.problems = problems
+        where = f"{file}" + (f": {key}" if key else "")
+        if len(problems) == 1:
+            message = f"{where}: {problems[0]}"
+        else:
+            message = f"{where}: {len(problems)} problems\n" + "\n".join(f"  - {p}" for p in problems)
+        super().__init__(message)
+
+
+class SpecNotFoundError(SpecError, FileNotFoundError):
+    """The spec file does not exist or cannot be read."""
+
+
+class SpecSyntaxError(SpecError):
+    """The file is not valid TOML."""
+
+
+class SpecValidationError(SpecError):
+    """The TOML parses but does not describe a valid spec (unknown key, wrong type, missing field)."""
+
+
+class SpecInheritanceError(SpecError):
+    """``extends`` names an unknown spec or forms a cycle."""
+
+
+class CompileDriftError(NnspecError):
+    """The committed generated adapters differ from what the specs compile to."""
+
+
+class UnsupportedArchitectureError(NnspecError):
+    """No spec serves this model's ``config.model_type``."""
+
+
+class ModelStructureError(NnspecError):
+    """A spec path or config key does not exist in the loaded model."""
+
+
+class LayerIndexError(NnspecError, IndexError):
+    """A layer index outside ``[-num_layers, num_layers)``."""
+
+
+class ShapeMismatchError(NnspecError, ValueError):
+    """A tensor given to a setter or helper has the wrong shape."""
+
+
+class CapabilityUnavailableError(NnspecError):
+    """The spec declares that this model cannot keep a promise (with the reason)."""
+
+
+class ConformanceError(NnspecError, AssertionError):
+    """A conformance check found the standard interface disagreeing with plain transformers."""
+
+
+class TinyCheckpointError(NnspecError):
+    """A tiny offline checkpoint could not be built from a spec's ``[tiny]`` section."""

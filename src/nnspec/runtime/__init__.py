@@ -1,0 +1,1 @@
+"""The runtime: adapters, the standardized model, accessors, tiny checkpoints and conformance checks."""

@@ -1,0 +1,86 @@
+"""Per-layer accessors: ``model.layers_output[i]``, ``model.attentions[i]`` and the rest.
+
+An accessor validates the layer index (negative indices count from the end) and delegates to
+the port (values) or envoy (modules) for that layer, built once and reused.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Callable, Iterator, Optional
+
+import torch
+
+from ..errors import CapabilityUnavailableError, LayerIndexError
+from .ports import Port
+
+
+def layer_index(label: str, index: Any, num_layers: int) -> int:
+    """``index`` as a layer number in ``[0, num_layers)``; raises :class:`LayerIndexError`."""
+    try:
+        i = operator.index(index)
+    except TypeError:
+        raise LayerIndexError(
+            f"{label}[{index!r}]: a layer index must be an integer, not {type(index).__name__}"
+        ) from None
+    if not -num_layers <= i < num_layers:
+        raise LayerIndexError(
+            f"{label}[{i}]: layer index out of range for a model with {num_layers} layers "
+            f"(valid: 0..{num_layers - 1}, or -{num_layers}..-1 from the end)"
+        )
+    return i % num_layers
+
+
+class _Indexed:
+    """Shared indexing for the per-layer accessors."""
+
+    def __init__(self, label: str, num_layers: int, unavailable: Optional[str] = None) -> None:
+        self.label = label
+        self.num_layers = num_layers
+        self.unavailable = unavailable  # the spec's reason when this accessor cannot serve
+
+    def _index(self, index: Any) -> int:
+        if self.unavailable is not None:
+            raise CapabilityUnavailableError(f"{self.label} is not available for this model: {self.unavailable}")
+        return layer_index(self.label, index, self.num_layers)
+
+    def __len__(self) -> int:
+        return self.num_layers
+
+    def __repr__(self) -> str:
+        return f"<{self.label}: {self.num_layers} layers>"
+
+
+class ModuleAccessor(_Indexed):
+    """``model.layers[i]``, ``model.attentions[i]``, ``model.mlps[i]``: the NNsight envoy of a module."""
+
+    def __init__(self, label: str, num_layers: int, envoy: Callable[[int], Any], unavailable: Optional[str] = None) -> None:
+        super().__init__(label, num_layers, unavailable)
+        self._envoy = envoy
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._envoy(self._index(index))
+
+    def __iter__(self) -> Iterator[Any]:
+        return (self[i] for i in range(self.num_layers))
+
+
+class ValueAccessor(_Indexed):
+    """``model.layers_output[i]`` and the like: get and set a standard tensor inside a trace."""
+
+    def __init__(self, label: str, num_layers: int, port: Callable[[int], Port], unavailable: Optional[str] = None) -> None:
+        super().__init__(label, num_layers, unavailable)
+        self._make = port
+        self._ports: dict[int, Port] = {}
+
+    def port(self, index: Any) -> Port:
+        i = self._index(index)
+        if i not in self._ports:
+            self._ports[i] = self._make(i)
+        return self._ports[i]
+
+    def __getitem__(self, index: Any) -> torch.Tensor:
+        return self.port(index).get()
+
+    def __setitem__(self, index: Any, value: torch.Tensor) -> None:
+        self.port(index).set(value)

@@ -1,0 +1,142 @@
+"""Adapters: the compiled form of a spec, and how one is chosen for a loaded model.
+
+``nnspec compile`` writes one :class:`Adapter` subclass per bundled spec into
+``nnspec.generated``; :meth:`Adapter.from_file` builds the same thing at run time for a spec file
+a user brings. At load the runtime asks the adapter for the *effective* spec of one model:
+the base spec with every override whose condition holds (config values, installed versions).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar, Optional
+
+from ..compiler.loader import deep_merge, load_spec_file
+from ..compiler.schema import Condition, Spec
+from ..errors import ModelStructureError
+
+
+@lru_cache(maxsize=None)
+def installed_version(package: str) -> Optional[str]:
+    """The installed version of ``package`` (``None`` when it is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def read_config(config: Any, key: str) -> Any:
+    """``config.<key>`` for a dotted key (nested configs); raises ``AttributeError`` when absent."""
+    value = config
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def has_config(config: Any, key: str) -> bool:
+    try:
+        read_config(config, key)
+    except AttributeError:
+        return False
+    return True
+
+
+def condition_holds(condition: Condition, config: Any, versions: Optional[dict[str, Optional[str]]] = None) -> bool:
+    """Whether an override's ``when`` holds for this config and these package versions."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    versions = versions or {}
+    for key, wanted in condition.config.items():
+        if not has_config(config, key) or read_config(config, key) != wanted:
+            return False
+    for package in ("transformers", "nnsight"):
+        specifier = getattr(condition, package)
+        if specifier is None:
+            continue
+        found = versions.get(package, installed_version(package))
+        if found is None or Version(found) not in SpecifierSet(specifier):
+            return False
+    return True
+
+
+def rename_dict(spec: Spec) -> dict[str, str]:
+    """NNsight ``rename`` aliases giving the standard module names (native path -> alias).
+
+    Model-level paths are keyed from the root; block-level paths are relative to a block, so they
+    bind on every block. Aliases equal to the native name are left out.
+    """
+    wanted = {
+        spec.modules.layers: "layers",
+        spec.modules.embed_tokens: "embed_tokens",
+        spec.modules.ln_final: "ln_final",
+        spec.modules.lm_head: "lm_head",
+    }
+    if spec.attention.module:
+        wanted[spec.attention.module] = "self_attn"
+    if spec.mlp.module:
+        wanted[spec.mlp.module] = "mlp"
+    return {path: alias for path, alias in wanted.items() if path != alias}
+
+
+class Adapter:
+    """One architecture's compiled spec.
+
+    Attributes:
+        name: the spec name.
+        source: the spec file it was compiled from (relative to the bundled specs for bundled ones).
+        lineage: spec names from the root ancestor down to this one (``extends`` chain).
+        spec: the flattened base spec.
+        rename: NNsight aliases for the base spec (see :func:`rename_dict`).
+    """
+
+    name: ClassVar[str]
+    source: ClassVar[str]
+    lineage: ClassVar[tuple[str, ...]]
+    spec: ClassVar[Spec]
+    rename: ClassVar[dict[str, str]]
+
+    @classmethod
+    def from_file(cls, path: Path | str) -> "Adapter":
+        """Build an adapter from a spec file (``extends`` may name bundled specs)."""
+        loaded = load_spec_file(path)
+        attrs = {
+            "name": loaded.spec.name,
+            "source": str(loaded.file),
+            "lineage": loaded.lineage,
+            "spec": loaded.spec,
+            "rename": rename_dict(loaded.spec),
+        }
+        return type(f"{loaded.spec.name.title().replace('_', '')}Adapter", (cls,), attrs)()
+
+    def effective(self, config: Any, versions: Optional[dict[str, Optional[str]]] = None) -> Spec:
+        """The spec for one model: the base with every matching override applied, in order."""
+        patches = [o.set for o in self.spec.overrides if condition_holds(o.when, config, versions)]
+        if not patches:
+            return self.spec
+        merged = self.spec.model_dump()
+        for patch in patches:
+            merged = deep_merge(merged, patch)
+        return Spec.model_validate(merged)
+
+    def rename_for(self, spec: Spec) -> dict[str, str]:
+        return self.rename if spec is self.spec else rename_dict(spec)
+
+    def config_value(self, config: Any, attribute: str) -> Any:
+        """A standard attribute (``num_layers``...) read through the spec's config key mapping."""
+        key = getattr(self.spec.config, attribute)
+        if key is None:
+            return None
+        try:
+            return read_config(config, key)
+        except AttributeError:
+            raise ModelStructureError(
+                f"spec {self.source!r}: config.{attribute} names config key {key!r}, which "
+                f"{type(config).__name__} does not have"
+            ) from None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} from {self.source}>"

@@ -1,0 +1,387 @@
+"""Conformance checks: every contract row of the standard interface against plain transformers.
+
+A :class:`Subject` is one tiny checkpoint loaded twice: as a plain ``AutoModelForCausalLM``
+(eager attention, float32) giving the ground truth through ``output_hidden_states`` and torch
+forward hooks, and as a :class:`StandardizedTransformer`. Each check compares the two on every
+layer within :data:`TOLERANCE` and raises :class:`ConformanceError` naming the check, the layer
+and the size of the disagreement. Edit checks also require the edit to change the logits, so a
+check that compares two unchanged runs cannot pass by accident.
+
+The same checks back the pytest matrix, ``nnspec matrix`` and ``nnspec check MODEL``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+
+from ..compiler.schema import Branch
+from ..errors import CapabilityUnavailableError, ConformanceError
+from .adapter import read_config
+
+#: float32 tolerances for every comparison, in one place.
+TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}
+#: An edit must move the logits by more than this for its check to mean anything.
+MIN_EFFECT = 1e-3
+
+PROMPTS = ["The Eiffel Tower is in the city of", "Hello world, how are you?"]
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.detach().float() - b.detach().float()).abs().max())
+
+
+def assert_close(check: str, what: str, actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """Raise :class:`ConformanceError` unless ``actual`` matches ``expected`` within :data:`TOLERANCE`."""
+    if tuple(actual.shape) != tuple(expected.shape):
+        raise ConformanceError(f"{check}: {what} has shape {tuple(actual.shape)}, expected {tuple(expected.shape)}")
+    if not torch.allclose(actual.detach().float(), expected.detach().float(), **TOLERANCE):
+        raise ConformanceError(
+            f"{check}: {what} differs from plain transformers by {max_diff(actual, expected):.3g} "
+            f"(tolerance atol={TOLERANCE['atol']}, rtol={TOLERANCE['rtol']})"
+        )
+    return max_diff(actual, expected)
+
+
+def assert_effect(check: str, what: str, edited: torch.Tensor, base: torch.Tensor) -> None:
+    if max_diff(edited, base) <= MIN_EFFECT:
+        raise ConformanceError(f"{check}: {what} did not change the logits; the check cannot tell anything")
+
+
+@dataclass
+class Subject:
+    """One checkpoint, loaded as plain transformers (``hf``) and through nnspec (``model``)."""
+
+    name: str
+    hf: Any
+    model: Any
+    input_ids: torch.Tensor
+    reference: Any = field(init=False)
+
+    def __post_init__(self) -> None:
+        with torch.no_grad():
+            self.reference = self.hf(self.input_ids, output_hidden_states=True)
+
+    @property
+    def num_layers(self) -> int:
+        return self.model.num_layers
+
+    @property
+    def spec(self) -> Any:
+        return self.model.spec
+
+    def hf_block(self, i: int) -> torch.nn.Module:
+        return self.hf.get_submodule(self.spec.modules.layers)[i]
+
+    def hf_logits(self, hooks: list[tuple[torch.nn.Module, Callable]] = ()) -> torch.Tensor:
+        """Plain-transformers logits with forward hooks ``(module, hook)`` installed for one run."""
+        handles = [module.register_forward_hook(hook) for module, hook in hooks]
+        try:
+            with torch.no_grad():
+                return self.hf(self.input_ids).logits
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def delta(self, i: int, scale: float = 1.0) -> torch.Tensor:
+        """A fixed random edit for layer ``i``, shaped like the residual stream."""
+        generator = torch.Generator().manual_seed(1000 + i)
+        shape = self.reference.hidden_states[0].shape
+        return scale * torch.randn(shape, generator=generator)
+
+
+def load_subject(name: str, path: Any, spec: Any = None, **model_kwargs: Any) -> Subject:
+    """Load ``path`` both ways; ``spec`` is passed to :class:`StandardizedTransformer` (None: registry)."""
+    from transformers import AutoModelForCausalLM
+
+    from .model import StandardizedTransformer
+
+    hf = AutoModelForCausalLM.from_pretrained(str(path), attn_implementation="eager", dtype=torch.float32)
+    hf.eval()
+    model = StandardizedTransformer(str(path), spec=spec, attn_implementation="eager", dtype=torch.float32, **model_kwargs)
+    vocab = int(read_config(hf.config, model.spec.config.vocab_size))
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(4, min(vocab, 300), (2, 9), generator=generator)
+    return Subject(name=name, hf=hf, model=model, input_ids=input_ids)
+
+
+# -- the checks -------------------------------------------------------------------------------------
+
+
+def check_layers_io(s: Subject) -> float:
+    """``layers_input[i] == hidden_states[i]`` and ``layers_output[i] == hidden_states[i+1]`` (i < L-1)."""
+    m, n = s.model, s.num_layers
+    inputs, outputs = [], []
+    with m.trace(s.input_ids):
+        for i in range(n):
+            inputs.append(m.layers_input[i].save())
+            outputs.append(m.layers_output[i].save())
+    hs = s.reference.hidden_states
+    worst = 0.0
+    for i in range(n):
+        worst = max(worst, assert_close("layers_io", f"layers_input[{i}]", inputs[i], hs[i]))
+        if i < n - 1:
+            worst = max(worst, assert_close("layers_io", f"layers_output[{i}]", outputs[i], hs[i + 1]))
+    return worst
+
+
+def check_contribution(s: Subject) -> float:
+    """``layers_input[i] + attentions_output[i] + mlps_output[i] == layers_output[i]`` on every layer.
+
+    Where the spec declares the identity unavailable, the runtime must refuse (not guess).
+    """
+    m, n = s.model, s.num_layers
+    reason = s.spec.limits.contribution
+    if reason:
+        try:
+            with m.trace(s.input_ids):
+                m.attentions_output[0]
+        except CapabilityUnavailableError:
+            return 0.0
+        raise ConformanceError("contribution: the spec declares the identity unavailable, but the runtime served it")
+    rows = []
+    with m.trace(s.input_ids):
+        for i in range(n):
+            x = m.layers_input[i].save()
+            a = m.attentions_output[i].save()
+            f = m.mlps_output[i].save()
+            y = m.layers_output[i].save()
+            rows.append((x, a, f, y))
+    worst = 0.0
+    for i, (x, a, f, y) in enumerate(rows):
+        worst = max(worst, assert_close(
+            "contribution", f"layer {i}: layers_input + attentions_output + mlps_output vs layers_output", x + a + f, y
+        ))
+        if max_diff(a, torch.zeros_like(a)) == 0 or max_diff(f, torch.zeros_like(f)) == 0:
+            raise ConformanceError(f"contribution: layer {i} has an all-zero branch contribution")
+    return worst
+
+
+def check_project_on_vocab(s: Subject) -> float:
+    """``project_on_vocab(layers_output[-1]) == logits`` (final norm, unembedding, final transforms)."""
+    m = s.model
+    with m.trace(s.input_ids):
+        projected = m.project_on_vocab(m.layers_output[-1]).save()
+    outside = m.project_on_vocab(_last_layer_output(s))
+    worst = assert_close("project_on_vocab", "project_on_vocab(layers_output[-1])", projected, s.reference.logits)
+    return max(worst, assert_close("project_on_vocab", "project_on_vocab outside a trace", outside, s.reference.logits))
+
+
+def _last_layer_output(s: Subject) -> torch.Tensor:
+    captured: list[torch.Tensor] = []
+
+    def grab(module: Any, args: Any, output: Any) -> None:
+        captured.append(output[s.spec.layer.hidden_element] if isinstance(output, tuple) else output)
+
+    s.hf_logits([(s.hf_block(s.num_layers - 1), grab)])
+    return captured[0]
+
+
+def check_logits(s: Subject) -> float:
+    """``logits`` and ``next_token_probs`` equal plain transformers, for token ids and for text prompts."""
+    m = s.model
+    with m.trace(s.input_ids):
+        logits = m.logits.save()
+        probs = m.next_token_probs.save()
+    worst = assert_close("logits", "logits", logits, s.reference.logits)
+    worst = max(worst, assert_close("logits", "next_token_probs", probs, s.reference.logits[:, -1].softmax(-1)))
+    encoded = m.tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    with m.trace(PROMPTS):
+        text_logits = m.logits.save()
+    positions = (encoded["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        expected = s.hf(**encoded, position_ids=positions).logits
+    mask = encoded["attention_mask"].bool()
+    return max(worst, assert_close("logits", "logits of text prompts (real tokens)", text_logits[mask], expected[mask]))
+
+
+def _hook_add(element: int, delta: torch.Tensor, flat: bool = False) -> Callable:
+    def hook(module: Any, args: Any, output: Any) -> Any:
+        target = output[element] if isinstance(output, tuple) else output
+        edited = target + (delta.reshape(target.shape) if flat else delta)
+        return output[:element] + (edited,) + output[element + 1 :] if isinstance(output, tuple) else edited
+
+    return hook
+
+
+def _edit_check(s: Subject, check: str, accessor: str, hook_for: Callable[[int, torch.Tensor], tuple]) -> float:
+    m, worst = s.model, 0.0
+    base = s.reference.logits
+    for i in range(s.num_layers):
+        delta = s.delta(i)
+        with m.trace(s.input_ids):
+            values = getattr(m, accessor)
+            values[i] = values[i] + delta
+            edited = m.logits.save()
+        expected = s.hf_logits([hook_for(i, delta)])
+        assert_effect(check, f"{accessor}[{i}] += delta", expected, base)
+        worst = max(worst, assert_close(check, f"logits after {accessor}[{i}] += delta", edited, expected))
+    return worst
+
+
+def check_edit_layers_output(s: Subject) -> float:
+    """Writing ``layers_output[i]`` equals adding the same delta to block i's output with a hook."""
+    element = s.spec.layer.hidden_element
+    return _edit_check(s, "edit_layers_output", "layers_output", lambda i, d: (s.hf_block(i), _hook_add(element, d)))
+
+
+def _branch_hook(s: Subject, branch: Branch, scale: Optional[float]) -> Callable[[int, torch.Tensor], tuple]:
+    def hook_for(i: int, delta: torch.Tensor) -> tuple:
+        module = s.hf_block(i).get_submodule(branch.contribution_path)
+        raw_delta = delta / scale if scale is not None else delta
+        # A module that adds the residual itself returns residual + contribution: the same delta applies.
+        return module, _hook_add(branch.element, raw_delta, flat=branch.flattened)
+
+    return hook_for
+
+
+def _branch_scale(s: Subject, branch: Branch) -> Optional[float]:
+    if branch.scale is None:
+        return None
+    return float(branch.scale if not isinstance(branch.scale, str) else read_config(s.hf.config, branch.scale))
+
+
+def _branch_edit(s: Subject, name: str, branch: Branch) -> float:
+    check = f"edit_{name}_output"
+    if s.spec.limits.contribution:
+        return 0.0  # the runtime refuses the accessor (check_contribution proves it)
+    return _edit_check(s, check, f"{name}_output", _branch_hook(s, branch, _branch_scale(s, branch)))
+
+
+def check_edit_attentions_output(s: Subject) -> float:
+    """Writing ``attentions_output[i]`` equals the same change of the attention contribution with a hook."""
+    return _branch_edit(s, "attentions", s.spec.attention)
+
+
+def check_edit_mlps_output(s: Subject) -> float:
+    """Writing ``mlps_output[i]`` equals the same change of the MLP contribution with a hook."""
+    return _branch_edit(s, "mlps", s.spec.mlp)
+
+
+def check_steer(s: Subject) -> float:
+    """``steer`` equals adding ``factor * vector`` to the chosen blocks' outputs with hooks."""
+    m, n = s.model, s.num_layers
+    vector = torch.randn(m.hidden_size, generator=torch.Generator().manual_seed(7))
+    element = s.spec.layer.hidden_element
+    worst = 0.0
+    for layers, positions in (([0, n - 1], None), ([n // 2], [1, -1])):
+        with m.trace(s.input_ids):
+            m.steer(layers=layers, steering_vector=vector, factor=1.5, positions=positions)
+            steered = m.logits.save()
+        delta = torch.zeros_like(s.reference.hidden_states[0])
+        if positions is None:
+            delta += 1.5 * vector
+        else:
+            delta[:, positions] += 1.5 * vector
+        expected = s.hf_logits([(s.hf_block(i), _hook_add(element, delta)) for i in layers])
+        assert_effect("steer", f"steer(layers={layers})", expected, s.reference.logits)
+        worst = max(worst, assert_close("steer", f"logits after steer(layers={layers}, positions={positions})", steered, expected))
+    return worst
+
+
+def check_skip_layers(s: Subject) -> float:
+    """``skip_layers(i, j)`` equals blocks i..j returning their input unchanged."""
+    m, n = s.model, s.num_layers
+    start, end = (1, n - 1) if n > 2 else (0, 0)
+    with m.trace(s.input_ids):
+        m.skip_layers(start, end)
+        skipped = m.logits.save()
+    element = s.spec.layer.hidden_element
+    hidden: dict[int, torch.Tensor] = {}
+
+    def keep_input(module: Any, args: Any, kwargs: Any) -> None:
+        hidden["x"] = args[0] if args else next(iter(kwargs.values()))
+
+    def pass_through(module: Any, args: Any, output: Any) -> Any:
+        if isinstance(output, tuple):
+            return output[:element] + (hidden["x"],) + output[element + 1 :]
+        return hidden["x"]
+
+    first = s.hf_block(start)
+    handle = first.register_forward_pre_hook(keep_input, with_kwargs=True)
+    try:
+        expected = s.hf_logits([(s.hf_block(i), pass_through) for i in range(start, end + 1)])
+    finally:
+        handle.remove()
+    assert_effect("skip_layers", f"skip_layers({start}, {end})", expected, s.reference.logits)
+    return assert_close("skip_layers", f"logits after skip_layers({start}, {end})", skipped, expected)
+
+
+def check_branch_inputs(s: Subject) -> float:
+    """``attentions_input[i]`` / ``mlps_input[i]`` equal what the HF branch modules receive, shaped
+    ``(batch, seq, hidden)``, and ``token_embeddings`` equals the embedding module's output."""
+    m, n = s.model, s.num_layers
+    got: dict[str, list] = {"attentions": [], "mlps": []}
+    with m.trace(s.input_ids):
+        embeddings = m.token_embeddings.save()
+        for i in range(n):
+            got["attentions"].append(m.attentions_input[i].save())
+            got["mlps"].append(m.mlps_input[i].save())
+    seen: dict[str, list] = {"attentions": [], "mlps": [], "embed": []}
+
+    def recorder(key: str, shape_like: bool) -> Callable:
+        def hook(module: Any, args: Any, kwargs: Any) -> None:
+            value = args[0] if args else next(iter(kwargs.values()))
+            seen[key].append(value.reshape(s.reference.hidden_states[0].shape[:2] + value.shape[-1:]) if shape_like else value)
+
+        return hook
+
+    handles = []
+    for key, branch in (("attentions", s.spec.attention), ("mlps", s.spec.mlp)):
+        for i in range(n):
+            module = s.hf_block(i).get_submodule(branch.input_path)
+            handles.append(module.register_forward_pre_hook(recorder(key, True), with_kwargs=True))
+    embed = s.hf.get_submodule(s.spec.modules.embed_tokens)
+    handles.append(embed.register_forward_hook(lambda mod, a, out: seen["embed"].append(out)))
+    try:
+        s.hf_logits()
+    finally:
+        for handle in handles:
+            handle.remove()
+    worst = assert_close("branch_inputs", "token_embeddings", embeddings, seen["embed"][0])
+    for key in ("attentions", "mlps"):
+        for i in range(n):
+            worst = max(worst, assert_close("branch_inputs", f"{key}_input[{i}]", got[key][i], seen[key][i]))
+    return worst
+
+
+#: Every check, in the order the matrix reports them.
+CHECKS: dict[str, Callable[[Subject], float]] = {
+    "layers_io": check_layers_io,
+    "contribution": check_contribution,
+    "project_on_vocab": check_project_on_vocab,
+    "logits": check_logits,
+    "branch_inputs": check_branch_inputs,
+    "edit_layers_output": check_edit_layers_output,
+    "edit_attentions_output": check_edit_attentions_output,
+    "edit_mlps_output": check_edit_mlps_output,
+    "steer": check_steer,
+    "skip_layers": check_skip_layers,
+}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check on one subject."""
+
+    check: str
+    passed: bool
+    max_diff: float
+    seconds: float
+    error: str = ""
+
+
+def run_checks(subject: Subject, names: Optional[list[str]] = None) -> list[CheckResult]:
+    """Run the named checks (default: all, in :data:`CHECKS` order) and report each one."""
+    results = []
+    for name in names or list(CHECKS):
+        start = time.perf_counter()
+        try:
+            worst = CHECKS[name](subject)
+            results.append(CheckResult(name, True, worst, time.perf_counter() - start))
+        except Exception as exc:  # noqa: BLE001 - every failure is reported, not raised
+            results.append(CheckResult(name, False, float("nan"), time.perf_counter() - start, f"{type(exc).__name__}: {exc}"))
+    return results

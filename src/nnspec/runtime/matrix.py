@@ -1,0 +1,202 @@
+"""The conformance matrix as a program: every spec (and variant) x every check, in parallel.
+
+``nnspec matrix`` builds each tiny checkpoint, runs :data:`~nnspec.runtime.conformance.CHECKS`
+in worker processes, shows a progress bar, prints a pass/fail table with seconds, and writes the
+table as Markdown and JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Optional
+
+from .adapter import installed_version
+
+#: Column titles for the checks, in report order.
+SHORT = {
+    "layers_io": "layers io",
+    "contribution": "contrib",
+    "project_on_vocab": "proj vocab",
+    "logits": "logits",
+    "branch_inputs": "branch in",
+    "edit_layers_output": "edit layer",
+    "edit_attentions_output": "edit attn",
+    "edit_mlps_output": "edit mlp",
+    "steer": "steer",
+    "skip_layers": "skip",
+}
+
+
+def subjects(specs: Optional[list[str]] = None, variants: bool = True) -> list[tuple[str, Optional[str]]]:
+    """(spec, variant) pairs to run: each spec's base checkpoint, then its variants."""
+    from .registry import adapter_by_name, spec_names
+
+    chosen = specs or spec_names()
+    pairs: list[tuple[str, Optional[str]]] = []
+    for name in chosen:
+        pairs.append((name, None))
+        if variants:
+            pairs += [(name, v) for v in adapter_by_name(name).spec.variants]
+    return pairs
+
+
+def run_one(spec_name: str, variant: Optional[str] = None, threads: int = 1) -> dict[str, Any]:
+    """Build, load and check one subject; never raises (failures are part of the result)."""
+    import torch
+
+    from . import conformance, tiny
+    from .registry import adapter_by_name
+
+    torch.set_num_threads(threads)
+    row: dict[str, Any] = {"spec": spec_name, "variant": variant, "error": "", "results": []}
+    start = time.perf_counter()
+    try:
+        spec = adapter_by_name(spec_name).spec
+        path = tiny.checkpoint(spec, variant)
+        row["build_seconds"] = time.perf_counter() - start
+        loaded = time.perf_counter()
+        subject = conformance.load_subject(f"{spec_name}/{variant or 'base'}", path)
+        row["load_seconds"] = time.perf_counter() - loaded
+        row["results"] = [
+            {**asdict(r), "max_diff": None if math.isnan(r.max_diff) else r.max_diff}
+            for r in conformance.run_checks(subject)
+        ]
+    except Exception as exc:  # noqa: BLE001 - reported in the table
+        row["error"] = f"{type(exc).__name__}: {exc}"
+    row["seconds"] = time.perf_counter() - start
+    return row
+
+
+def _init_worker() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    quiet_transformers()
+
+
+def quiet_transformers() -> None:
+    """No per-checkpoint progress bars or load reports from transformers (the matrix has its own)."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
+def run_matrix(
+    specs: Optional[list[str]] = None, jobs: int = 2, variants: bool = True, progress: bool = True
+) -> dict[str, Any]:
+    """Run the matrix; returns the report (rows in subject order, versions, wall time)."""
+    from tqdm.auto import tqdm
+
+    pairs = subjects(specs, variants)
+    start = time.perf_counter()
+    rows: dict[tuple[str, Optional[str]], dict[str, Any]] = {}
+    bar = tqdm(total=len(pairs), desc="conformance", unit="spec", disable=not progress)
+    if jobs <= 1:
+        quiet_transformers()
+        for pair in pairs:
+            bar.set_postfix_str(f"{pair[0]}/{pair[1] or 'base'}")
+            rows[pair] = run_one(*pair)
+            bar.update()
+    else:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_init_worker) as pool:
+            futures = {pool.submit(run_one, *pair): pair for pair in pairs}
+            for future in as_completed(futures):
+                pair = futures[future]
+                rows[pair] = future.result()
+                bar.set_postfix_str(f"{pair[0]}/{pair[1] or 'base'}")
+                bar.update()
+    bar.close()
+    return {
+        "schema": 1,
+        "versions": {p: installed_version(p) for p in ("nnspec", "torch", "transformers", "nnsight")},
+        "python": platform.python_version(),
+        "jobs": jobs,
+        "wall_seconds": time.perf_counter() - start,
+        "checks": list(SHORT),
+        "rows": [rows[pair] for pair in pairs],
+    }
+
+
+def passed(report: dict[str, Any]) -> bool:
+    return all(not r["error"] and all(c["passed"] for c in r["results"]) for r in report["rows"])
+
+
+def _cells(row: dict[str, Any], checks: list[str], ok: str, bad: str) -> list[str]:
+    by_check = {c["check"]: c for c in row["results"]}
+    return [
+        "error" if row["error"] else (ok if by_check[c]["passed"] else bad) if c in by_check else "-" for c in checks
+    ]
+
+
+def table(report: dict[str, Any]) -> str:
+    """The report as a fixed-width text table, failures listed underneath."""
+    checks = report["checks"]
+    header = ["spec"] + [SHORT[c] for c in checks] + ["seconds"]
+    lines = []
+    for row in report["rows"]:
+        name = row["spec"] + ("" if row["variant"] is None else f"/{row['variant']}")
+        lines.append([name] + _cells(row, checks, "pass", "FAIL") + [f"{row['seconds']:.1f}"])
+    widths = [max(len(r[i]) for r in [header] + lines) for i in range(len(header))]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    out.append("  ".join("-" * w for w in widths))
+    out += ["  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in lines]
+    failures = _failures(report)
+    total = sum(len(r["results"]) for r in report["rows"])
+    bad = len(failures)
+    out.append("")
+    out.append(
+        f"{len(report['rows'])} checkpoints, {total} checks, {bad} failed, "
+        f"{report['wall_seconds']:.1f} s wall with {report['jobs']} jobs "
+        f"(transformers {report['versions']['transformers']}, nnsight {report['versions']['nnsight']}, "
+        f"torch {report['versions']['torch']})"
+    )
+    out += [f"  FAIL {f}" for f in failures]
+    return "\n".join(out)
+
+
+def _failures(report: dict[str, Any]) -> list[str]:
+    found = []
+    for row in report["rows"]:
+        name = row["spec"] + ("" if row["variant"] is None else f"/{row['variant']}")
+        if row["error"]:
+            found.append(f"{name}: {row['error']}")
+        found += [f"{name} {c['check']}: {c['error']}" for c in row["results"] if not c["passed"]]
+    return found
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as a Markdown table."""
+    checks = report["checks"]
+    v = report["versions"]
+    out = [
+        "# Conformance matrix",
+        "",
+        f"transformers {v['transformers']}, nnsight {v['nnsight']}, torch {v['torch']}, Python {report['python']}; "
+        f"{report['wall_seconds']:.1f} s wall with {report['jobs']} jobs.",
+        "",
+        "| spec | " + " | ".join(SHORT[c] for c in checks) + " | seconds |",
+        "|---|" + "---|" * len(checks) + "---|",
+    ]
+    for row in report["rows"]:
+        name = row["spec"] + ("" if row["variant"] is None else f" / {row['variant']}")
+        out.append(f"| {name} | " + " | ".join(_cells(row, checks, "pass", "**FAIL**")) + f" | {row['seconds']:.1f} |")
+    failures = _failures(report)
+    if failures:
+        out += ["", "## Failures", ""] + [f"- {f}" for f in failures]
+    return "\n".join(out) + "\n"
+
+
+def write(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    """Write ``matrix.md`` and ``matrix.json`` into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md, js = out_dir / "matrix.md", out_dir / "matrix.json"
+    md.write_text(markdown(report), encoding="utf-8")
+    js.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    return md, js

@@ -1,0 +1,391 @@
+"""``StandardizedTransformer``: any HF causal LM behind one set of standard names, on NNsight."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+from nnsight.modeling.transformers import TransformersModel
+
+from ..compiler.schema import Branch, Spec
+from ..errors import ShapeMismatchError
+from .accessors import ModuleAccessor, ValueAccessor, layer_index
+from .adapter import Adapter, read_config
+from .ports import ContributionPort, InputPort, OutputPort
+from .registry import SpecArgument, resolve_adapter
+from .structure import BranchFacts, Structure, check_structure
+
+
+def _load_config(model: Any, trust_remote_code: bool, revision: Optional[str]) -> tuple[Any, str]:
+    """The HF config of ``model`` (a hub id, a local path or a loaded ``PreTrainedModel``)."""
+    if isinstance(model, torch.nn.Module):
+        return model.config, type(model).__name__
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(str(model), trust_remote_code=trust_remote_code, revision=revision), str(model)
+
+
+def _load_tokenizer(model: Any, trust_remote_code: bool, revision: Optional[str]) -> Any:
+    from transformers import AutoTokenizer
+
+    source = model.config.name_or_path if isinstance(model, torch.nn.Module) else str(model)
+    if not source:
+        raise ValueError("this model carries no name_or_path to load a tokenizer from: pass tokenizer=")
+    return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, revision=revision)
+
+
+class StandardizedTransformer(TransformersModel):
+    """A HuggingFace causal LM with standard names for every module and residual-stream value.
+
+    The model runs with the original HF code; an adapter compiled from the architecture's spec
+    tells nnspec where things are. Inside ``with model.trace(...)``, in forward order:
+
+    - ``layers_input[i]`` / ``layers_output[i]``: residual stream entering / leaving block ``i``,
+      ``(batch, seq, hidden)``; ``layers_output[i]`` equals HF ``hidden_states[i + 1]`` for
+      ``i < num_layers - 1``.
+    - ``attentions_input[i]`` / ``mlps_input[i]``: what each branch reads (after its input norm).
+    - ``attentions_output[i]`` / ``mlps_output[i]``: each branch's contribution to the residual
+      stream, so that ``layers_input[i] + attentions_output[i] + mlps_output[i] == layers_output[i]``.
+    - ``token_embeddings``, ``logits`` ``(batch, seq, vocab)``, ``next_token_probs`` ``(batch, vocab)``,
+      ``input_ids``, ``attention_mask``.
+
+    Every value accessor also takes assignment (``model.layers_output[3] = h``), which checks the
+    shape. Module accessors: ``embed_tokens``, ``layers[i]``, ``attentions[i]``, ``mlps[i]``,
+    ``ln_final``, ``lm_head``; blocks also answer to ``self_attn`` and ``mlp``.
+
+    Args:
+        model: a hub id, a local checkpoint directory, or a loaded ``PreTrainedModel``.
+        spec: a spec file path, a bundled spec name or an :class:`Adapter`, for a model no bundled
+            spec serves (default: found from ``config.model_type``).
+        tokenizer: the tokenizer to use (default: loaded from ``model``).
+        check_renaming: run the load-time structural checks (no forward pass). Default True.
+        enable_attention_probs: load with eager attention (``attn_implementation="eager"``).
+        rename: extra NNsight aliases, ``{native path: alias}``, merged over the spec's.
+        trust_remote_code: passed to the config, tokenizer and model loads.
+        allow_dispatch, check_attn_probs_with_trace: accepted for compatibility with nnterp; nnspec's
+            load-time checks never run the model, so neither has anything to control.
+        **kwargs: model kwargs (``dtype``, ``device_map``, ``attn_implementation``, ``revision``, ...)
+            and NNsight kwargs (``dispatch``).
+    """
+
+    def __init__(
+        self,
+        model: Union[str, Path, torch.nn.Module],
+        *,
+        spec: SpecArgument = None,
+        tokenizer: Any = None,
+        check_renaming: bool = True,
+        enable_attention_probs: bool = False,
+        rename: Optional[dict[str, str]] = None,
+        trust_remote_code: bool = False,
+        allow_dispatch: bool = True,
+        check_attn_probs_with_trace: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        if "rename_config" in kwargs:
+            raise TypeError(
+                "rename_config is nnterp's; in nnspec, describe the architecture in a spec file and pass spec='path.toml'"
+            )
+        if enable_attention_probs:
+            implementation = kwargs.get("attn_implementation", "eager")
+            if implementation != "eager":
+                raise ValueError(
+                    f"enable_attention_probs=True needs eager attention, but attn_implementation={implementation!r} "
+                    "was passed; drop one of the two"
+                )
+            kwargs["attn_implementation"] = "eager"
+        if isinstance(model, Path):
+            model = str(model)
+        revision = kwargs.get("revision")
+        config, source = _load_config(model, trust_remote_code, revision)
+        adapter = resolve_adapter(spec, getattr(config, "model_type", None), source)
+        effective = adapter.effective(config)
+        if tokenizer is None:
+            tokenizer = _load_tokenizer(model, trust_remote_code, revision)
+        aliases = dict(adapter.rename_for(effective))
+        aliases.pop(effective.modules.layers, None)  # `layers` is an nnspec accessor (index checks)
+        aliases.update(rename or {})
+        super().__init__(
+            model,
+            task="text-generation",
+            tokenizer=tokenizer,
+            rename=aliases,
+            trust_remote_code=trust_remote_code,
+            **kwargs,
+        )
+        self._adapter = adapter
+        self._spec = effective
+        self._enable_attention_probs = enable_attention_probs
+        hf_config = self._module.config
+        if check_renaming:
+            structure = check_structure(self._module, hf_config, effective, adapter.source)
+        else:
+            structure = Structure(num_layers=len(self._module.get_submodule(effective.modules.layers)))
+        self._structure = structure
+        self.num_layers: int = structure.num_layers
+        self.num_heads: int = adapter.config_value(hf_config, "num_heads")
+        self.num_kv_heads: int = adapter.config_value(hf_config, "num_kv_heads") or self.num_heads
+        self.hidden_size: int = adapter.config_value(hf_config, "hidden_size")
+        self.vocab_size: int = adapter.config_value(hf_config, "vocab_size")
+        self.head_dim: int = adapter.config_value(hf_config, "head_dim") or self.hidden_size // self.num_heads
+        self._block_shapes: dict[int, torch.Size] = {}
+        self._shape_hooks: list[Any] = []
+        self._install_accessors()
+        if self.dispatched:
+            self._install_shape_hooks()
+
+    # -- construction ---------------------------------------------------------------------------
+
+    @property
+    def spec(self) -> Spec:
+        """The effective spec for this model (base spec plus the overrides that apply)."""
+        return self._spec
+
+    @property
+    def adapter(self) -> Adapter:
+        """The adapter the spec was compiled into."""
+        return self._adapter
+
+    @property
+    def limits(self) -> dict[str, str]:
+        """Promises this model cannot keep, by capability, with the reason."""
+        return self._spec.limits.declared()
+
+    def _block(self, i: int) -> Any:
+        return self.get(self._spec.modules.layers)[i]
+
+    def _in_block(self, i: int, path: str) -> Any:
+        return self._block(i).get(path)
+
+    def _flat_shape(self, i: int) -> Any:
+        def shape() -> torch.Size:
+            return self._block_shapes[i]
+
+        return shape
+
+    def _contribution(self, label: str, branch: Branch, facts: BranchFacts, i: int) -> ContributionPort:
+        return ContributionPort(
+            f"{label}[{i}]",
+            self._in_block(i, branch.contribution_path),
+            element=branch.element,
+            scale=facts.scale,
+            residual_position=facts.residual_position,
+            residual_name=branch.includes_residual,
+            clone=branch.clone,
+            shape=self._flat_shape(i) if branch.flattened else None,
+        )
+
+    def _branch_input(self, label: str, branch: Branch, i: int) -> InputPort:
+        return InputPort(
+            f"{label}[{i}]",
+            self._in_block(i, branch.input_path),
+            shape=self._flat_shape(i) if branch.flattened else None,
+        )
+
+    def _install_accessors(self) -> None:
+        spec, n, limits = self._spec, self.num_layers, self._spec.limits
+        element = spec.layer.hidden_element
+        self.layers = ModuleAccessor("layers", n, self._block)
+        self.layers_input = ValueAccessor("layers_input", n, lambda i: InputPort(f"layers_input[{i}]", self._block(i)))
+        self.layers_output = ValueAccessor(
+            "layers_output", n, lambda i: OutputPort(f"layers_output[{i}]", self._block(i), element)
+        )
+        for name, branch, facts, module_limit in (
+            ("attention", spec.attention, self._structure.attention, limits.attention_module),
+            ("mlp", spec.mlp, self._structure.mlp, limits.mlp_module),
+        ):
+            plural = "attentions" if name == "attention" else "mlps"
+            path = branch.module
+            missing = module_limit or (None if path else f"the spec names no {name} module")
+            setattr(self, plural, ModuleAccessor(plural, n, lambda i, p=path: self._in_block(i, p), missing))
+            setattr(
+                self,
+                f"{plural}_input",
+                ValueAccessor(f"{plural}_input", n, lambda i, b=branch, l=f"{plural}_input": self._branch_input(l, b, i)),
+            )
+            setattr(
+                self,
+                f"{plural}_output",
+                ValueAccessor(
+                    f"{plural}_output",
+                    n,
+                    lambda i, b=branch, f=facts, l=f"{plural}_output": self._contribution(l, b, f, i),
+                    limits.contribution,
+                ),
+            )
+        self._token_embeddings = OutputPort("token_embeddings", self.get(spec.modules.embed_tokens))
+
+    # Blocks whose branches see flattened tokens need the block's (batch, seq) shape; a forward
+    # pre-hook on each block records it. Installed on the real modules once they exist.
+    def _install_shape_hooks(self) -> None:
+        if not (self._spec.attention.flattened or self._spec.mlp.flattened):
+            return
+        for handle in self._shape_hooks:
+            handle.remove()
+        blocks = self._module.get_submodule(self._spec.modules.layers)
+
+        def recorder(i: int) -> Any:
+            def hook(module: Any, args: tuple, kwargs: dict) -> None:
+                hidden = args[0] if args else next(iter(kwargs.values()))
+                self._block_shapes[i] = hidden.shape
+
+            return hook
+
+        self._shape_hooks = [
+            block.register_forward_pre_hook(recorder(i), with_kwargs=True) for i, block in enumerate(blocks)
+        ]
+
+    def dispatch(self) -> None:
+        """Load the real weights (done automatically by the first trace)."""
+        was = self.dispatched
+        super().dispatch()
+        if not was:
+            self._install_shape_hooks()
+
+    # -- model-level values -----------------------------------------------------------------------
+
+    @property
+    def token_embeddings(self) -> torch.Tensor:
+        """Output of the token embedding module, ``(batch, seq, hidden)`` (before any position
+        embedding or scaling the model applies afterwards)."""
+        return self._token_embeddings.get()
+
+    @token_embeddings.setter
+    def token_embeddings(self, value: torch.Tensor) -> None:
+        self._token_embeddings.set(value)
+
+    @property
+    def logits(self) -> torch.Tensor:
+        """The model's logits, ``(batch, seq, vocab)``, after every final transform."""
+        return self.output.logits
+
+    @property
+    def next_token_probs(self) -> torch.Tensor:
+        """Softmax of the last position's logits, ``(batch, vocab)`` (batches are left-padded)."""
+        return self.logits[:, -1, :].softmax(-1)
+
+    def _model_input(self, name: str) -> Any:
+        args, kwargs = self.inputs
+        if name in kwargs:
+            return kwargs[name]
+        if name == "input_ids" and args:
+            return args[0]
+        raise KeyError(f"this trace passed no {name} to the model")
+
+    @property
+    def input_ids(self) -> torch.Tensor:
+        """Token ids the model receives, ``(batch, seq)``. Read it before any module."""
+        return self._model_input("input_ids")
+
+    @property
+    def attention_mask(self) -> torch.Tensor:
+        """Attention mask the model receives, ``(batch, seq)``. Read it before any module."""
+        return self._model_input("attention_mask")
+
+    @property
+    def input_size(self) -> torch.Size:
+        """Shape of ``input_ids``, ``(batch, seq)``."""
+        return self.input_ids.shape
+
+    @property
+    def attn_probs_available(self) -> bool:
+        """Whether ``attention_probabilities`` can be read on this model."""
+        return False
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def project_on_vocab(self, hidden_state: torch.Tensor) -> torch.Tensor:
+        """Logits for residual-stream states ``(..., hidden)`` -> ``(..., vocab)``.
+
+        Applies ``ln_final``, any modules the spec lists before ``lm_head``, ``lm_head``, then every
+        final transform the model applies (softcapping, logit scale, divisors), so that
+        ``project_on_vocab(layers_output[-1])`` equals ``logits``. Works inside and outside a trace.
+        """
+        if not isinstance(hidden_state, torch.Tensor) or hidden_state.shape[-1] != self.hidden_size:
+            shape = tuple(hidden_state.shape) if isinstance(hidden_state, torch.Tensor) else type(hidden_state).__name__
+            raise ShapeMismatchError(
+                f"project_on_vocab(hidden_state): expected (..., {self.hidden_size}), got {shape}"
+            )
+        if not self.dispatched:
+            self.dispatch()
+        x = self.ln_final(hidden_state)
+        for path in self._spec.modules.before_lm_head:
+            x = self.get(path)(x)
+        x = self.lm_head(x)
+        config = self._module.config
+        for transform in self._spec.logits.transforms:
+            value = read_config(config, transform.key)
+            if value is None:
+                continue
+            if transform.op == "multiply":
+                x = x * value
+            elif transform.op == "divide":
+                x = x / value
+            else:
+                x = torch.tanh(x / value) * value
+        return x
+
+    def steer(
+        self,
+        layers: Union[int, list[int]],
+        steering_vector: torch.Tensor,
+        factor: float = 1,
+        positions: Union[int, list[int], torch.Tensor, None] = None,
+    ) -> None:
+        """Add ``factor * steering_vector`` to ``layers_output`` of each layer (at ``positions``,
+        default all). ``steering_vector`` has shape ``(hidden,)``."""
+        if not isinstance(steering_vector, torch.Tensor) or steering_vector.shape[-1:] != (self.hidden_size,):
+            shape = tuple(steering_vector.shape) if isinstance(steering_vector, torch.Tensor) else type(steering_vector).__name__
+            raise ShapeMismatchError(
+                f"steer(steering_vector=...): expected shape ({self.hidden_size},), got {shape}"
+            )
+        chosen = [layers] if not isinstance(layers, (list, tuple, range)) else list(layers)
+        for i in sorted({layer_index("steer(layers=...)", layer, self.num_layers) for layer in chosen}):
+            hidden = self.layers_output[i]
+            delta = factor * steering_vector.to(device=hidden.device, dtype=hidden.dtype)
+            if positions is None:
+                self.layers_output[i] = hidden + delta
+            else:
+                steered = hidden.clone()
+                steered[:, positions] += delta
+                self.layers_output[i] = steered
+
+    def skip_layers(self, start_layer: int, end_layer: int, skip_with: Optional[torch.Tensor] = None) -> None:
+        """Skip blocks ``start_layer..end_layer`` (inclusive): each returns ``skip_with``
+        (default: ``layers_input[start_layer]``) instead of running."""
+        start = layer_index("skip_layers(start_layer=...)", start_layer, self.num_layers)
+        end = layer_index("skip_layers(end_layer=...)", end_layer, self.num_layers)
+        if end < start:
+            raise ValueError(f"skip_layers: end_layer ({end_layer}) comes before start_layer ({start_layer})")
+        if skip_with is None:
+            skip_with = self.layers_input[start]
+        if self._spec.layer.returns == "tuple":
+            slots = [None] * (self._spec.layer.hidden_element + 2)
+            slots[self._spec.layer.hidden_element] = skip_with
+            replacement: Any = tuple(slots)
+        else:
+            replacement = skip_with
+        for i in range(start, end + 1):
+            self.layers[i].skip(replacement)
+
+    def skip_layer(self, layer: int, skip_with: Optional[torch.Tensor] = None) -> None:
+        """Skip one block: it returns ``skip_with`` (default: its input) instead of running."""
+        self.skip_layers(layer, layer, skip_with)
+
+    def get_topk_closest_tokens(self, hidden_state: torch.Tensor, k: int = 5) -> Union[dict[str, float], list[dict[str, float]]]:
+        """Top-``k`` tokens of ``softmax(project_on_vocab(h))`` for ``h`` of shape ``(hidden,)``
+        (one dict token -> probability) or ``(batch, hidden)`` (a list of dicts)."""
+        if hidden_state.ndim not in (1, 2):
+            raise ShapeMismatchError(
+                f"get_topk_closest_tokens(hidden_state): expected ({self.hidden_size},) or (batch, {self.hidden_size}), "
+                f"got {tuple(hidden_state.shape)}"
+            )
+        probs = self.project_on_vocab(hidden_state).softmax(-1)
+        top = torch.topk(probs, k=k, dim=-1)
+        rows = [(top.indices, top.values)] if hidden_state.ndim == 1 else list(zip(top.indices, top.values))
+        dicts = [
+            dict(zip(self.tokenizer.convert_ids_to_tokens(ids.tolist()), [float(v) for v in values]))
+            for ids, values in rows
+        ]
+        return dicts[0] if hidden_state.ndim == 1 else dicts

@@ -1,0 +1,171 @@
+"""Ports: how one standard value is read and written inside a trace.
+
+A port turns a module's raw NNsight value (tuple or tensor, flattened or not, with or without
+the residual already added) into the standard tensor, and turns a standard tensor given to a
+setter back into the raw value the model expects. Every getter returns ``(batch, seq, hidden)``
+for residual-stream values; every setter checks the shape it is given.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import torch
+from greenlet import getcurrent
+
+from ..errors import ShapeMismatchError
+
+
+def pick(raw: Any, element: int) -> torch.Tensor:
+    """The hidden state inside a module output that may be a tuple."""
+    return raw[element] if isinstance(raw, tuple) else raw
+
+
+def replace(raw: Any, element: int, value: torch.Tensor) -> Any:
+    """``raw`` with its hidden state replaced (same container type)."""
+    if isinstance(raw, tuple):
+        return raw[:element] + (value,) + raw[element + 1 :]
+    return value
+
+
+def check_value(label: str, value: Any, expected: torch.Size) -> None:
+    """Raise :class:`ShapeMismatchError` unless ``value`` is a tensor of shape ``expected``."""
+    if not isinstance(value, torch.Tensor):
+        raise ShapeMismatchError(f"{label} = value: expected a tensor of shape {tuple(expected)}, got {type(value).__name__}")
+    if value.shape != expected:
+        raise ShapeMismatchError(f"{label} = value: expected shape {tuple(expected)}, got {tuple(value.shape)}")
+
+
+def _worker_memo() -> dict:
+    """Per-invoke scratch space: lives on the worker greenlet running the trace body."""
+    worker = getcurrent()
+    memo = getattr(worker, "_nnspec_memo", None)
+    if memo is None:
+        memo = {}
+        worker._nnspec_memo = memo
+    return memo
+
+
+class Port:
+    """A standard value at one layer (or the model), with get and set."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def get(self) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def set(self, value: torch.Tensor) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class OutputPort(Port):
+    """A module's output (the ``element``-th item when the module returns a tuple)."""
+
+    def __init__(self, label: str, envoy: Any, element: int = 0) -> None:
+        super().__init__(label)
+        self.envoy = envoy
+        self.element = element
+
+    def get(self) -> torch.Tensor:
+        return pick(self.envoy.output, self.element)
+
+    def set(self, value: torch.Tensor) -> None:
+        raw = self.envoy.output
+        check_value(self.label, value, pick(raw, self.element).shape)
+        self.envoy.output = replace(raw, self.element, value)
+
+
+class InputPort(Port):
+    """A module's first input (the hidden state it reads)."""
+
+    def __init__(self, label: str, envoy: Any, shape: Optional[Callable[[], torch.Size]] = None) -> None:
+        super().__init__(label)
+        self.envoy = envoy
+        self.shape = shape  # block shape for modules that see flattened tokens
+
+    def get(self) -> torch.Tensor:
+        value = self.envoy.input
+        return value.view(self.shape()) if self.shape is not None else value
+
+    def set(self, value: torch.Tensor) -> None:
+        current = self.envoy.input
+        expected = self.shape() if self.shape is not None else current.shape
+        check_value(self.label, value, expected)
+        self.envoy.input = value.reshape(current.shape) if self.shape is not None else value
+
+
+class ContributionPort(Port):
+    """What a branch adds to the residual stream, from the module the spec names.
+
+    ``raw -> contribution``: pick the tuple element, restore the block shape, subtract the
+    residual the module added itself, multiply by the scale; clone when the model later mutates
+    the raw tensor in place. Setting inverts each step.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        envoy: Any,
+        element: int = 0,
+        scale: Optional[float] = None,
+        residual_position: Optional[int] = None,
+        residual_name: Optional[str] = None,
+        clone: bool = False,
+        shape: Optional[Callable[[], torch.Size]] = None,
+    ) -> None:
+        super().__init__(label)
+        self.envoy = envoy
+        self.element = element
+        self.scale = scale
+        self.residual_position = residual_position
+        self.residual_name = residual_name
+        self.clone = clone
+        self.shape = shape
+
+    # The residual is an input of the module, so it must be read before the module's output. A
+    # getter reads it and leaves it in the per-invoke memo, tagged with the output it belongs to,
+    # so that a setter following it in the same forward (``x[i] = x[i] * 2``) needs no re-read.
+    def _read_residual(self) -> torch.Tensor:
+        args, kwargs = self.envoy.inputs
+        if self.residual_name in kwargs:
+            return kwargs[self.residual_name]
+        return args[self.residual_position]
+
+    def get(self) -> torch.Tensor:
+        residual = self._read_residual() if self.residual_name is not None else None
+        element = pick(self.envoy.output, self.element)
+        value = element.view(self.shape()) if self.shape is not None else element
+        if residual is not None:
+            _worker_memo()[id(self)] = (residual, element)
+            value = value - residual
+        if self.scale is not None:
+            value = value * self.scale
+        if self.clone and value is element:
+            value = value.clone()
+        return value
+
+    def set(self, value: torch.Tensor) -> None:
+        residual, memo = None, None
+        if self.residual_name is not None:
+            memo = _worker_memo().pop(id(self), None)
+            residual = self._read_residual() if memo is None else memo[0]
+        raw = self.envoy.output
+        current = pick(raw, self.element)
+        if memo is not None and memo[1] is not current:
+            raise RuntimeError(
+                f"{self.label} was read in an earlier forward than the one it is being set in; "
+                "read it again before setting it, or set it without reading it first"
+            )
+        expected = self.shape() if self.shape is not None else current.shape
+        check_value(self.label, value, expected)
+        new = value
+        if self.scale is not None:
+            new = new / self.scale
+        if residual is not None:
+            new = new + residual
+        if self.shape is not None:
+            new = new.reshape(current.shape)
+        if self.clone and new is value:
+            new = value.clone()
+        self.envoy.output = replace(raw, self.element, new)

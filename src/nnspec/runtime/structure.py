@@ -1,0 +1,128 @@
+"""Load-time checks: every spec path resolves in the module tree and every config key exists.
+
+These are structural only (dictionary lookups on the meta model and the config) and never run a
+forward pass; the semantic promises are checked by the conformance matrix.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+
+from ..compiler.schema import Branch, Spec
+from ..errors import ModelStructureError, closest
+from .adapter import has_config, read_config
+
+
+@dataclass(frozen=True)
+class BranchFacts:
+    """What the runtime needs about one branch beyond its spec, found at load."""
+
+    scale: Optional[float] = None
+    residual_position: Optional[int] = None  # positional index of `includes_residual` in forward()
+
+
+@dataclass(frozen=True)
+class Structure:
+    """Facts found while checking a model against its spec."""
+
+    num_layers: int
+    attention: BranchFacts = field(default_factory=BranchFacts)
+    mlp: BranchFacts = field(default_factory=BranchFacts)
+
+
+def _nearest(root: torch.nn.Module, path: str) -> str:
+    names = [name for name, _ in root.named_modules() if name]
+    found = closest(path, names)
+    if not found:
+        parent = path.rsplit(".", 1)[0] if "." in path else ""
+        found = [n for n in names if n.count(".") == path.count(".") and n.startswith(parent)][:5]
+    return f" (closest: {', '.join(repr(f) for f in found)})" if found else ""
+
+
+def _submodule(root: torch.nn.Module, path: str, key: str, source: str, where: str) -> torch.nn.Module:
+    try:
+        module = root.get_submodule(path)
+    except AttributeError:
+        raise ModelStructureError(
+            f"{source}: {key} = {path!r} does not exist in {where}{_nearest(root, path)}"
+        ) from None
+    if module is None:  # pragma: no cover - get_submodule never returns None today
+        raise ModelStructureError(f"{source}: {key} = {path!r} is None in {where}")
+    return module
+
+
+def _config_key(config: Any, key: str, spec_key: str, source: str) -> Any:
+    if not has_config(config, key):
+        names = [n for n in dir(config) if not n.startswith("_")]
+        raise ModelStructureError(
+            f"{source}: {spec_key} names config key {key!r}, which {type(config).__name__} does not have"
+            f"{'' if not closest(key, names) else ' (closest: ' + ', '.join(repr(n) for n in closest(key, names)) + ')'}"
+        )
+    return read_config(config, key)
+
+
+def _branch(
+    blocks: torch.nn.ModuleList, branch: Branch, name: str, config: Any, source: str
+) -> BranchFacts:
+    for key in ("module", "input", "contribution"):
+        path = getattr(branch, key)
+        if path is None:
+            continue
+        for i, block in enumerate(blocks):
+            _submodule(block, path, f"{name}.{key}", source, f"block {i} ({type(block).__name__})")
+    scale = branch.scale
+    if isinstance(scale, str):
+        scale = _config_key(config, scale, f"{name}.scale", source)
+    position = None
+    if branch.includes_residual is not None:
+        target = blocks[0].get_submodule(branch.contribution_path)
+        # The class's forward: NNsight re-binds the instance's, and `self` comes first.
+        parameters = list(inspect.signature(type(target).forward).parameters)[1:]
+        if branch.includes_residual not in parameters:
+            raise ModelStructureError(
+                f"{source}: {name}.includes_residual = {branch.includes_residual!r} is not an argument of "
+                f"{type(target).__name__}.forward{'' if not closest(branch.includes_residual, parameters) else ' (closest: ' + ', '.join(repr(p) for p in closest(branch.includes_residual, parameters)) + ')'}"
+            )
+        position = parameters.index(branch.includes_residual)
+    return BranchFacts(scale=None if scale is None else float(scale), residual_position=position)
+
+
+def check_structure(root: torch.nn.Module, config: Any, spec: Spec, source: str) -> Structure:
+    """Check ``spec`` against ``root`` (a meta or real HF model) and ``config``.
+
+    Raises:
+        ModelStructureError: naming the spec file, the key, the missing path or config key and the
+        closest real ones.
+    """
+    where = type(root).__name__
+    for key in ("embed_tokens", "layers", "ln_final", "lm_head"):
+        _submodule(root, getattr(spec.modules, key), f"modules.{key}", source, where)
+    for i, path in enumerate(spec.modules.before_lm_head):
+        _submodule(root, path, f"modules.before_lm_head[{i}]", source, where)
+    blocks = root.get_submodule(spec.modules.layers)
+    if not isinstance(blocks, (torch.nn.ModuleList, torch.nn.Sequential)) or len(blocks) == 0:
+        raise ModelStructureError(
+            f"{source}: modules.layers = {spec.modules.layers!r} is a {type(blocks).__name__}, "
+            "not a non-empty list of blocks"
+        )
+    for attribute in ("num_layers", "num_heads", "num_kv_heads", "hidden_size", "vocab_size", "head_dim"):
+        key = getattr(spec.config, attribute)
+        if key is not None:
+            _config_key(config, key, f"config.{attribute}", source)
+    num_layers = read_config(config, spec.config.num_layers)
+    if num_layers != len(blocks):
+        raise ModelStructureError(
+            f"{source}: config.{spec.config.num_layers} = {num_layers} but {spec.modules.layers!r} "
+            f"holds {len(blocks)} blocks"
+        )
+    for i, transform in enumerate(spec.logits.transforms):
+        _config_key(config, transform.key, f"logits.transforms[{i}].key", source)
+    return Structure(
+        num_layers=len(blocks),
+        attention=_branch(blocks, spec.attention, "attention", config, source),
+        mlp=_branch(blocks, spec.mlp, "mlp", config, source),
+    )
