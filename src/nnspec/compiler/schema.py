@@ -212,7 +212,10 @@ class Tiny(_Strict):
     tokenizer: Literal["byte_level", "metaspace"] = Field(
         "byte_level", description="Kind of tokenizer trained locally for the checkpoint."
     )
-    config: dict[str, Any] = Field(default_factory=dict, description="Overrides of the HF config defaults.")
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Overrides of the HF config defaults; an empty string removes an inherited override.",
+    )
 
 
 class Condition(_Strict):

@@ -385,7 +385,7 @@ class StandardizedTransformer(TransformersModel):
         top = torch.topk(probs, k=k, dim=-1)
         rows = [(top.indices, top.values)] if hidden_state.ndim == 1 else list(zip(top.indices, top.values))
         dicts = [
-            dict(zip(self.tokenizer.convert_ids_to_tokens(ids.tolist()), [float(v) for v in values]))
+            dict(zip(self.tokenizer.convert_ids_to_tokens(ids.tolist()), values.detach().tolist()))
             for ids, values in rows
         ]
         return dicts[0] if hidden_state.ndim == 1 else dicts

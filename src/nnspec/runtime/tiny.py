@@ -109,7 +109,10 @@ def _publish(path: Path, build: Any) -> None:
 
 
 def tiny_config_values(spec: Spec, variant: Optional[str] = None) -> dict[str, Any]:
-    """The config overrides of ``spec``'s tiny checkpoint (plus ``variant``'s)."""
+    """The config overrides of ``spec``'s tiny checkpoint (plus ``variant``'s).
+
+    An empty string removes an inherited override, leaving the HF default.
+    """
     values = dict(spec.tiny.config)
     if variant is not None:
         if variant not in spec.variants:
@@ -118,7 +121,7 @@ def tiny_config_values(spec: Spec, variant: Optional[str] = None) -> dict[str, A
                 f"variants: {', '.join(spec.variants) or 'none'}"
             )
         values.update(spec.variants[variant])
-    return values
+    return {key: value for key, value in values.items() if value != ""}
 
 
 def build(spec: Spec, directory: Path | str, variant: Optional[str] = None, seed: int = 0) -> Path:
