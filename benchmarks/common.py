@@ -1,0 +1,57 @@
+"""Shared helpers for the benchmarks: checkpoints built offline, interleaved timing, ratios."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def gpt2_small(directory: Path) -> Path:
+    """A GPT-2-small-sized (12 layers, 768 wide, 50257 vocab) random checkpoint, built once."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from nnspec.runtime import tiny
+
+    if (directory / "config.json").is_file():
+        return directory
+    config = AutoConfig.for_model("gpt2", n_layer=12, n_embd=768, n_head=12, vocab_size=50257)
+    AutoModelForCausalLM.from_config(config).save_pretrained(directory)
+    tiny.tokenizer("byte_level").save_pretrained(directory)
+    return directory
+
+
+def interleaved(candidates: dict[str, Callable[[], Any]], repeats: int, warmup: int = 2) -> dict[str, list[float]]:
+    """Time each candidate ``repeats`` times, alternating between them so drift hits all alike."""
+    for _ in range(warmup):
+        for run in candidates.values():
+            run()
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, run in candidates.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def report(title: str, times: dict[str, list[float]], baseline: str, target: float | None = None) -> float:
+    """Print medians and ratios against ``baseline``; returns the worst ratio."""
+    base = statistics.median(times[baseline])
+    print(f"\n{title}")
+    print(f"  {'candidate':28s} {'median':>10s} {'ratio':>7s}")
+    worst = 0.0
+    for name, values in times.items():
+        median = statistics.median(values)
+        ratio = median / base
+        if name != baseline:
+            worst = max(worst, ratio)
+        print(f"  {name:28s} {median * 1000:8.1f}ms {ratio:6.2f}x")
+    if target is not None:
+        verdict = "meets" if worst <= target else "MISSES"
+        print(f"  target <= {target:.2f}x: {verdict} ({worst:.2f}x)")
+    return worst
