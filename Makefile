@@ -33,6 +33,7 @@ compile: venv
 
 bench: venv
 	$(PY) benchmarks/load_overhead.py
+	$(PY) benchmarks/interventions.py
 
 clean:
 	rm -rf $(VENV) matrix-results .pytest_cache build src/*.egg-info

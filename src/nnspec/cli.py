@@ -94,6 +94,42 @@ def _matrix(args: argparse.Namespace) -> int:
     return 0 if matrix.passed(report) else 1
 
 
+def _lens(args: argparse.Namespace) -> int:
+    import torch
+
+    from .runtime.display import display_token, lens_grid, plot_logit_lens
+
+    torch.set_num_threads(args.threads)
+    if len(args.words) > 2:
+        raise SystemExit("nnspec lens: give [MODEL] PROMPT (quote the prompt)")
+    model_id, prompt = (args.words if len(args.words) == 2 else (None, args.words[0]))
+    model = _lens_model(model_id, args.spec)
+    grid = lens_grid(model, prompt, k=args.k)
+    last = len(grid["tokens"]) - 1
+    print(f"logit lens at the last token of {prompt!r} ({model.spec.name}, {model.num_layers} layers)")
+    for layer, cells in zip(grid["layers"], grid["top"]):
+        tops = "  ".join(f"{display_token(tok)!r} {p:.3f}" for tok, p in cells[last])
+        print(f"  layer {layer:3d}: {tops}")
+    if args.plot or args.html:
+        plot_logit_lens(model, prompt, path=args.plot, html_path=args.html, k=args.k)
+        print("wrote " + " and ".join(str(p) for p in (args.plot, args.html) if p))
+    return 0
+
+
+def _lens_model(model_id: Optional[str], spec: Optional[str]) -> object:
+    from .runtime import tiny
+    from .runtime.model import StandardizedTransformer
+    from .runtime.registry import adapter_by_name
+
+    if model_id is None:
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()
+        model_id = str(tiny.checkpoint(adapter_by_name("gpt2").spec))
+        print(f"(no MODEL given: using the tiny offline gpt2 checkpoint at {model_id}; its weights are random)")
+    return StandardizedTransformer(model_id, spec=spec)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nnspec", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -125,6 +161,15 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--threads", type=int, default=1)
     k.add_argument("--trust-remote-code", action="store_true")
     k.set_defaults(run=_check)
+
+    le = sub.add_parser("lens", help="logit lens: top tokens per layer at the last token of a prompt")
+    le.add_argument("words", nargs="+", metavar="[MODEL] PROMPT", help="hub id or local path (default: tiny offline gpt2), then the prompt")
+    le.add_argument("--spec", help="spec file or bundled spec name")
+    le.add_argument("--plot", help="save a layers x positions heatmap PNG here")
+    le.add_argument("--html", help="save the heatmap as an HTML page here")
+    le.add_argument("-k", type=int, default=5, help="tokens per layer (default 5)")
+    le.add_argument("--threads", type=int, default=1)
+    le.set_defaults(run=_lens)
 
     m = sub.add_parser("matrix", help="build every spec's tiny checkpoint and run every check")
     m.add_argument("--specs", help="comma-separated spec names (default: all)")
