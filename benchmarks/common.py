@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+import tempfile
 import statistics
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def setup(doc: str, **extra: int) -> tuple[argparse.Namespace, str]:
+    """Parse ``--repeats``, ``--dir`` and ``extra`` int options; one thread, quiet loads; returns
+    the arguments and the GPT-2-small-sized checkpoint path."""
+    import torch
+    from transformers.utils import logging
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "nnspec-bench" / "gpt2-small"))
+    for name, default in extra.items():
+        parser.add_argument(f"--{name}", type=int, default=default)
+    args = parser.parse_args()
+    logging.disable_progress_bar()
+    torch.set_num_threads(1)
+    return args, str(gpt2_small(Path(args.dir)))
 
 
 def gpt2_small(directory: Path) -> Path:

@@ -10,11 +10,7 @@
 
 from __future__ import annotations
 
-import argparse
-import tempfile
-from pathlib import Path
-
-from common import gpt2_small, interleaved, report
+from common import interleaved, report, setup
 
 PROMPTS = [
     "The Eiffel Tower is in the city of",
@@ -29,22 +25,12 @@ PROMPTS = [
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "nnspec-bench" / "gpt2-small"))
-    args = parser.parse_args()
-
+    args, path = setup(__doc__, batch=8)
     import torch
     from transformers import AutoModelForCausalLM
-    from transformers.utils import logging
 
     from nnspec import StandardizedTransformer
     from nnspec.interventions import TargetPrompt, logit_lens, patchscope_lens
-
-    logging.disable_progress_bar()
-    torch.set_num_threads(1)
-    path = str(gpt2_small(Path(args.dir)))
     model = StandardizedTransformer(path, dispatch=True)
     hf = AutoModelForCausalLM.from_pretrained(path)
     prompts = (PROMPTS * (args.batch // len(PROMPTS) + 1))[: args.batch]

@@ -9,29 +9,15 @@ trace (weights dispatched + one forward) relative to bare NNsight, for context.
 
 from __future__ import annotations
 
-import argparse
-import tempfile
-from pathlib import Path
-
-from common import gpt2_small, interleaved, report
+from common import interleaved, report, setup
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "nnspec-bench" / "gpt2-small"))
-    args = parser.parse_args()
-
-    import torch
+    args, path = setup(__doc__)
     from nnsight.modeling.transformers import TransformersModel
     from transformers import AutoTokenizer
-    from transformers.utils import logging
 
     from nnspec import StandardizedTransformer
-
-    logging.disable_progress_bar()
-    torch.set_num_threads(1)
-    path = str(gpt2_small(Path(args.dir)))
 
     def bare() -> object:
         return TransformersModel(path, task="text-generation", tokenizer=AutoTokenizer.from_pretrained(path))
