@@ -20,6 +20,7 @@ CAPABILITIES = (
     "mlp_module",
     "attention_probabilities",
     "qkv",
+    "per_head_output",
     "padding",
 )
 
@@ -106,18 +107,29 @@ class LayerIO(_Strict):
     hidden_element: int = Field(0, ge=0, description="Index of the hidden state when the block returns a tuple.")
 
 
-class SourceRef(_Strict):
-    """An operation inside a module's forward, reached through NNsight's ``.source``.
+class OpStep(_Strict):
+    """One operation inside a forward, as NNsight's ``.source`` labels it (``{name}_{n}``)."""
 
-    The runtime resolves ``operation`` against the labels NNsight assigns (which change between
-    NNsight releases) rather than hard-coding one spelling.
+    name: str = Field(description="Operation name without NNsight's counter suffix, e.g. 'attention_interface'.")
+    occurrence: int = Field(
+        -1, description="Which of the operations so named, in source order (-1: the last, e.g. the call after a binding)."
+    )
+
+
+class SourceRef(_Strict):
+    """A value inside the attention computation: a module, then nested operations in its source.
+
+    The runtime resolves each step against the labels NNsight assigns at run time (they change
+    between NNsight releases) instead of hard-coding a label.
     """
 
     module: Optional[str] = Field(None, description="Path inside the attention module; null is the attention module itself.")
-    operation: str = Field(description="Operation name without its call suffix, e.g. 'attention_interface'.")
-    occurrence: int = Field(0, ge=0, description="Which call of that operation, in forward order.")
-    io: Literal["input", "output"] = Field("output", description="Read the operation's inputs or its output.")
+    ops: list[OpStep] = Field(
+        default_factory=list, description="Operations to drill into, each inside the previous one's source; empty: the module."
+    )
+    io: Literal["input", "output"] = Field("output", description="Read the positional inputs or the output.")
     index: Optional[int] = Field(None, ge=0, description="Element of the positional inputs or of a tuple output.")
+    transpose: bool = Field(False, description="Swap dims 1 and 2 to reach the standard layout.")
 
 
 class Branch(_Strict):
@@ -163,11 +175,24 @@ class Attention(Branch):
     kind: Literal["softmax", "linear", "none"] = Field(
         "softmax", description="What the token mixer computes; only softmax attention has probabilities."
     )
-    probabilities: Optional[SourceRef] = Field(None, description="Where the post-softmax weights are produced.")
-    queries: Optional[SourceRef] = Field(None, description="Queries as they enter the score computation.")
-    keys: Optional[SourceRef] = Field(None, description="Keys as they enter the score computation.")
-    values: Optional[SourceRef] = Field(None, description="Values as they enter the weighted sum.")
-    per_head_output: Optional[SourceRef] = Field(None, description="Per-head output before the output projection.")
+    output_projection: Optional[str] = Field(
+        None, description="Module inside the attention that maps the merged heads to the hidden size (e.g. 'o_proj')."
+    )
+    score: Literal["scaled_dot_product", "other"] = Field(
+        "scaled_dot_product",
+        description="scaled_dot_product: softmax(q k^T * scale [softcapped] + mask); other: extra terms (ALiBi...).",
+    )
+    score_scale: Union[str, float, None] = Field(
+        None, description="Score multiplier: a config key whose value s gives s**-0.5, or the number itself; null: head_dim**-0.5."
+    )
+    score_softcap: Optional[str] = Field(None, description="Config key of a tanh softcap applied to the scores.")
+    probabilities: Optional[SourceRef] = Field(None, description="Post-softmax weights (batch, heads, q, k) as the model uses them.")
+    queries: Optional[SourceRef] = Field(None, description="Queries as they enter the score computation (batch, heads, seq, head_dim).")
+    keys: Optional[SourceRef] = Field(None, description="Keys as they enter the score computation (batch, kv_heads, seq, head_dim).")
+    values: Optional[SourceRef] = Field(None, description="Values as they enter the weighted sum (batch, kv_heads, seq, head_dim).")
+    per_head_output: Optional[SourceRef] = Field(
+        None, description="Per-head output before the output projection (batch, seq, heads, head_dim)."
+    )
 
 
 class Residual(_Strict):
@@ -200,6 +225,7 @@ class Limits(_Strict):
     mlp_module: Optional[str] = None
     attention_probabilities: Optional[str] = None
     qkv: Optional[str] = None
+    per_head_output: Optional[str] = None
     padding: Optional[str] = None
 
     def declared(self) -> dict[str, str]:

@@ -22,8 +22,17 @@ class BloomAdapter(Adapter):
                      'layers': 'transformer.h',
                      'ln_final': 'transformer.ln_f'},
          'layer': {'returns': 'tuple'},
-         'attention': {'module': 'self_attention', 'includes_residual': 'residual'},
+         'attention': {'module': 'self_attention',
+                       'includes_residual': 'residual',
+                       'score': 'other',
+                       'probabilities': {'module': 'attention_dropout'},
+                       'queries': {'ops': [{'name': 'self__reshape'}], 'index': 0},
+                       'keys': {'ops': [{'name': 'self__reshape'}], 'index': 1},
+                       'values': {'ops': [{'name': 'self__reshape'}], 'index': 2}},
          'mlp': {'module': 'mlp', 'includes_residual': 'residual'},
+         'limits': {'per_head_output': 'BLOOM folds heads into the batch dimension (batch*heads, '
+                                       'seq, head_dim) before merging them; no per-head output is '
+                                       'declared.'},
          'tiny': {'config': {'hidden_size': 64, 'n_layer': 3, 'n_head': 4}},
          'variants': {'post_layernorm_residual': {'apply_residual_connection_post_layernorm': True}},
          'overrides': [{'when': {'config': {'apply_residual_connection_post_layernorm': True}},

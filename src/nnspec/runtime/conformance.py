@@ -12,9 +12,10 @@ The same checks back the pytest matrix, ``nnspec matrix`` and ``nnspec check MOD
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 
@@ -348,6 +349,168 @@ def check_branch_inputs(s: Subject) -> float:
     return worst
 
 
+def _expect_refusal(check: str, s: Subject, accessor: str) -> float:
+    """Where the spec declares a capability unavailable, the runtime must refuse with the reason."""
+    try:
+        with s.model.trace(s.input_ids):
+            getattr(s.model, accessor)[0]
+    except CapabilityUnavailableError:
+        return 0.0
+    raise ConformanceError(f"{check}: the spec declares {accessor} unavailable, but the runtime served it")
+
+
+@contextlib.contextmanager
+def _softmax_edit(module: torch.nn.Module, edit: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[list[int]]:
+    """Apply ``edit`` to every softmax computed inside ``module``'s forward (plain torch, no NNsight)."""
+    functional = torch.nn.functional
+    original = functional.softmax
+    inside, calls = [False], [0]
+
+    def softmax(*args: Any, **kwargs: Any) -> torch.Tensor:
+        out = original(*args, **kwargs)
+        if inside[0]:
+            calls[0] += 1
+            return edit(out)
+        return out
+
+    handles = [
+        module.register_forward_pre_hook(lambda *a: inside.__setitem__(0, True)),
+        module.register_forward_hook(lambda *a: inside.__setitem__(0, False)),
+    ]
+    functional.softmax = softmax
+    try:
+        yield calls
+    finally:
+        functional.softmax = original
+        for handle in handles:
+            handle.remove()
+
+
+def check_attention_probabilities(s: Subject) -> float:
+    """``attention_probabilities[i]`` equals HF eager ``attentions[i]``; setting it equals the same
+    edit made to the softmax output inside the attention computation."""
+    m, n = s.model, s.num_layers
+    if m.attention_probabilities.unavailable is not None:
+        return _expect_refusal("attention_probabilities", s, "attention_probabilities")
+    with torch.no_grad():
+        reference = s.hf(s.input_ids, output_attentions=True).attentions
+    probs = []
+    with m.trace(s.input_ids):
+        for i in range(n):
+            probs.append(m.attention_probabilities[i].save())
+    worst = 0.0
+    for i in range(n):
+        worst = max(worst, assert_close("attention_probabilities", f"attention_probabilities[{i}]", probs[i], reference[i]))
+    for i in range(n):
+        weights = torch.rand(probs[i].shape, generator=torch.Generator().manual_seed(50 + i)) + 0.1
+
+        def edit(p: torch.Tensor, w: torch.Tensor = weights) -> torch.Tensor:
+            q = p * w.to(p.dtype)
+            return q / q.sum(-1, keepdim=True)
+
+        with m.trace(s.input_ids):
+            m.attention_probabilities[i] = edit(m.attention_probabilities[i])
+            edited = m.logits.save()
+        attention = s.hf_block(i).get_submodule(s.spec.attention.module)
+        with _softmax_edit(attention, edit) as calls:
+            expected = s.hf_logits()
+        if calls[0] != 1:
+            raise ConformanceError(f"attention_probabilities: layer {i}'s attention computed {calls[0]} softmaxes, expected 1")
+        assert_effect("attention_probabilities", f"setting attention_probabilities[{i}]", expected, s.reference.logits)
+        worst = max(worst, assert_close("attention_probabilities", f"logits after setting attention_probabilities[{i}]", edited, expected))
+    return worst
+
+
+def _repeat_kv(x: torch.Tensor, heads: int) -> torch.Tensor:
+    return x.repeat_interleave(heads // x.shape[1], dim=1)
+
+
+def check_qkv(s: Subject) -> float:
+    """``queries``/``keys``/``values`` recompute the attention probabilities (scaled dot-product
+    scores) and, with ``attention_heads_output``, the attention output through the output projection."""
+    m, n, att = s.model, s.num_layers, s.spec.attention
+    if m.queries.unavailable is not None:
+        return _expect_refusal("qkv", s, "queries")
+    got: dict[str, list] = {}
+    for name in ("queries", "keys", "values"):  # one trace each: their order in the forward varies
+        got[name] = []
+        with m.trace(s.input_ids):
+            for i in range(n):
+                got[name].append(getattr(m, name)[i].save())
+    masks: list[Any] = []
+    outputs: list[torch.Tensor] = []
+    handles = []
+    for i in range(n):
+        module = s.hf_block(i).get_submodule(att.module)
+        handles.append(module.register_forward_pre_hook(lambda mod, a, kw: masks.append(kw.get("attention_mask")), with_kwargs=True))
+        handles.append(module.register_forward_hook(lambda mod, a, out: outputs.append(out[att.element] if isinstance(out, tuple) else out)))
+    try:
+        with torch.no_grad():
+            probs_reference = s.hf(s.input_ids, output_attentions=True).attentions
+    finally:
+        for handle in handles:
+            handle.remove()
+    worst = 0.0
+    config = s.hf.config
+    for i in range(n):
+        q, k, v = got["queries"][i], got["keys"][i], got["values"][i]
+        batch, seq = s.input_ids.shape
+        if q.shape != (batch, m.num_heads, seq, m.head_dim) or k.shape[-2:] != (seq, m.head_dim) or m.num_heads % k.shape[1]:
+            raise ConformanceError(f"qkv: layer {i} has queries {tuple(q.shape)}, keys {tuple(k.shape)}: not (batch, heads, seq, head_dim)")
+        if att.score != "scaled_dot_product":
+            continue
+        scale = att.score_scale
+        scale = m.head_dim ** -0.5 if scale is None else (float(read_config(config, scale)) ** -0.5 if isinstance(scale, str) else scale)
+        scores = q @ _repeat_kv(k, m.num_heads).transpose(-1, -2) * scale
+        cap = read_config(config, att.score_softcap) if att.score_softcap else None
+        if cap:
+            scores = torch.tanh(scores / cap) * cap
+        mask = masks[i]
+        if mask is None:
+            mask = torch.full((seq, seq), float("-inf")).triu(1)
+        elif mask.dtype == torch.bool:
+            mask = torch.zeros(mask.shape).masked_fill(~mask, float("-inf"))
+        probs = (scores + mask).softmax(-1)
+        worst = max(worst, assert_close("qkv", f"softmax(q k^T) of layer {i} vs attentions[{i}]", probs, probs_reference[i]))
+        if m.attention_heads_output.unavailable is None and att.output_projection:
+            with m.trace(s.input_ids):
+                heads = m.attention_heads_output[i].save()
+            expected = (probs_reference[i] @ _repeat_kv(v, m.num_heads)).transpose(1, 2)
+            worst = max(worst, assert_close("qkv", f"attention_heads_output[{i}] vs probabilities @ values", heads, expected))
+            projection = s.hf_block(i).get_submodule(f"{att.module}.{att.output_projection}")
+            with torch.no_grad():
+                projected = projection(heads.flatten(-2))
+            worst = max(worst, assert_close("qkv", f"{att.output_projection}(attention_heads_output[{i}]) vs attention output", projected, outputs[i]))
+    return worst
+
+
+def check_padding(s: Subject) -> float:
+    """A left-padded batch gives each prompt the logits and residual stream it gets alone, on its
+    real tokens, and ``next_token_probs`` reads its last real token."""
+    m, n = s.model, s.num_layers
+    prompts = ["The capital of France is", "Hi", "Once upon a time there was a small model that lived on a laptop"]
+    batch_states: list[Any] = []
+    with m.trace(prompts):
+        for i in range(n):
+            batch_states.append(m.layers_output[i].save())
+        batch_logits = m.logits.save()
+        batch_probs = m.next_token_probs.save()
+    mask = m.tokenizer(prompts, return_tensors="pt", padding=True)["attention_mask"].bool()
+    worst = 0.0
+    for row, prompt in enumerate(prompts):
+        alone: list[Any] = []
+        with m.trace(prompt):
+            for i in range(n):
+                alone.append(m.layers_output[i].save())
+            logits = m.logits.save()
+        real = mask[row]
+        worst = max(worst, assert_close("padding", f"logits of prompt {row} in a padded batch", batch_logits[row][real], logits[0]))
+        worst = max(worst, assert_close("padding", f"next_token_probs of prompt {row}", batch_probs[row], logits[0, -1].softmax(-1)))
+        for i in range(n):
+            worst = max(worst, assert_close("padding", f"layers_output[{i}] of prompt {row}", batch_states[i][row][real], alone[i][0]))
+    return worst
+
+
 #: Every check, in the order the matrix reports them.
 CHECKS: dict[str, Callable[[Subject], float]] = {
     "layers_io": check_layers_io,
@@ -360,6 +523,9 @@ CHECKS: dict[str, Callable[[Subject], float]] = {
     "edit_mlps_output": check_edit_mlps_output,
     "steer": check_steer,
     "skip_layers": check_skip_layers,
+    "attention_probabilities": check_attention_probabilities,
+    "qkv": check_qkv,
+    "padding": check_padding,
 }
 
 

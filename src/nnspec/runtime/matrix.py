@@ -32,6 +32,9 @@ SHORT = {
     "edit_mlps_output": "edit mlp",
     "steer": "steer",
     "skip_layers": "skip",
+    "attention_probabilities": "attn probs",
+    "qkv": "qkv",
+    "padding": "padding",
 }
 
 

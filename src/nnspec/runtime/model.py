@@ -9,11 +9,12 @@ import torch
 from nnsight.modeling.transformers import TransformersModel
 
 from ..compiler.schema import Branch, Spec
-from ..errors import ShapeMismatchError
+from ..errors import CapabilityUnavailableError, ShapeMismatchError
 from .accessors import ModuleAccessor, ValueAccessor, layer_index
 from .adapter import Adapter, read_config
 from .ports import ContributionPort, InputPort, OutputPort
 from .registry import SpecArgument, resolve_adapter
+from .sources import SourcePort
 from .structure import BranchFacts, Structure, check_structure
 
 
@@ -49,6 +50,10 @@ class StandardizedTransformer(TransformersModel):
       stream, so that ``layers_input[i] + attentions_output[i] + mlps_output[i] == layers_output[i]``.
     - ``token_embeddings``, ``logits`` ``(batch, seq, vocab)``, ``next_token_probs`` ``(batch, vocab)``,
       ``input_ids``, ``attention_mask``.
+    - ``attention_probabilities[i]`` ``(batch, heads, q, k)`` (eager attention), ``queries[i]``
+      ``(batch, heads, seq, head_dim)``, ``keys[i]`` / ``values[i]`` ``(batch, kv_heads, seq, head_dim)``
+      as they enter the score computation (after rotary), and ``attention_heads_output[i]``
+      ``(batch, seq, heads, head_dim)``, the per-head output before the output projection.
 
     Every value accessor also takes assignment (``model.layers_output[3] = h``), which checks the
     shape. Module accessors: ``embed_tokens``, ``layers[i]``, ``attentions[i]``, ``mlps[i]``,
@@ -215,6 +220,40 @@ class StandardizedTransformer(TransformersModel):
                 ),
             )
         self._token_embeddings = OutputPort("token_embeddings", self.get(spec.modules.embed_tokens))
+        self._install_attention_sources()
+
+    # Probabilities, q/k/v and the per-head output live inside the attention computation.
+    _SOURCES = (
+        ("attention_probabilities", "probabilities", "attention_probabilities"),
+        ("queries", "queries", "qkv"),
+        ("keys", "keys", "qkv"),
+        ("values", "values", "qkv"),
+        ("attention_heads_output", "per_head_output", "per_head_output"),
+    )
+
+    def _install_attention_sources(self) -> None:
+        attention, limits = self._spec.attention, self._spec.limits.declared()
+        for name, field, capability in self._SOURCES:
+            ref = getattr(attention, field)
+            reason = limits.get(capability)
+            if reason is None and attention.kind != "softmax":
+                reason = f"this model's attention is {attention.kind}, not softmax attention"
+            if reason is None and (ref is None or attention.module is None):
+                reason = f"the spec ({self._adapter.source}) declares no attention.{field} source"
+            check = self._require_eager if name == "attention_probabilities" else None
+            setattr(self, name, ValueAccessor(name, self.num_layers, lambda i, n=name, r=ref, c=check: SourcePort(
+                f"{n}[{i}]", lambda: self._source_envoy(i, r), r, c), reason))
+
+    def _source_envoy(self, i: int, ref: Any) -> Any:
+        path = self._spec.attention.module if ref.module is None else f"{self._spec.attention.module}.{ref.module}"
+        return self._in_block(i, path)
+
+    def _require_eager(self) -> None:
+        if self.attn_implementation != "eager":
+            raise CapabilityUnavailableError(
+                f"attention probabilities need eager attention, but this model runs {self.attn_implementation!r}: "
+                "load it with StandardizedTransformer(..., enable_attention_probs=True) (or attn_implementation='eager')"
+            )
 
     # Blocks whose branches see flattened tokens need the block's (batch, seq) shape; a forward
     # pre-hook on each block records it. Installed on the real modules once they exist.
@@ -290,8 +329,8 @@ class StandardizedTransformer(TransformersModel):
 
     @property
     def attn_probs_available(self) -> bool:
-        """Whether ``attention_probabilities`` can be read on this model."""
-        return False
+        """Whether ``attention_probabilities`` can be read and written on this model as loaded."""
+        return self.attention_probabilities.unavailable is None and self.attn_implementation == "eager"
 
     # -- helpers -----------------------------------------------------------------------------------
 

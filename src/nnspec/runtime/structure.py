@@ -121,6 +121,14 @@ def check_structure(root: torch.nn.Module, config: Any, spec: Spec, source: str)
         )
     for i, transform in enumerate(spec.logits.transforms):
         _config_key(config, transform.key, f"logits.transforms[{i}].key", source)
+    attention = spec.attention
+    if attention.module:
+        inner = [attention.output_projection] + [
+            getattr(attention, f).module for f in ("probabilities", "queries", "keys", "values", "per_head_output")
+            if getattr(attention, f) is not None
+        ]
+        for path in filter(None, inner):
+            _submodule(blocks[0], f"{attention.module}.{path}", "attention (inner path)", source, f"block 0 ({type(blocks[0]).__name__})")
     return Structure(
         num_layers=len(blocks),
         attention=_branch(blocks, spec.attention, "attention", config, source),

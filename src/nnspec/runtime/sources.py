@@ -1,0 +1,85 @@
+"""Values inside the attention computation, reached through NNsight's operation-level ``.source``.
+
+A spec names operations without NNsight's counter suffix (``attention_interface``); the port
+resolves the label at run time from the labels NNsight actually assigned (``attention_interface_1``
+in NNsight 0.8, ``_0`` in 0.7), so a relabelling release does not break a spec, and a missing
+operation fails with the labels that do exist.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Optional
+
+import torch
+
+from ..compiler.schema import OpStep, SourceRef
+from ..errors import CapabilityUnavailableError, did_you_mean
+from .ports import Port, check_value
+
+
+def label_for(names: Any, step: OpStep, where: str) -> str:
+    """The NNsight label of ``step`` among ``names`` (``{name}_{n}``, ordered by n)."""
+    pattern = re.compile(rf"^{re.escape(step.name)}_(\d+)$")
+    found = sorted((int(m.group(1)), n) for n in names for m in [pattern.match(n)] if m)
+    if not found:
+        stems = {re.sub(r"_\d+$", "", n) for n in names}
+        raise CapabilityUnavailableError(
+            f"{where}: no operation named {step.name!r}{did_you_mean(step.name, stems)}; "
+            f"operations there: {', '.join(sorted(stems))}"
+        )
+    try:
+        return found[step.occurrence][1]
+    except IndexError:
+        raise CapabilityUnavailableError(
+            f"{where}: operation {step.name!r} occurs {len(found)} times, occurrence {step.occurrence} does not exist"
+        ) from None
+
+
+class SourcePort(Port):
+    """A value named by a :class:`SourceRef` inside one layer's attention module."""
+
+    def __init__(self, label: str, envoy: Callable[[], Any], ref: SourceRef, check: Optional[Callable[[], None]] = None) -> None:
+        super().__init__(label)
+        self._envoy = envoy
+        self.ref = ref
+        self._check = check  # raises when the value cannot be served (e.g. not eager attention)
+
+    def _node(self) -> Any:
+        node = self._envoy()
+        where = f"{self.label} ({node.path})"
+        for step in self.ref.ops:
+            source = node.source
+            node = getattr(source, label_for(source.names, step, where))
+        return node
+
+    def _read(self, node: Any) -> Any:
+        if self.ref.io == "input":
+            args, _ = node.inputs
+            return args[self.ref.index or 0]
+        output = node.output
+        return output[self.ref.index] if self.ref.index is not None else output
+
+    def get(self) -> torch.Tensor:
+        if self._check is not None:
+            self._check()
+        value = self._read(self._node())
+        return value.transpose(1, 2) if self.ref.transpose else value
+
+    def set(self, value: torch.Tensor) -> None:
+        if self._check is not None:
+            self._check()
+        node = self._node()
+        current = self._read(node)
+        expected = current.transpose(1, 2).shape if self.ref.transpose else current.shape
+        check_value(self.label, value, expected)
+        raw = value.transpose(1, 2) if self.ref.transpose else value
+        if self.ref.io == "input":
+            args, kwargs = node.inputs
+            i = self.ref.index or 0
+            node.inputs = (args[:i] + (raw,) + args[i + 1 :], kwargs)
+        elif self.ref.index is not None:
+            output = node.output
+            node.output = output[: self.ref.index] + (raw,) + output[self.ref.index + 1 :]
+        else:
+            node.output = raw
