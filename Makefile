@@ -34,6 +34,7 @@ compile: venv
 bench: venv
 	$(PY) benchmarks/load_overhead.py
 	$(PY) benchmarks/interventions.py
+	$(PY) benchmarks/run_with_cache.py
 
 clean:
 	rm -rf $(VENV) matrix-results .pytest_cache build src/*.egg-info

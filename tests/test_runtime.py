@@ -196,3 +196,10 @@ def test_version_override_selects_by_installed_transformers() -> None:
     assert adapter.effective(config, {"transformers": "4.57.1"}).modules.lm_head == "embed_out"
     config.use_parallel_residual = False
     assert adapter.effective(config).residual.kind == "sequential"
+
+
+def test_attention_inner_path_missing(tmp_path: Path) -> None:
+    spec_file = tmp_path / "gpt2_proj.toml"
+    spec_file.write_text('name = "gpt2_proj"\nextends = "gpt2"\nmodel_types = ["gpt2"]\n[attention]\noutput_projection = "o_proj"\n')
+    with pytest.raises(ModelStructureError, match=r"attention.output_projection = 'o_proj' does not exist in GPT2Attention"):
+        StandardizedTransformer(checkpoint("gpt2"), spec=str(spec_file))

@@ -332,6 +332,30 @@ class StandardizedTransformer(TransformersModel):
         """Whether ``attention_probabilities`` can be read and written on this model as loaded."""
         return self.attention_probabilities.unavailable is None and self.attn_implementation == "eager"
 
+    # -- research helpers (see nnspec.runtime.cache and nnspec.runtime.gradients) -----------------
+
+    def run_with_cache(
+        self,
+        prompts: Union[str, list[str]],
+        names: Optional[list[str]] = None,
+        layers: Union[int, list[int], None] = None,
+        to_cpu: bool = False,
+        remote: bool = False,
+    ) -> Any:
+        """One forward caching standard values under ``"name.layer"`` keys; see
+        :func:`nnspec.runtime.cache.run_with_cache`. Returns an :class:`ActivationCache`."""
+        from .cache import run_with_cache
+
+        return run_with_cache(self, prompts, names, layers, to_cpu, remote)
+
+    def gradients(self, prompts: Union[str, list[str]], metric: Any, names: tuple[str, ...] = ("layers_output",),
+                  layers: Union[int, list[int], None] = None, remote: bool = False) -> dict[str, torch.Tensor]:
+        """Gradients of ``metric(logits)`` (a scalar) w.r.t. standard values; see
+        :func:`nnspec.runtime.gradients.gradients`."""
+        from .gradients import gradients
+
+        return gradients(self, prompts, metric, names, layers, remote)
+
     # -- helpers -----------------------------------------------------------------------------------
 
     def project_on_vocab(self, hidden_state: torch.Tensor) -> torch.Tensor:

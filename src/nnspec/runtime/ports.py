@@ -58,6 +58,15 @@ class Port:
     def set(self, value: torch.Tensor) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def graph_value(self) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+        """The tensor on the autograd path behind this value, and the map from its gradient to the
+        gradient of the standard value. Default: the value itself."""
+        return self.get(), _same
+
+
+def _same(grad: torch.Tensor) -> torch.Tensor:
+    return grad
+
 
 class OutputPort(Port):
     """A module's output (the ``element``-th item when the module returns a tuple)."""
@@ -87,6 +96,18 @@ class InputPort(Port):
     def get(self) -> torch.Tensor:
         value = self.envoy.input
         return value.view(self.shape()) if self.shape is not None else value
+
+    def graph_value(self) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+        # The tensor a module reads may feed other modules too (Falcon's shared input norm); hand
+        # this module an alias so the gradient is the one through this module alone, which is
+        # what changing this input (the setter) changes.
+        value = self.envoy.input
+        alias = value.view_as(value)
+        self.envoy.input = alias
+        if self.shape is None:
+            return alias, _same
+        shape = self.shape()
+        return alias, lambda grad: grad.view(shape)
 
     def set(self, value: torch.Tensor) -> None:
         current = self.envoy.input
@@ -132,8 +153,18 @@ class ContributionPort(Port):
             return kwargs[self.residual_name]
         return args[self.residual_position]
 
+    def prefetch(self) -> None:
+        """Read the residual now (at the module's input), for a getter that comes after other reads
+        inside the module (e.g. attention probabilities) in the same forward."""
+        if self.residual_name is not None:
+            _worker_memo()[(id(self), "prefetched")] = self._read_residual()
+
     def get(self) -> torch.Tensor:
-        residual = self._read_residual() if self.residual_name is not None else None
+        residual = None
+        if self.residual_name is not None:
+            residual = _worker_memo().pop((id(self), "prefetched"), None)
+            if residual is None:
+                residual = self._read_residual()
         element = pick(self.envoy.output, self.element)
         value = element.view(self.shape()) if self.shape is not None else element
         if residual is not None:
@@ -144,6 +175,18 @@ class ContributionPort(Port):
         if self.clone and value is element:
             value = value.clone()
         return value
+
+    def graph_value(self) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+        # contribution = (raw - residual) * scale, so d/d contribution = d/d raw / scale.
+        raw = pick(self.envoy.output, self.element)
+        shape = self.shape() if self.shape is not None else raw.shape
+        scale = self.scale
+
+        def to_standard(grad: torch.Tensor) -> torch.Tensor:
+            grad = grad.view(shape)
+            return grad / scale if scale is not None else grad
+
+        return raw, to_standard
 
     def set(self, value: torch.Tensor) -> None:
         residual, memo = None, None

@@ -121,16 +121,19 @@ def check_structure(root: torch.nn.Module, config: Any, spec: Spec, source: str)
         )
     for i, transform in enumerate(spec.logits.transforms):
         _config_key(config, transform.key, f"logits.transforms[{i}].key", source)
-    attention = spec.attention
-    if attention.module:
-        inner = [attention.output_projection] + [
-            getattr(attention, f).module for f in ("probabilities", "queries", "keys", "values", "per_head_output")
-            if getattr(attention, f) is not None
-        ]
-        for path in filter(None, inner):
-            _submodule(blocks[0], f"{attention.module}.{path}", "attention (inner path)", source, f"block 0 ({type(blocks[0]).__name__})")
-    return Structure(
+    structure = Structure(
         num_layers=len(blocks),
         attention=_branch(blocks, spec.attention, "attention", config, source),
         mlp=_branch(blocks, spec.mlp, "mlp", config, source),
     )
+    attention = spec.attention
+    if attention.module:
+        inner = {"attention.output_projection": attention.output_projection}
+        for field in ("probabilities", "queries", "keys", "values", "per_head_output"):
+            ref = getattr(attention, field)
+            inner[f"attention.{field}.module"] = ref.module if ref is not None else None
+        host = blocks[0].get_submodule(attention.module)
+        for key, path in inner.items():
+            if path is not None:
+                _submodule(host, path, key, source, f"{type(host).__name__} (block 0's {attention.module})")
+    return structure

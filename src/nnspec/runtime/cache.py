@@ -1,0 +1,152 @@
+"""A standard activation cache: every requested value under its standard name, in one forward.
+
+Keys are ``"{name}.{layer}"`` for per-layer values (``"layers_output.3"``) and the bare name for
+model-level ones (``"token_embeddings"``, ``"logits"``). Values are plain tensors (never the
+tuples modules return), read through the same ports as the accessors, so they mean the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence, Union
+
+import torch
+
+from ..errors import did_you_mean
+from .interventions import Layers, as_layers, as_prompts
+
+#: Per-layer values, in the order a block produces them (q/k/v are ordered per model).
+LAYER_VALUES = (
+    "layers_input",
+    "attentions_input",
+    "queries",
+    "keys",
+    "values",
+    "attention_probabilities",
+    "attention_heads_output",
+    "attentions_output",
+    "mlps_input",
+    "mlps_output",
+    "layers_output",
+)
+MODEL_VALUES = ("token_embeddings", "logits")
+#: The values read between a branch's input and its contribution, in forward order.
+BRANCH_STEPS = {
+    "attentions_output": ("attentions_input", "queries", "keys", "values", "attention_probabilities",
+                          "attention_heads_output", "attentions_output"),
+    "mlps_output": ("mlps_input", "mlps_output"),
+}
+#: What ``run_with_cache`` collects when no names are given.
+DEFAULT_NAMES = ("layers_input", "attentions_input", "attentions_output", "mlps_input", "mlps_output", "layers_output")
+
+
+class ActivationCache(dict):
+    """``{standard key: tensor}`` with helpers that stack layers and decompose the residual stream."""
+
+    def __init__(self, data: dict[str, torch.Tensor], layers: list[int], num_layers: int) -> None:
+        super().__init__(data)
+        self.layers = layers
+        self.num_layers = num_layers
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        try:
+            return super().__getitem__(key)
+        except KeyError:
+            raise KeyError(f"{key!r} is not in this cache{did_you_mean(key, self.keys())}") from None
+
+    def stack(self, name: str) -> torch.Tensor:
+        """``name`` of every cached layer stacked first: ``(layers, batch, ...)``."""
+        return torch.stack([self[f"{name}.{layer}"] for layer in self.layers], 0)
+
+    def accumulated_resid(self) -> torch.Tensor:
+        """The residual stream before block 0 and after every block: ``(num_layers + 1, batch, seq, hidden)``.
+        Needs ``layers_input`` and ``layers_output`` of every layer."""
+        self._need_all_layers("accumulated_resid")
+        return torch.stack([self["layers_input.0"]] + [self[f"layers_output.{i}"] for i in range(self.num_layers)], 0)
+
+    def decompose_resid(self) -> tuple[torch.Tensor, list[str]]:
+        """The final residual stream as a sum of parts: ``(1 + 2 * num_layers, batch, seq, hidden)``
+        (embedding, then each layer's attention and MLP contributions) and their labels. The parts
+        sum to ``layers_output[num_layers - 1]``."""
+        self._need_all_layers("decompose_resid")
+        parts, labels = [self["layers_input.0"]], ["embed"]
+        for i in range(self.num_layers):
+            parts += [self[f"attentions_output.{i}"], self[f"mlps_output.{i}"]]
+            labels += [f"attention.{i}", f"mlp.{i}"]
+        return torch.stack(parts, 0), labels
+
+    def _need_all_layers(self, what: str) -> None:
+        if self.layers != list(range(self.num_layers)):
+            raise ValueError(f"{what} needs every layer in the cache; this one holds layers {self.layers}")
+
+
+def _check_names(model: Any, names: Sequence[str]) -> list[str]:
+    valid = LAYER_VALUES + MODEL_VALUES
+    for name in names:
+        if name not in valid:
+            base = name.split(".")[0]
+            hint = f" (give {base!r} and choose layers with layers=)" if base in valid else did_you_mean(name, valid)
+            raise KeyError(f"{name!r} is not a cacheable value{hint}; names: {', '.join(valid)}")
+    return list(names)
+
+
+def qkv_order(model: Any) -> list[str]:
+    """``queries``/``keys``/``values`` in the order the model computes them (from its source)."""
+    attention = model.spec.attention
+    names = ["queries", "keys", "values"]
+    refs = {n: getattr(attention, n) for n in names}
+    if any(r is None or not r.ops for r in refs.values()):
+        return names
+    from .sources import label_for
+
+    labels = list(model.attentions[0].source.names)
+    return sorted(names, key=lambda n: labels.index(label_for(labels, refs[n].ops[0], n)))
+
+
+def plan(model: Any, names: Sequence[str]) -> list[str]:
+    """Per-layer names in the order one block produces them."""
+    order = list(LAYER_VALUES)
+    if any(n in names for n in ("queries", "keys", "values")):
+        first = order.index("queries")
+        order[first : first + 3] = qkv_order(model)
+    return [n for n in order if n in names]
+
+
+@torch.no_grad()
+def run_with_cache(
+    model: Any,
+    prompts: Union[str, Sequence[str]],
+    names: Optional[Sequence[str]] = None,
+    layers: Layers = None,
+    to_cpu: bool = False,
+    remote: bool = False,
+) -> ActivationCache:
+    """One forward over ``prompts`` caching ``names`` (default :data:`DEFAULT_NAMES`) on ``layers``
+    (default all). Raises ``KeyError`` with the closest valid names for an unknown name."""
+    prompts = as_prompts(prompts)
+    chosen = sorted(set(as_layers(model, layers)))
+    wanted = _check_names(model, names if names is not None else DEFAULT_NAMES)
+    per_layer = plan(model, wanted)
+    keys: list[str] = []
+    saved: list[Any] = []
+
+    def keep(key: str, value: torch.Tensor) -> None:
+        keys.append(key)
+        saved.append((value.cpu() if to_cpu else value).save())
+
+    # A contribution that subtracts the residual its module adds reads the module's inputs, which
+    # come before anything read inside the module: prefetch them where the branch starts.
+    prefetch_at = {}
+    for contribution, steps in BRANCH_STEPS.items():
+        if contribution in per_layer:
+            prefetch_at[next(n for n in per_layer if n in steps)] = contribution
+    with model.trace(prompts, remote=remote):
+        if "token_embeddings" in wanted:
+            keep("token_embeddings", model.token_embeddings)
+        for layer in chosen:
+            for name in per_layer:
+                if name in prefetch_at:
+                    getattr(model, prefetch_at[name]).port(layer).prefetch()
+                keep(f"{name}.{layer}", getattr(model, name)[layer])
+        if "logits" in wanted:
+            keep("logits", model.logits)
+    return ActivationCache(dict(zip(keys, saved)), chosen, model.num_layers)
