@@ -148,16 +148,28 @@ def test_loaded_module_and_tokenizer_arguments(gpt2_path: Path) -> None:
 
 
 def test_unsupported_model_type_says_how_to_bring_a_spec(tmp_path: Path) -> None:
-    spec_file = tmp_path / "olmo.toml"
-    spec_file.write_text('name = "olmo"\nextends = "llama"\nmodel_types = ["olmo"]\n[config]\nhead_dim = ""\n[tiny.config]\nhead_dim = ""\n')
+    """A private architecture (registered with the Auto classes, as custom models are) that no
+    bundled spec serves: a clear error, then a user spec file makes it pass every check."""
+    from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    class PrivateConfig(LlamaConfig):
+        model_type = "nnspec_private_llama"
+
+    class PrivateForCausalLM(LlamaForCausalLM):
+        config_class = PrivateConfig
+
+    AutoConfig.register("nnspec_private_llama", PrivateConfig, exist_ok=True)
+    AutoModelForCausalLM.register(PrivateConfig, PrivateForCausalLM, exist_ok=True)
+    spec_file = tmp_path / "private.toml"
+    spec_file.write_text('name = "private"\nextends = "llama"\nmodel_types = ["nnspec_private_llama"]\n')
     from nnspec.runtime.adapter import Adapter
 
-    path = tiny.build(Adapter.from_file(spec_file).spec, tmp_path / "olmo-tiny")
+    path = tiny.build(Adapter.from_file(spec_file).spec, tmp_path / "private-tiny")
     with pytest.raises(UnsupportedArchitectureError) as info:
         StandardizedTransformer(path)
     message = str(info.value)
-    assert "config.model_type='olmo'" in message and "spec='path/to/olmo.toml'" in message
-    subject = conformance.load_subject("olmo", path, spec=str(spec_file))
+    assert "config.model_type='nnspec_private_llama'" in message and "spec='path/to/nnspec_private_llama.toml'" in message
+    subject = conformance.load_subject("private", path, spec=str(spec_file))
     failed = [r for r in conformance.run_checks(subject) if not r.passed]
     assert failed == [], failed
 

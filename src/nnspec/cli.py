@@ -130,6 +130,34 @@ def _lens_model(model_id: Optional[str], spec: Optional[str]) -> object:
     return StandardizedTransformer(model_id, spec=spec)
 
 
+def _support(args: argparse.Namespace) -> int:
+    from .runtime import matrix
+
+    results = Path(args.results)
+    if not results.is_file():
+        raise SystemExit(f"nnspec support: {results} not found: run `nnspec matrix` first (it writes matrix.json)")
+    report = json.loads(results.read_text(encoding="utf-8"))
+    Path(args.output).write_text(matrix.support_markdown(report), encoding="utf-8")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _scaffold(args: argparse.Namespace) -> int:
+    import torch
+
+    from .scaffold.draft import scaffold
+
+    torch.set_num_threads(args.threads)
+    path, results, parent = scaffold(args.target, Path(args.output) if args.output else None, args.name, check=not args.no_check)
+    print(f"wrote {path}" + (f" (extends {parent})" if parent else ""))
+    for r in results:
+        print(f"{'pass' if r.passed else 'FAIL'}  {r.check:24s} {'' if r.passed else r.error[:200]}")
+    if results and not all(r.passed for r in results):
+        print("some checks fail: the spec's header lists them; review before relying on it")
+        return 1
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nnspec", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -161,6 +189,19 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--threads", type=int, default=1)
     k.add_argument("--trust-remote-code", action="store_true")
     k.set_defaults(run=_check)
+
+    su = sub.add_parser("support", help="write docs/architectures.md from the specs and a matrix run")
+    su.add_argument("--results", default="matrix-results/matrix.json", help="matrix.json from `nnspec matrix`")
+    su.add_argument("-o", "--output", default="docs/architectures.md")
+    su.set_defaults(run=_support)
+
+    sc = sub.add_parser("scaffold", help="draft a spec for a model type or checkpoint, and check it")
+    sc.add_argument("target", help="a config.model_type (built offline) or a checkpoint directory")
+    sc.add_argument("-o", "--output", help="where to write the spec (default: specs/NAME.toml)")
+    sc.add_argument("--name", help="spec name (default: the model type)")
+    sc.add_argument("--no-check", action="store_true", help="do not run the conformance checks on the draft")
+    sc.add_argument("--threads", type=int, default=1)
+    sc.set_defaults(run=_scaffold)
 
     le = sub.add_parser("lens", help="logit lens: top tokens per layer at the last token of a prompt")
     le.add_argument("words", nargs="+", metavar="[MODEL] PROMPT", help="hub id or local path (default: tiny offline gpt2), then the prompt")

@@ -1,6 +1,7 @@
 """Reading spec files: TOML parsing, ``extends`` inheritance, and errors that point at the file.
 
-Inheritance merges tables key by key (the child wins), replaces lists and scalars, appends the
+Inheritance merges tables key by key (the child wins; an attention source table is replaced
+whole), replaces lists and scalars, appends the
 child's ``overrides`` after the parent's, and never inherits ``name``, ``extends``,
 ``model_types`` or ``description``. Every problem is reported against the file that wrote the
 offending key, with the key path and, for an unknown key, the closest valid ones.
@@ -66,12 +67,18 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise SpecSyntaxError(str(path), [f"invalid TOML: {exc}"]) from None
 
 
-def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``patch`` merged over it (tables recursively, everything else replaced)."""
+#: Tables replaced whole when restated: a source is one fact, not fields to mix with the parent's.
+ATOMIC = {("attention", name) for name in ("probabilities", "queries", "keys", "values", "per_head_output")}
+
+
+def deep_merge(base: dict[str, Any], patch: dict[str, Any], _path: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``base`` with ``patch`` merged over it (tables recursively except :data:`ATOMIC` ones,
+    everything else replaced)."""
     merged = copy.deepcopy(base)
     for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
+        here = _path + (key,)
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and here[-2:] not in ATOMIC:
+            merged[key] = deep_merge(merged[key], value, here)
         else:
             merged[key] = copy.deepcopy(value)
     return merged

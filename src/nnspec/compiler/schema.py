@@ -130,6 +130,7 @@ class SourceRef(_Strict):
     io: Literal["input", "output"] = Field("output", description="Read the positional inputs or the output.")
     index: Optional[int] = Field(None, ge=0, description="Element of the positional inputs or of a tuple output.")
     transpose: bool = Field(False, description="Swap dims 1 and 2 to reach the standard layout.")
+    split_heads: bool = Field(False, description="The value has heads merged in its last dim (batch, seq, heads*d): split them.")
 
 
 class Branch(_Strict):
@@ -169,12 +170,25 @@ class Branch(_Strict):
         return self.contribution or self.module
 
 
+class PerLayer(_Strict):
+    """Hybrid models: the token mixer differs per layer, as a config list says."""
+
+    config_key: str = Field(description="Config key holding one entry per layer, e.g. 'layer_types'.")
+    modules: dict[str, str] = Field(
+        default_factory=dict, description="Entry -> attention module path for layers of that entry (default: attention.module)."
+    )
+    kinds: dict[str, Literal["softmax", "linear", "none"]] = Field(
+        default_factory=dict, description="Entry -> attention kind for layers of that entry (default: attention.kind)."
+    )
+
+
 class Attention(Branch):
     """The attention branch, plus where the attention internals live."""
 
     kind: Literal["softmax", "linear", "none"] = Field(
         "softmax", description="What the token mixer computes; only softmax attention has probabilities."
     )
+    per_layer: Optional[PerLayer] = Field(None, description="Per-layer module paths and kinds (hybrid models).")
     output_projection: Optional[str] = Field(
         None, description="Module inside the attention that maps the merged heads to the hidden size (e.g. 'o_proj')."
     )
@@ -183,7 +197,7 @@ class Attention(Branch):
         description="scaled_dot_product: softmax(q k^T * scale [softcapped] + mask); other: extra terms (ALiBi...).",
     )
     score_scale: Union[str, float, None] = Field(
-        None, description="Score multiplier: a config key whose value s gives s**-0.5, or the number itself; null: head_dim**-0.5."
+        None, description="Score multiplier: a config key whose value s gives s**-0.5, or the number itself; null: the attention module's `scaling`, else head_dim**-0.5."
     )
     score_softcap: Optional[str] = Field(None, description="Config key of a tanh softcap applied to the scores.")
     probabilities: Optional[SourceRef] = Field(None, description="Post-softmax weights (batch, heads, q, k) as the model uses them.")
@@ -192,6 +206,9 @@ class Attention(Branch):
     values: Optional[SourceRef] = Field(None, description="Values as they enter the weighted sum (batch, kv_heads, seq, head_dim).")
     per_head_output: Optional[SourceRef] = Field(
         None, description="Per-head output before the output projection (batch, seq, heads, head_dim)."
+    )
+    gated_output: bool = Field(
+        False, description="The per-head output is gated after probabilities @ values (e.g. a sigmoid output gate)."
     )
 
 
@@ -294,9 +311,17 @@ class Spec(_Strict):
     limits: Limits = Field(default_factory=Limits)
     tiny: Tiny = Field(default_factory=Tiny)
     variants: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="Named config overrides (on top of tiny.config) real checkpoints use."
+        default_factory=dict, description="Named config overrides (on top of tiny.config) real checkpoints use; \"\" removes an inherited one."
     )
     overrides: list[Override] = Field(default_factory=list, description="Conditional partial specs.")
+
+    @field_validator("variants", mode="before")
+    @classmethod
+    def _drop_variants(cls, value: Any) -> Any:
+        """An empty string removes a variant inherited from ``extends``."""
+        if isinstance(value, dict):
+            return {k: v for k, v in value.items() if v != ""}
+        return value
 
     @field_validator("model_types")
     @classmethod

@@ -63,6 +63,22 @@ def condition_holds(condition: Condition, config: Any, versions: Optional[dict[s
     return True
 
 
+def attention_for_layer(spec: Spec, config: Any, i: int) -> Any:
+    """The attention facts of layer ``i``: the spec's, with a hybrid model's per-layer module and
+    kind substituted from the config list the spec names."""
+    per_layer = spec.attention.per_layer
+    if per_layer is None:
+        return spec.attention
+    entries = read_config(config, per_layer.config_key)
+    entry = entries[i]
+    update = {}
+    if entry in per_layer.modules:
+        update["module"] = per_layer.modules[entry]
+    if entry in per_layer.kinds:
+        update["kind"] = per_layer.kinds[entry]
+    return spec.attention.model_copy(update=update) if update else spec.attention
+
+
 def rename_dict(spec: Spec) -> dict[str, str]:
     """NNsight ``rename`` aliases giving the standard module names (native path -> alias).
 
@@ -77,6 +93,9 @@ def rename_dict(spec: Spec) -> dict[str, str]:
     }
     if spec.attention.module:
         wanted[spec.attention.module] = "self_attn"
+    if spec.attention.per_layer is not None:
+        for path in spec.attention.per_layer.modules.values():
+            wanted[path] = "self_attn"
     if spec.mlp.module:
         wanted[spec.mlp.module] = "mlp"
     return {path: alias for path, alias in wanted.items() if path != alias}

@@ -26,7 +26,7 @@ from .adapter import read_config
 #: float32 tolerances for every comparison, in one place.
 TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}
 #: An edit must move the logits by more than this for its check to mean anything.
-MIN_EFFECT = 1e-3
+MIN_EFFECT = 1e-4
 
 PROMPTS = ["The Eiffel Tower is in the city of", "Hello world, how are you?"]
 
@@ -49,7 +49,7 @@ def assert_close(check: str, what: str, actual: torch.Tensor, expected: torch.Te
 
 def assert_effect(check: str, what: str, edited: torch.Tensor, base: torch.Tensor) -> None:
     if max_diff(edited, base) <= MIN_EFFECT:
-        raise ConformanceError(f"{check}: {what} did not change the logits; the check cannot tell anything")
+        raise ConformanceError(f"{check}: {what} changed the logits by only {max_diff(edited, base):.2g}; the check cannot tell anything")
 
 
 @dataclass
@@ -161,6 +161,33 @@ def check_contribution(s: Subject) -> float:
     return worst
 
 
+def check_residual_kind(s: Subject) -> float:
+    """The declared residual kind: in a sequential block the MLP reads the attention's
+    contribution, in a parallel one it does not (checked by editing ``attentions_output[i]``)."""
+    m, kind = s.model, s.spec.residual.kind
+    if kind == "post_norm" or s.spec.limits.contribution:
+        return 0.0
+    worst = 0.0
+    for i in range(s.num_layers):
+        clean, edited = [], []
+        with m.trace(s.input_ids):
+            clean.append(m.mlps_input[i].save())
+        with m.trace(s.input_ids):
+            m.attentions_output[i] = m.attentions_output[i] + s.delta(i)
+            edited.append(m.mlps_input[i].save())
+        moved = max_diff(edited[0], clean[0])
+        if kind == "parallel" and moved > TOLERANCE["atol"]:
+            raise ConformanceError(
+                f"residual: the spec says parallel, but mlps_input[{i}] moved by {moved:.3g} when attentions_output[{i}] changed"
+            )
+        if kind == "sequential" and moved <= MIN_EFFECT:
+            raise ConformanceError(
+                f"residual: the spec says sequential, but mlps_input[{i}] did not move when attentions_output[{i}] changed"
+            )
+        worst = max(worst, moved if kind == "parallel" else 0.0)
+    return worst
+
+
 def check_project_on_vocab(s: Subject) -> float:
     """``project_on_vocab(layers_output[-1]) == logits`` (final norm, unembedding, final transforms)."""
     m = s.model
@@ -230,8 +257,10 @@ def check_edit_layers_output(s: Subject) -> float:
 
 
 def _branch_hook(s: Subject, branch: Branch, scale: Optional[float]) -> Callable[[int, torch.Tensor], tuple]:
+    name = "attention" if branch is s.spec.attention else "mlp"
+
     def hook_for(i: int, delta: torch.Tensor) -> tuple:
-        module = s.hf_block(i).get_submodule(branch.contribution_path)
+        module = s.hf_block(i).get_submodule(s.model.branch(name, i).contribution_path)
         raw_delta = delta / scale if scale is not None else delta
         # A module that adds the residual itself returns residual + contribution: the same delta applies.
         return module, _hook_add(branch.element, raw_delta, flat=branch.flattened)
@@ -331,9 +360,9 @@ def check_branch_inputs(s: Subject) -> float:
         return hook
 
     handles = []
-    for key, branch in (("attentions", s.spec.attention), ("mlps", s.spec.mlp)):
+    for key, name in (("attentions", "attention"), ("mlps", "mlp")):
         for i in range(n):
-            module = s.hf_block(i).get_submodule(branch.input_path)
+            module = s.hf_block(i).get_submodule(m.branch(name, i).input_path)
             handles.append(module.register_forward_pre_hook(recorder(key, True), with_kwargs=True))
     embed = s.hf.get_submodule(s.spec.modules.embed_tokens)
     handles.append(embed.register_forward_hook(lambda mod, a, out: seen["embed"].append(out)))
@@ -349,11 +378,25 @@ def check_branch_inputs(s: Subject) -> float:
     return worst
 
 
-def _expect_refusal(check: str, s: Subject, accessor: str) -> float:
+def _softmax_layers(s: Subject) -> list[int]:
+    """Layers whose attention is softmax attention; the others must refuse probabilities and q/k/v."""
+    return [i for i in range(s.num_layers) if s.model.branch("attention", i).kind == "softmax"]
+
+
+def _attentions_by_layer(s: Subject, attentions: tuple) -> dict[int, torch.Tensor]:
+    """HF's ``attentions`` output keyed by layer (hybrid models report softmax layers only)."""
+    layers = _softmax_layers(s)
+    found = [a for a in attentions if a is not None]
+    if len(found) == len(layers):
+        return dict(zip(layers, found))
+    return {i: attentions[i] for i in layers}
+
+
+def _expect_refusal(check: str, s: Subject, accessor: str, layer: int = 0) -> float:
     """Where the spec declares a capability unavailable, the runtime must refuse with the reason."""
     try:
         with s.model.trace(s.input_ids):
-            getattr(s.model, accessor)[0]
+            getattr(s.model, accessor)[layer]
     except CapabilityUnavailableError:
         return 0.0
     raise ConformanceError(f"{check}: the spec declares {accessor} unavailable, but the runtime served it")
@@ -389,19 +432,22 @@ def _softmax_edit(module: torch.nn.Module, edit: Callable[[torch.Tensor], torch.
 def check_attention_probabilities(s: Subject) -> float:
     """``attention_probabilities[i]`` equals HF eager ``attentions[i]``; setting it equals the same
     edit made to the softmax output inside the attention computation."""
-    m, n = s.model, s.num_layers
+    m = s.model
     if m.attention_probabilities.unavailable is not None:
         return _expect_refusal("attention_probabilities", s, "attention_probabilities")
+    layers = _softmax_layers(s)
+    for i in set(range(s.num_layers)) - set(layers):
+        _expect_refusal("attention_probabilities", s, "attention_probabilities", i)
     with torch.no_grad():
-        reference = s.hf(s.input_ids, output_attentions=True).attentions
-    probs = []
+        reference = _attentions_by_layer(s, s.hf(s.input_ids, output_attentions=True).attentions)
+    probs = {}
     with m.trace(s.input_ids):
-        for i in range(n):
-            probs.append(m.attention_probabilities[i].save())
+        for i in layers:
+            probs[i] = m.attention_probabilities[i].save()
     worst = 0.0
-    for i in range(n):
+    for i in layers:
         worst = max(worst, assert_close("attention_probabilities", f"attention_probabilities[{i}]", probs[i], reference[i]))
-    for i in range(n):
+    for i in layers:
         weights = torch.rand(probs[i].shape, generator=torch.Generator().manual_seed(50 + i)) + 0.1
 
         def edit(p: torch.Tensor, w: torch.Tensor = weights) -> torch.Tensor:
@@ -411,7 +457,7 @@ def check_attention_probabilities(s: Subject) -> float:
         with m.trace(s.input_ids):
             m.attention_probabilities[i] = edit(m.attention_probabilities[i])
             edited = m.logits.save()
-        attention = s.hf_block(i).get_submodule(s.spec.attention.module)
+        attention = s.hf_block(i).get_submodule(m.branch("attention", i).module)
         with _softmax_edit(attention, edit) as calls:
             expected = s.hf_logits()
         if calls[0] != 1:
@@ -428,56 +474,63 @@ def _repeat_kv(x: torch.Tensor, heads: int) -> torch.Tensor:
 def check_qkv(s: Subject) -> float:
     """``queries``/``keys``/``values`` recompute the attention probabilities (scaled dot-product
     scores) and, with ``attention_heads_output``, the attention output through the output projection."""
-    m, n, att = s.model, s.num_layers, s.spec.attention
+    m, att = s.model, s.spec.attention
     if m.queries.unavailable is not None:
         return _expect_refusal("qkv", s, "queries")
-    got: dict[str, list] = {}
+    layers = _softmax_layers(s)
+    for i in set(range(s.num_layers)) - set(layers):
+        _expect_refusal("qkv", s, "queries", i)
+    got: dict[str, dict] = {}
     for name in ("queries", "keys", "values"):  # one trace each: their order in the forward varies
-        got[name] = []
+        got[name] = {}
         with m.trace(s.input_ids):
-            for i in range(n):
-                got[name].append(getattr(m, name)[i].save())
-    masks: list[Any] = []
-    outputs: list[torch.Tensor] = []
+            for i in layers:
+                got[name][i] = getattr(m, name)[i].save()
+    masks: dict[int, Any] = {}
+    outputs: dict[int, torch.Tensor] = {}
     handles = []
-    for i in range(n):
-        module = s.hf_block(i).get_submodule(att.module)
-        handles.append(module.register_forward_pre_hook(lambda mod, a, kw: masks.append(kw.get("attention_mask")), with_kwargs=True))
-        handles.append(module.register_forward_hook(lambda mod, a, out: outputs.append(out[att.element] if isinstance(out, tuple) else out)))
+    for i in layers:
+        module = s.hf_block(i).get_submodule(m.branch("attention", i).module)
+        handles.append(module.register_forward_pre_hook(lambda mod, a, kw, i=i: masks.__setitem__(i, kw.get("attention_mask")), with_kwargs=True))
+        handles.append(module.register_forward_hook(lambda mod, a, out, i=i: outputs.__setitem__(i, out[att.element] if isinstance(out, tuple) else out)))
     try:
         with torch.no_grad():
-            probs_reference = s.hf(s.input_ids, output_attentions=True).attentions
+            probs_reference = _attentions_by_layer(s, s.hf(s.input_ids, output_attentions=True).attentions)
     finally:
         for handle in handles:
             handle.remove()
     worst = 0.0
     config = s.hf.config
-    for i in range(n):
+    for i in layers:
         q, k, v = got["queries"][i], got["keys"][i], got["values"][i]
         batch, seq = s.input_ids.shape
-        if q.shape != (batch, m.num_heads, seq, m.head_dim) or k.shape[-2:] != (seq, m.head_dim) or m.num_heads % k.shape[1]:
+        if q.shape[:3] != (batch, m.num_heads, seq) or k.shape[-2] != seq or k.shape[-1] != q.shape[-1] or m.num_heads % k.shape[1]:
             raise ConformanceError(f"qkv: layer {i} has queries {tuple(q.shape)}, keys {tuple(k.shape)}: not (batch, heads, seq, head_dim)")
-        if att.score != "scaled_dot_product":
-            continue
-        scale = att.score_scale
-        scale = m.head_dim ** -0.5 if scale is None else (float(read_config(config, scale)) ** -0.5 if isinstance(scale, str) else scale)
-        scores = q @ _repeat_kv(k, m.num_heads).transpose(-1, -2) * scale
-        cap = read_config(config, att.score_softcap) if att.score_softcap else None
-        if cap:
-            scores = torch.tanh(scores / cap) * cap
-        mask = masks[i]
-        if mask is None:
-            mask = torch.full((seq, seq), float("-inf")).triu(1)
-        elif mask.dtype == torch.bool:
-            mask = torch.zeros(mask.shape).masked_fill(~mask, float("-inf"))
-        probs = (scores + mask).softmax(-1)
-        worst = max(worst, assert_close("qkv", f"softmax(q k^T) of layer {i} vs attentions[{i}]", probs, probs_reference[i]))
+        if att.score == "scaled_dot_product":
+            scale = att.score_scale
+            if scale is None:  # the HF module's own scale, else the textbook one
+                hf_attention = s.hf_block(i).get_submodule(m.branch("attention", i).module)
+                scale = getattr(hf_attention, "scaling", None) or q.shape[-1] ** -0.5
+            elif isinstance(scale, str):
+                scale = float(read_config(config, scale)) ** -0.5
+            scores = q @ _repeat_kv(k, m.num_heads).transpose(-1, -2) * scale
+            cap = read_config(config, att.score_softcap) if att.score_softcap else None
+            if cap:
+                scores = torch.tanh(scores / cap) * cap
+            mask = masks[i]
+            if mask is None:
+                mask = torch.full((seq, seq), float("-inf")).triu(1)
+            elif mask.dtype == torch.bool:
+                mask = torch.zeros(mask.shape).masked_fill(~mask, float("-inf"))
+            probs = (scores + mask).softmax(-1)
+            worst = max(worst, assert_close("qkv", f"softmax(q k^T) of layer {i} vs attentions[{i}]", probs, probs_reference[i]))
         if m.attention_heads_output.unavailable is None and att.output_projection:
             with m.trace(s.input_ids):
                 heads = m.attention_heads_output[i].save()
-            expected = (probs_reference[i] @ _repeat_kv(v, m.num_heads)).transpose(1, 2)
-            worst = max(worst, assert_close("qkv", f"attention_heads_output[{i}] vs probabilities @ values", heads, expected))
-            projection = s.hf_block(i).get_submodule(f"{att.module}.{att.output_projection}")
+            if not att.gated_output:
+                expected = (probs_reference[i] @ _repeat_kv(v, m.num_heads)).transpose(1, 2)
+                worst = max(worst, assert_close("qkv", f"attention_heads_output[{i}] vs probabilities @ values", heads, expected))
+            projection = s.hf_block(i).get_submodule(f"{m.branch('attention', i).module}.{att.output_projection}")
             with torch.no_grad():
                 projected = projection(heads.flatten(-2))
             worst = max(worst, assert_close("qkv", f"{att.output_projection}(attention_heads_output[{i}]) vs attention output", projected, outputs[i]))
@@ -515,6 +568,7 @@ def check_padding(s: Subject) -> float:
 CHECKS: dict[str, Callable[[Subject], float]] = {
     "layers_io": check_layers_io,
     "contribution": check_contribution,
+    "residual": check_residual_kind,
     "project_on_vocab": check_project_on_vocab,
     "logits": check_logits,
     "branch_inputs": check_branch_inputs,

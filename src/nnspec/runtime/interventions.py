@@ -213,10 +213,9 @@ def _patch_run(model: Any, targets: TargetPromptBatch, layers: list[int], states
     cols = columns(mask, targets.index_to_patch, "index_to_patch")
     copies = len(layers)
     start = int(cols.min())
-    if remote or start == 0:
-        start, prefix = 0, None
-    else:
-        prefix = _prefix_cache(model, encoded, start, copies)
+    prefix = None if remote or start == 0 else _prefix_cache(model, encoded, start, copies)
+    if prefix is None:
+        start = 0
     ids = encoded["input_ids"][:, start:].repeat_interleave(copies, 0)
     kwargs: dict[str, Any] = {"attention_mask": mask.repeat_interleave(copies, 0), "logits_to_keep": 1}
     if prefix is not None:
@@ -252,7 +251,8 @@ def _cache_argument(model: Any) -> str:
 
 
 def _prefix_cache(model: Any, encoded: dict[str, torch.Tensor], end: int, copies: int) -> Any:
-    """KV cache of the targets' first ``end`` columns, repeated ``copies`` times per row."""
+    """KV cache of the targets' first ``end`` columns, repeated ``copies`` times per row; ``None``
+    when the model's cache is not a plain key/value cache."""
     if not model.dispatched:
         model.dispatch()
     device = model.device
@@ -266,6 +266,13 @@ def _prefix_cache(model: Any, encoded: dict[str, torch.Tensor], end: int, copies
         kwargs["position_ids"] = _positions(encoded["attention_mask"])[:, :end].to(device)
     output = model._module(**kwargs)
     cache = getattr(output, "cache", None) or output.past_key_values
+    # Only a plain key/value cache can be shared this way: recurrent or linear-attention state
+    # (hybrid models) and model-specific caches run the whole prompt instead.
+    layers = getattr(cache, "layers", None)
+    if type(cache).__name__ != "DynamicCache" or not layers or any(
+        type(layer).__name__ not in ("DynamicLayer", "DynamicSlidingWindowLayer") for layer in layers
+    ):
+        return None
     cache.batch_repeat_interleave(copies)
     return cache
 

@@ -11,7 +11,7 @@ from nnsight.modeling.transformers import TransformersModel
 from ..compiler.schema import Branch, Spec
 from ..errors import CapabilityUnavailableError, ShapeMismatchError
 from .accessors import ModuleAccessor, ValueAccessor, layer_index
-from .adapter import Adapter, read_config
+from .adapter import Adapter, attention_for_layer, read_config
 from .ports import ContributionPort, InputPort, OutputPort
 from .registry import SpecArgument, resolve_adapter
 from .sources import SourcePort
@@ -134,6 +134,7 @@ class StandardizedTransformer(TransformersModel):
         self.hidden_size: int = adapter.config_value(hf_config, "hidden_size")
         self.vocab_size: int = adapter.config_value(hf_config, "vocab_size")
         self.head_dim: int = adapter.config_value(hf_config, "head_dim") or self.hidden_size // self.num_heads
+        self._attention = [attention_for_layer(effective, hf_config, i) for i in range(self.num_layers)]
         self._block_shapes: dict[int, torch.Size] = {}
         self._shape_hooks: list[Any] = []
         self._install_accessors()
@@ -169,7 +170,13 @@ class StandardizedTransformer(TransformersModel):
 
         return shape
 
+    def branch(self, name: str, i: int) -> Branch:
+        """Layer ``i``'s facts for branch ``name`` (``"attention"`` or ``"mlp"``); hybrid models
+        differ per layer."""
+        return self._attention[i] if name == "attention" else self._spec.mlp
+
     def _contribution(self, label: str, branch: Branch, facts: BranchFacts, i: int) -> ContributionPort:
+        branch = self.branch("attention", i) if branch is self._spec.attention else branch
         return ContributionPort(
             f"{label}[{i}]",
             self._in_block(i, branch.contribution_path),
@@ -182,6 +189,7 @@ class StandardizedTransformer(TransformersModel):
         )
 
     def _branch_input(self, label: str, branch: Branch, i: int) -> InputPort:
+        branch = self.branch("attention", i) if branch is self._spec.attention else branch
         return InputPort(
             f"{label}[{i}]",
             self._in_block(i, branch.input_path),
@@ -201,9 +209,8 @@ class StandardizedTransformer(TransformersModel):
             ("mlp", spec.mlp, self._structure.mlp, limits.mlp_module),
         ):
             plural = "attentions" if name == "attention" else "mlps"
-            path = branch.module
-            missing = module_limit or (None if path else f"the spec names no {name} module")
-            setattr(self, plural, ModuleAccessor(plural, n, lambda i, p=path: self._in_block(i, p), missing))
+            missing = module_limit or (None if branch.module else f"the spec names no {name} module")
+            setattr(self, plural, ModuleAccessor(plural, n, lambda i, b=name: self._in_block(i, self.branch(b, i).module), missing))
             setattr(
                 self,
                 f"{plural}_input",
@@ -233,20 +240,34 @@ class StandardizedTransformer(TransformersModel):
 
     def _install_attention_sources(self) -> None:
         attention, limits = self._spec.attention, self._spec.limits.declared()
+        if attention.per_layer is None and attention.kind != "softmax":
+            self._attention = [attention] * self.num_layers
         for name, field, capability in self._SOURCES:
             ref = getattr(attention, field)
             reason = limits.get(capability)
-            if reason is None and attention.kind != "softmax":
+            if reason is None and all(a.kind != "softmax" for a in self._attention):
                 reason = f"this model's attention is {attention.kind}, not softmax attention"
             if reason is None and (ref is None or attention.module is None):
                 reason = f"the spec ({self._adapter.source}) declares no attention.{field} source"
-            check = self._require_eager if name == "attention_probabilities" else None
-            setattr(self, name, ValueAccessor(name, self.num_layers, lambda i, n=name, r=ref, c=check: SourcePort(
-                f"{n}[{i}]", lambda: self._source_envoy(i, r), r, c), reason))
+            setattr(self, name, ValueAccessor(name, self.num_layers, lambda i, n=name, r=ref: self._source_port(n, i, r), reason))
+
+    def _source_port(self, name: str, i: int, ref: Any) -> SourcePort:
+        attention = self._attention[i]
+
+        def check() -> None:
+            if attention.kind != "softmax":
+                raise CapabilityUnavailableError(
+                    f"{name}[{i}] is not available: layer {i}'s attention is {attention.kind} ({attention.module}), "
+                    "not softmax attention"
+                )
+            if name == "attention_probabilities":
+                self._require_eager()
+
+        return SourcePort(f"{name}[{i}]", lambda: self._source_envoy(i, ref), ref, check, heads=self.num_heads)
 
     def _source_envoy(self, i: int, ref: Any) -> Any:
-        path = self._spec.attention.module if ref.module is None else f"{self._spec.attention.module}.{ref.module}"
-        return self._in_block(i, path)
+        module = self._attention[i].module
+        return self._in_block(i, module if ref.module is None else f"{module}.{ref.module}")
 
     def _require_eager(self) -> None:
         if self.attn_implementation != "eager":

@@ -39,10 +39,13 @@ def label_for(names: Any, step: OpStep, where: str) -> str:
 class SourcePort(Port):
     """A value named by a :class:`SourceRef` inside one layer's attention module."""
 
-    def __init__(self, label: str, envoy: Callable[[], Any], ref: SourceRef, check: Optional[Callable[[], None]] = None) -> None:
+    def __init__(
+        self, label: str, envoy: Callable[[], Any], ref: SourceRef, check: Optional[Callable[[], None]] = None, heads: int = 1
+    ) -> None:
         super().__init__(label)
         self._envoy = envoy
         self.ref = ref
+        self.heads = heads  # for split_heads sources
         self._check = check  # raises when the value cannot be served (e.g. not eager attention)
 
     def _node(self) -> Any:
@@ -60,20 +63,27 @@ class SourcePort(Port):
         output = node.output
         return output[self.ref.index] if self.ref.index is not None else output
 
+    def _standard(self, raw: torch.Tensor) -> torch.Tensor:
+        if self.ref.split_heads:
+            raw = raw.view(*raw.shape[:-1], self.heads, raw.shape[-1] // self.heads)
+        return raw.transpose(1, 2) if self.ref.transpose else raw
+
+    def _raw(self, value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        value = value.transpose(1, 2) if self.ref.transpose else value
+        return value.reshape(like.shape) if self.ref.split_heads else value
+
     def get(self) -> torch.Tensor:
         if self._check is not None:
             self._check()
-        value = self._read(self._node())
-        return value.transpose(1, 2) if self.ref.transpose else value
+        return self._standard(self._read(self._node()))
 
     def set(self, value: torch.Tensor) -> None:
         if self._check is not None:
             self._check()
         node = self._node()
         current = self._read(node)
-        expected = current.transpose(1, 2).shape if self.ref.transpose else current.shape
-        check_value(self.label, value, expected)
-        raw = value.transpose(1, 2) if self.ref.transpose else value
+        check_value(self.label, value, self._standard(current).shape)
+        raw = self._raw(value, current)
         if self.ref.io == "input":
             args, kwargs = node.inputs
             i = self.ref.index or 0

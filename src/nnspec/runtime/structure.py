@@ -14,7 +14,7 @@ import torch
 
 from ..compiler.schema import Branch, Spec
 from ..errors import ModelStructureError, closest
-from .adapter import has_config, read_config
+from .adapter import attention_for_layer, has_config, read_config
 
 
 @dataclass(frozen=True)
@@ -66,14 +66,14 @@ def _config_key(config: Any, key: str, spec_key: str, source: str) -> Any:
 
 
 def _branch(
-    blocks: torch.nn.ModuleList, branch: Branch, name: str, config: Any, source: str
+    blocks: torch.nn.ModuleList, branch: Branch, name: str, config: Any, source: str, per_block: Optional[list] = None
 ) -> BranchFacts:
-    for key in ("module", "input", "contribution"):
-        path = getattr(branch, key)
-        if path is None:
-            continue
-        for i, block in enumerate(blocks):
-            _submodule(block, path, f"{name}.{key}", source, f"block {i} ({type(block).__name__})")
+    for i, block in enumerate(blocks):
+        facts = per_block[i] if per_block is not None else branch
+        for key in ("module", "input", "contribution"):
+            path = getattr(facts, key)
+            if path is not None:
+                _submodule(block, path, f"{name}.{key}", source, f"block {i} ({type(block).__name__})")
     scale = branch.scale
     if isinstance(scale, str):
         scale = _config_key(config, scale, f"{name}.scale", source)
@@ -121,19 +121,28 @@ def check_structure(root: torch.nn.Module, config: Any, spec: Spec, source: str)
         )
     for i, transform in enumerate(spec.logits.transforms):
         _config_key(config, transform.key, f"logits.transforms[{i}].key", source)
+    if spec.attention.per_layer is not None:
+        key = spec.attention.per_layer.config_key
+        entries = _config_key(config, key, "attention.per_layer.config_key", source)
+        if not isinstance(entries, (list, tuple)) or len(entries) != len(blocks):
+            raise ModelStructureError(
+                f"{source}: attention.per_layer.config_key = {key!r} must list one entry per block ({len(blocks)}), got {entries!r}"
+            )
+    per_block = [attention_for_layer(spec, config, i) for i in range(len(blocks))]
     structure = Structure(
         num_layers=len(blocks),
-        attention=_branch(blocks, spec.attention, "attention", config, source),
+        attention=_branch(blocks, spec.attention, "attention", config, source, per_block),
         mlp=_branch(blocks, spec.mlp, "mlp", config, source),
     )
-    attention = spec.attention
-    if attention.module:
+    softmax = [i for i, a in enumerate(per_block) if a.kind == "softmax" and a.module]
+    attention = per_block[softmax[0]] if softmax else spec.attention
+    if softmax:
         inner = {"attention.output_projection": attention.output_projection}
         for field in ("probabilities", "queries", "keys", "values", "per_head_output"):
             ref = getattr(attention, field)
             inner[f"attention.{field}.module"] = ref.module if ref is not None else None
-        host = blocks[0].get_submodule(attention.module)
+        host = blocks[softmax[0]].get_submodule(attention.module)
         for key, path in inner.items():
             if path is not None:
-                _submodule(host, path, key, source, f"{type(host).__name__} (block 0's {attention.module})")
+                _submodule(host, path, key, source, f"{type(host).__name__} (block {softmax[0]}'s {attention.module})")
     return structure

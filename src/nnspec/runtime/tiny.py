@@ -140,7 +140,7 @@ def build(spec: Spec, directory: Path | str, variant: Optional[str] = None, seed
     }
     model_type = spec.model_types[0]
     try:
-        config = AutoConfig.for_model(model_type, **special, **values)
+        config = AutoConfig.for_model(model_type, **{**values, **special})
     except (ValueError, TypeError) as exc:
         raise TinyCheckpointError(f"spec {spec.name!r}: cannot build a {model_type} config from [tiny]: {exc}") from exc
     torch.manual_seed(seed)

@@ -1,0 +1,1 @@
+"""Drafting specs by inspecting models: tiny configs, structure discovery, residual hypotheses."""

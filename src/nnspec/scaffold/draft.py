@@ -1,0 +1,618 @@
+"""``nnspec scaffold``: draft a spec for a model type (or a checkpoint) and verify it.
+
+The draft comes from :mod:`discover`'s tested facts; ``extends`` names the closest bundled spec
+and the file states only what differs. The draft is then checked by the conformance matrix on a
+tiny checkpoint, and the file's header says exactly which checks passed.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from ..compiler.loader import BUNDLED_DIR, deep_merge, load_all
+from ..compiler.schema import Spec
+from .discover import (
+    ATTENTION_NAME,
+    MLP_NAME,
+    NORM_NAME,
+    Facts,
+    Probe,
+    ScaffoldError,
+    _close,
+    _first,
+    find_layers,
+    path_of,
+    probe,
+)
+from .tinyconfig import checkpoint_options, tiny_overrides
+
+INTERFACE_SOURCES = {
+    "probabilities": {"ops": [{"name": "attention_interface"}, {"name": "nn_functional_dropout"}]},
+    "queries": {"ops": [{"name": "attention_interface"}], "io": "input", "index": 1},
+    "keys": {"ops": [{"name": "attention_interface"}], "io": "input", "index": 2},
+    "values": {"ops": [{"name": "attention_interface"}], "io": "input", "index": 3},
+    "per_head_output": {"ops": [{"name": "attention_interface"}], "index": 0},
+}
+STANDARD_KEYS = {
+    "num_layers": ("num_hidden_layers", "n_layer", "num_layers"),
+    "num_heads": ("num_attention_heads", "n_head", "num_heads"),
+    "num_kv_heads": ("num_key_value_heads", "num_kv_heads", "n_kv_heads", "multi_query_group_num"),
+    "hidden_size": ("hidden_size", "n_embd", "d_model"),
+    "vocab_size": ("vocab_size",),
+    "head_dim": ("head_dim",),
+}
+
+
+def check_model_type(model_type: str) -> None:
+    """Raise :class:`ScaffoldError` (with the closest names) unless transformers has a causal LM of this type."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    from ..errors import did_you_mean
+
+    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise ScaffoldError(
+            f"{model_type!r} is not a causal-LM model type of transformers{did_you_mean(model_type, MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)}"
+        )
+
+
+def build_model(model_type: str, options: Optional[dict[str, Any]] = None) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A tiny random model of ``model_type`` (eager attention, float32, ``options`` set) and its
+    config overrides."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    check_model_type(model_type)
+    overrides = tiny_overrides(model_type)
+    config = AutoConfig.for_model(model_type, **{**overrides, **(options or {})})
+    torch.manual_seed(0)
+    try:
+        model = AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=torch.float32)
+    except (ValueError, TypeError):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    return model.eval(), overrides
+
+
+def load_model(path: str) -> torch.nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    if not Path(path).exists():
+        raise ScaffoldError(f"{path}: no such checkpoint directory (give a model type or a readable path)")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager", dtype=torch.float32)
+    except (OSError, ValueError) as exc:
+        raise ScaffoldError(f"{path}: cannot be loaded as a causal LM ({exc})") from exc
+    return model.eval()
+
+
+def _config_keys(config: Any) -> dict[str, Optional[str]]:
+    keys: dict[str, Optional[str]] = {}
+    for standard, candidates in STANDARD_KEYS.items():
+        found = next((c for c in candidates if getattr(config, c, None) is not None), None)
+        if found is None and standard not in ("num_kv_heads", "head_dim"):
+            raise ScaffoldError(f"config has none of {', '.join(candidates)} (for {standard})")
+        keys[standard] = found
+    return keys
+
+
+def _hidden(call: Any) -> Optional[torch.Tensor]:
+    return call.args[0] if call.args else next(iter(call.kwargs.values()), None)
+
+
+def _final_modules(model: torch.nn.Module, p: Probe, layers: str, lm_head: str, num_layers: int) -> tuple[str, list[str]]:
+    last = p.calls[f"{layers}.{num_layers - 1}"].order
+    head = p.calls[lm_head].order
+    between = [
+        path for path in p.order[last + 1 : head]
+        if path and not layers.startswith(path) and not path.startswith(f"{layers}.") and path != layers
+        and isinstance(_first(p.calls[path].output), torch.Tensor)
+        and not any(other != path and other.startswith(path + ".") for other in p.order[last + 1 : head])
+    ]
+    norms = [path for path in between if NORM_NAME.search(type(p.calls[path].module).__name__) or NORM_NAME.search(path.rsplit(".", 1)[-1])]
+    if not norms:
+        raise ScaffoldError(f"no final norm between the last block and {lm_head!r}: modules there: {', '.join(between) or 'none'}")
+    after = [p_ for p_ in between[between.index(norms[0]) + 1 :] if "dropout" not in p_]
+    return norms[0], after
+
+
+def _is_norm(p: Probe, path: str) -> bool:
+    return bool(NORM_NAME.search(path.rsplit(".", 1)[-1]) or "Norm" in type(p.calls[path].module).__name__)
+
+
+def _children(p: Probe, block: str) -> list[str]:
+    prefix = block + "."
+    return [path[len(prefix):] for path in p.order if path.startswith(prefix) and "." not in path[len(prefix):]]
+
+
+def _branch_candidates(p: Probe, block: str, module: Optional[str], after_norms: list[str]) -> list[tuple[dict[str, Any], torch.Tensor]]:
+    """(spec facts, contribution tensor) hypotheses for one branch of one block."""
+    out = []
+    if module is not None:
+        call = p.calls[f"{block}.{module}"]
+        snapshot = _first(call.snapshot)
+        live = _first(call.output)
+        mutated = live is not None and snapshot is not None and not torch.equal(live, snapshot)
+        base: dict[str, Any] = {"clone": True} if mutated else {}
+        if snapshot is not None:
+            out.append((dict(base), snapshot))
+            import inspect
+
+            params = list(inspect.signature(type(call.module).forward).parameters)[1:]
+            if "residual" in params:
+                i = params.index("residual")
+                residual = call.kwargs.get("residual", call.args[i] if len(call.args) > i else None)
+                if isinstance(residual, torch.Tensor) and residual.shape == snapshot.shape:
+                    out.append(({**base, "includes_residual": "residual"}, snapshot - residual))
+    for norm in after_norms:
+        value = _first(p.calls[f"{block}.{norm}"].snapshot)
+        if value is not None:
+            out.append(({"contribution": norm}, value))
+    return out
+
+
+def _norms_between(p: Probe, block: str, start: Optional[str], end: Optional[str]) -> list[str]:
+    children = _children(p, block)
+    lo = children.index(start) + 1 if start in children else 0
+    hi = children.index(end) if end in children else len(children)
+    return [c for c in children[lo:hi] if NORM_NAME.search(c) or NORM_NAME.search(type(p.calls[f"{block}.{c}"].module).__name__)]
+
+
+def _scales(config: Any) -> list[Optional[tuple[str, float]]]:
+    found: list[Optional[tuple[str, float]]] = [None]
+    for key, value in sorted(config.to_dict().items()):
+        if isinstance(value, float) and value not in (0.0, 1.0) and ("multiplier" in key or "residual" in key or "scale" in key):
+            found.append((key, value))
+    return found
+
+
+def discover(model: torch.nn.Module, model_type: str) -> Facts:
+    """Establish a model's spec facts by probing it (see module docstring)."""
+    config = model.config
+    keys = _config_keys(config)
+    num_layers = int(getattr(config, keys["num_layers"]))
+    embed = path_of(model, model.get_input_embeddings())
+    lm_head = path_of(model, model.get_output_embeddings())
+    if embed is None or lm_head is None:
+        raise ScaffoldError(f"{type(model).__name__} exposes no {'input' if embed is None else 'output'} embeddings")
+    layers = find_layers(model, num_layers, embed)
+    vocab = int(getattr(config, "vocab_size"))
+    ids = torch.randint(4, min(vocab, 300), (2, 7), generator=torch.Generator().manual_seed(0))
+    p = probe(model, ids)
+    ln_final, before = _final_modules(model, p, layers, lm_head, num_layers)
+    facts = Facts(model_type=model_type, embed_tokens=embed, layers=layers, ln_final=ln_final, lm_head=lm_head,
+                  before_lm_head=before, config_keys=keys)
+    block0 = f"{layers}.0"
+    facts.layer_returns = "tuple" if isinstance(p.calls[block0].output, tuple) else "tensor"
+    children = _children(p, block0)
+    attention = next((c for c in children if not _is_norm(p, f"{block0}.{c}")
+                      and (ATTENTION_NAME.search(c) or "Attention" in type(p.calls[f"{block0}.{c}"].module).__name__)), None)
+    mlp = next((c for c in children if c != attention and not _is_norm(p, f"{block0}.{c}")
+                and (MLP_NAME.search(c) or re.search("MLP|MoE|Expert|FeedForward", type(p.calls[f"{block0}.{c}"].module).__name__))), None)
+    if attention is None:
+        raise ScaffoldError(f"no attention module among block 0's children: {', '.join(children)}")
+    _branches(facts, model, p, config, attention, mlp, children)
+    facts.residual = _residual_kind(model, facts, ids, p)
+    facts.logit_transforms = _logit_transforms(model, p, facts, config)
+    _attention_sources(facts, model, p)
+    return facts
+
+
+def _branches(facts: Facts, model: Any, p: Probe, config: Any, attention: str, mlp: Optional[str], children: list[str]) -> None:
+    """Find contribution hypotheses that make the identity hold on every layer."""
+    n = len(model.get_submodule(facts.layers))
+    scales = _scales(config)
+    per_layer = []
+    for i in range(n):
+        block = f"{facts.layers}.{i}"
+        x = _hidden(p.calls[block])
+        y = _first(p.calls[block].snapshot)
+        a_norms = _norms_between(p, block, attention, mlp)
+        m_norms = _norms_between(p, block, mlp, None) if mlp else []
+        a = [c for c in _branch_candidates(p, block, attention, a_norms) if c[1].shape == x.shape]
+        m = [c for c in _branch_candidates(p, block, mlp, m_norms) if c[1].shape == x.shape] if mlp else []
+        per_layer.append((x, y, a, m))
+    inline: dict[str, Any] = {}
+    if mlp is None:
+        inline = _inline_mlp(model, p, facts.layers, attention, children)
+        for k, (x, y, a, _) in enumerate(per_layer):
+            out = _first(p.calls[f"{facts.layers}.{k}.{inline['contribution']}"].snapshot)
+            per_layer[k] = (x, y, a, [({}, out.reshape(x.shape))] if out is not None and out.numel() == x.numel() else [])
+    for scale in scales:
+        s = 1.0 if scale is None else scale[1]
+        for ai in range(len(per_layer[0][2])):
+            for mi in range(len(per_layer[0][3])):
+                ok = all(
+                    ai < len(a) and mi < len(m) and _close(x + s * a[ai][1] + s * m[mi][1], y)
+                    for x, y, a, m in per_layer
+                )
+                if ok:
+                    facts.attention = {"module": attention, **per_layer[0][2][ai][0]}
+                    facts.mlp = {"module": mlp, **per_layer[0][3][mi][0]} if mlp else dict(inline)
+                    if inline:
+                        facts.limits["mlp_module"] = (
+                            f"the block calls {inline['input']} ... {inline['contribution']} inline; there is no MLP module "
+                            "(mlps_input and mlps_output work)"
+                        )
+                    if scale is not None:
+                        facts.attention["scale"] = facts.mlp["scale"] = scale[0]
+                    return
+    facts.attention, facts.mlp = {"module": attention}, {"module": mlp}
+    facts.residual = "post_norm"
+    facts.limits["contribution"] = (
+        "No decomposition of the block output into input + attention + MLP holds (checked at draft time): "
+        "the block normalises or transforms the stream after the residual adds."
+    )
+
+
+def _inline_mlp(model: Any, p: Probe, layers: str, attention: str, children: list[str]) -> dict[str, Any]:
+    """An MLP written inline in the block (OPT's fc1 -> activation -> fc2)."""
+    hidden = model.config.hidden_size
+    block = f"{layers}.0"
+    after = children[children.index(attention) + 1 :]
+    linears = [c for c in after if isinstance(p.calls[f"{block}.{c}"].module, torch.nn.Linear)]
+    first = next((c for c in linears if p.calls[f"{block}.{c}"].module.in_features == hidden), None)
+    last = next((c for c in reversed(linears) if p.calls[f"{block}.{c}"].module.out_features == hidden), None)
+    if first is None or last is None or first == last:
+        raise ScaffoldError(f"no MLP module among block 0's children ({', '.join(children)}); write the mlp branch by hand")
+    output = _first(p.calls[f"{block}.{last}"].output)
+    return {"module": "", "input": first, "contribution": last, "flattened": output is not None and output.ndim == 2}
+
+
+def _residual_kind(model: Any, facts: Facts, ids: torch.Tensor, clean: Probe) -> str:
+    if facts.residual == "post_norm":
+        return "post_norm"
+    block = f"{facts.layers}.0"
+    attention = f"{block}.{facts.attention['module']}"
+    mlp = f"{block}.{facts.mlp['module'] or facts.mlp['input']}"
+
+    def nudge(module: Any, args: Any, output: Any) -> Any:
+        first = output[0] if isinstance(output, tuple) else output
+        noise = torch.randn(first.shape, generator=torch.Generator().manual_seed(3))  # not constant: norms remove constants
+        return (first + noise,) + output[1:] if isinstance(output, tuple) else first + noise
+
+    perturbed = probe(model, ids, hooks={attention: nudge})
+    before, after = _hidden(clean.calls[mlp]), _hidden(perturbed.calls[mlp])
+    return "parallel" if _close(before, after) else "sequential"
+
+
+def _logit_transforms(model: Any, p: Probe, facts: Facts, config: Any) -> list[dict[str, str]]:
+    last = _first(p.calls[f"{facts.layers}.{len(model.get_submodule(facts.layers)) - 1}"].snapshot)
+    with torch.no_grad():
+        x = model.get_submodule(facts.ln_final)(last)
+        for path in facts.before_lm_head:
+            x = model.get_submodule(path)(x)
+        base = model.get_submodule(facts.lm_head)(x)
+    if _close(base, p.logits):
+        return []
+    def priority(item: tuple[str, Any]) -> tuple[int, str]:
+        key = item[0]
+        return (0 if "logit" in key else 1 if any(w in key for w in ("cap", "scal", "mult")) else 2, key)
+
+    for key, value in sorted(config.to_dict().items(), key=priority):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value == 0 or key.endswith(("_id", "_ids")):
+            continue
+        for op, fn in (("softcap", lambda t: torch.tanh(t / value) * value), ("multiply", lambda t: t * value), ("divide", lambda t: t / value)):
+            if value == 1 and op != "softcap":
+                continue
+            if _close(fn(base), p.logits):
+                return [{"op": op, "key": key}]
+    facts.notes.append("logits differ from lm_head(ln_final(h)) by a transform no single config value explains")
+    return []
+
+
+def _attention_sources(facts: Facts, model: Any, p: Probe) -> None:
+    import inspect
+
+    if getattr(model.config, "attn_logit_softcapping", None):
+        facts.score_softcap = "attn_logit_softcapping"
+
+    block = model.get_submodule(facts.layers)[0]
+    attention = block.get_submodule(facts.attention["module"])
+    try:
+        source = inspect.getsource(type(attention).forward)
+    except (OSError, TypeError):
+        return
+    if "attention_interface(" not in source:
+        reason = (f"no attention source is declared yet: {type(attention).__name__}.forward does not call the "
+                  "attention interface; add [attention] probabilities/queries/keys/values sources by hand")
+        facts.limits.update({"attention_probabilities": reason, "qkv": reason, "per_head_output": reason})
+        return
+    if "attention_interface(" in source:
+        facts.attention.update(INTERFACE_SOURCES)
+        dims = getattr(attention, "head_dim", None)
+        for name, child in attention.named_children():
+            if isinstance(child, torch.nn.Linear) and child.out_features == model.config.hidden_size and name in ("o_proj", "dense", "out_proj", "c_proj", "o"):
+                facts.attention["output_projection"] = name
+        if dims is None:
+            facts.notes.append("attention module has no head_dim attribute")
+
+
+# -- turning facts into a spec ---------------------------------------------------------------------
+
+
+def facts_to_spec(facts: Facts, name: str, tiny_config: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": name,
+        "model_types": [facts.model_type],
+        "config": {k: (v if v is not None else "") for k, v in facts.config_keys.items() if k != "head_dim" or v},
+        "modules": {"embed_tokens": facts.embed_tokens, "layers": facts.layers, "ln_final": facts.ln_final, "lm_head": facts.lm_head},
+        "layer": {"returns": facts.layer_returns},
+        "attention": dict(facts.attention),
+        "mlp": dict(facts.mlp),
+        "residual": {"kind": facts.residual},
+        "tiny": {"config": dict(tiny_config)},
+    }
+    if "head_dim" not in spec["config"]:
+        spec["config"]["head_dim"] = ""
+    if facts.before_lm_head:
+        spec["modules"]["before_lm_head"] = facts.before_lm_head
+    if facts.logit_transforms:
+        spec["logits"] = {"transforms": facts.logit_transforms}
+    if facts.score_softcap:
+        spec["attention"]["score_softcap"] = facts.score_softcap
+    if facts.limits:
+        spec["limits"] = dict(facts.limits)
+    return spec
+
+
+def _leaves(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_leaves(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): d}
+
+
+def closest_parent(spec: dict[str, Any], specs: dict[str, Any]) -> tuple[Optional[str], dict[str, Any]]:
+    """The bundled spec sharing the most facts with ``spec`` (ignoring names and tiny configs),
+    and ``spec`` reduced to what differs from it."""
+    ignore = ("name", "model_types", "description", "tiny", "variants", "overrides", "extends")
+    mine = {k: v for k, v in _leaves({k: v for k, v in spec.items() if k not in ignore}).items()}
+    best, best_score = None, -1
+    for other_name, loaded in specs.items():
+        theirs = _leaves({k: v for k, v in loaded.spec.model_dump(mode="json").items() if k not in ignore})
+        score = sum(1 for k, v in mine.items() if _norm(theirs.get(k)) == _norm(v)) - sum(
+            1 for k, v in theirs.items() if k not in mine and v not in (None, "", [], False, 0, "tensor", "sequential", "softmax", "scaled_dot_product", "output", -1)
+        )
+        if score > best_score:
+            best, best_score = other_name, score
+    if best is None:
+        return None, spec
+    merged = specs[best].spec.model_dump(mode="json", exclude={"name", "model_types", "description", "extends", "tiny", "variants", "overrides"})
+    reduced = _diff(spec, merged)
+    reduced["name"], reduced["model_types"] = spec["name"], spec["model_types"]
+    reduced["tiny"] = spec["tiny"]
+    inherited_tiny = specs[best].spec.tiny.config
+    for key in inherited_tiny:
+        if key not in spec["tiny"]["config"]:
+            reduced["tiny"]["config"][key] = ""  # drop what the parent's tiny config sets and this model lacks
+    # Attention sources the parent declares and the draft found none of: clear them (the checks
+    # then decide; see `_settle_attention`).
+    for field in ("probabilities", "queries", "keys", "values", "per_head_output"):
+        if merged.get("attention", {}).get(field) and field not in spec.get("attention", {}):
+            reduced.setdefault("attention", {})[field] = ""
+    # Everything the parent states and this model does not: clear it.
+    for key, value in _leaves({k: merged.get(k) for k in ("attention", "mlp", "limits", "logits")}).items():
+        section, _, leaf = key.partition(".")
+        if leaf and "." not in leaf and value not in (None, "", [], False) and leaf not in spec.get(section, {}):
+            if section in ("attention", "mlp") and leaf in ("probabilities", "queries", "keys", "values", "per_head_output", "output_projection", "contribution", "includes_residual", "scale"):
+                reduced.setdefault(section, {})[leaf] = ""
+            if section == "limits" and leaf == "contribution":
+                reduced.setdefault("limits", {})[leaf] = ""
+            if section == "logits" and leaf == "transforms":
+                reduced.setdefault("logits", {})["transforms"] = []
+    return best, reduced
+
+
+def _norm(value: Any) -> Any:
+    if isinstance(value, dict) and "ops" in value or isinstance(value, dict) and "module" in value and len(value) <= 6:
+        from ..compiler.schema import SourceRef
+
+        try:
+            return SourceRef.model_validate(value).model_dump()
+        except Exception:  # noqa: BLE001 - not a source after all
+            return value
+    return None if value in ("", None) else value
+
+
+def _diff(mine: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in mine.items():
+        other = theirs.get(key)
+        if isinstance(value, dict) and isinstance(other, dict) and key not in ("probabilities", "queries", "keys", "values", "per_head_output"):
+            sub = _diff(value, other)
+            if sub:
+                out[key] = sub
+        elif _norm(value) != _norm(other):
+            out[key] = value
+    return out
+
+
+# -- TOML ------------------------------------------------------------------------------------------
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if value is None:
+        return '""'
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _key(key: str) -> str:
+    return key if re.match(r"^[A-Za-z0-9_-]+$", key) else _toml_value(key)
+
+
+def to_toml(spec: dict[str, Any], header: list[str]) -> str:
+    lines = [f"# {h}" if h else "#" for h in header] + [""]
+    scalars = [(k, v) for k, v in spec.items() if not isinstance(v, dict)]
+    tables = [(k, v) for k, v in spec.items() if isinstance(v, dict)]
+    lines += [f"{_key(k)} = {_toml_value(v)}" for k, v in scalars]
+
+    def table(name: str, body: dict[str, Any]) -> None:
+        plain = [(k, v) for k, v in body.items() if not (isinstance(v, dict) and name in ("tiny", "variants"))]
+        nested = [(k, v) for k, v in body.items() if isinstance(v, dict) and name in ("tiny", "variants")]
+        if plain:
+            lines.extend(["", f"[{name}]"])
+            lines.extend(f"{_key(k)} = {_toml_value(v)}" for k, v in plain)
+        for k, v in nested:
+            table(f"{name}.{_key(k)}", v)
+
+    for name, body in tables:
+        table(name, body)
+    return "\n".join(lines) + "\n"
+
+
+# -- the command -----------------------------------------------------------------------------------
+
+
+def _run_checks(body: dict[str, Any], name: str) -> list[Any]:
+    from ..runtime import conformance, tiny
+    from ..runtime.adapter import Adapter
+
+    with tempfile.TemporaryDirectory() as scratch:
+        trial = Path(scratch) / f"{name}.toml"
+        trial.write_text(to_toml(body, ["draft"]), encoding="utf-8")
+        spec = Adapter.from_file(trial).spec
+        results = []
+        for variant in [None, *spec.variants]:
+            try:
+                path = tiny.build(spec, Path(scratch) / f"tiny-{variant or 'base'}", variant=variant)
+                subject = conformance.load_subject(name, path, spec=str(trial))
+                found = conformance.run_checks(subject)
+            except Exception as exc:  # noqa: BLE001 - a checkpoint that cannot be built or run is a failure
+                if variant is None:
+                    raise
+                found = [conformance.CheckResult("load", False, float("nan"), 0.0, f"{type(exc).__name__}: {exc}")]
+            results += [r if variant is None else replace(r, check=f"{r.check} [{variant}]") for r in found]
+        return results
+
+
+def _short(error: str) -> str:
+    """A check failure as a short reason (no exception class, no tolerance boilerplate)."""
+    error = re.sub(r"^\w+Error: ", "", error)
+    error = re.sub(r" \(tolerance atol=.*?\)", "", error)
+    return error[:140]
+
+
+def _settle(body: dict[str, Any], name: str, check: bool) -> list[Any]:
+    """Run the checks and revise attention facts the checks refute, declaring what cannot hold.
+
+    A failing q/k recomputation first tries queries that arrive pre-scaled (score scale 1), then
+    declares the score function other than scaled dot-product; failing probabilities or per-head
+    values become declared limits with the failure as the reason. Nothing else is revised.
+    """
+    if not check:
+        return []
+    tried_scale = False
+    results: list[Any] = []
+    for _ in range(5):
+        results = _run_checks(body, name)
+        failed = {r.check: r.error for r in results if not r.passed}
+        # A variant inherited from the parent whose options this model does not take: drop it.
+        base_failed = {k for k in failed if " [" not in k}
+        own = body.get("variants", {})
+        broken = {k.split(" [")[1].rstrip("]") for k in failed if " [" in k and k.split(" [")[0] not in base_failed}
+        inherited = [v for v in broken if v not in own or own[v] == ""]
+        if inherited:
+            body.setdefault("variants", {}).update({v: "" for v in inherited})
+            continue
+        attention = body.setdefault("attention", {})
+        limits = body.setdefault("limits", {})
+        revised = False
+        failed = {k.split(" [")[0]: v for k, v in reversed(list(failed.items()))}
+        if "qkv" in failed and "softmax(q k^T)" in failed["qkv"]:
+            if not tried_scale and attention.get("score_scale") in (None, ""):
+                attention["score_scale"], tried_scale, revised = 1.0, True, True
+            else:
+                attention.pop("score_scale", None)
+                attention["score"], revised = "other", True
+        elif "qkv" in failed and ("attention_heads_output" in failed["qkv"] or "vs attention output" in failed["qkv"]):
+            attention["per_head_output"] = ""
+            limits["per_head_output"] = f"the per-head output could not be verified against the attention output ({_short(failed['qkv'])})"
+            revised = True
+        elif "qkv" in failed:
+            reason = f"queries/keys/values could not be verified ({_short(failed['qkv'])})"
+            for field in ("queries", "keys", "values", "per_head_output"):
+                attention[field] = ""
+            limits.update({"qkv": reason, "per_head_output": reason})
+            revised = True
+        if "attention_probabilities" in failed:
+            attention["probabilities"] = ""
+            limits["attention_probabilities"] = (
+                f"the eager attention weights could not be verified as one softmax over the scores ({_short(failed['attention_probabilities'])})"
+            )
+            revised = True
+        if not limits:
+            body.pop("limits")
+        if not attention:
+            body.pop("attention")
+        if not revised:
+            break
+    return results
+
+
+
+def scaffold(target: str, output: Optional[Path] = None, name: Optional[str] = None, check: bool = True) -> tuple[Path, list[Any], Optional[str]]:
+    """Draft a spec for ``target`` (a model type or a checkpoint path), verify it, write it.
+
+    Returns ``(path written, conformance results, parent spec)``.
+    """
+    if Path(target).exists() or "/" in target:
+        model = load_model(target)
+        model_type, tiny_config = model.config.model_type, tiny_overrides(model.config.model_type)
+        options: dict[str, Any] = {}
+    else:
+        # Probe with the options real checkpoints use, so multipliers and transforms are visible.
+        check_model_type(target)
+        options = checkpoint_options(target)
+        try:
+            model, tiny_config = build_model(target, options)
+        except Exception:  # noqa: BLE001 - an option this type cannot combine: probe without
+            options = {}
+            model, tiny_config = build_model(target)
+        model_type = target
+    facts = discover(model, model_type)
+    name = name or model_type.replace("-", "_")
+    draft = facts_to_spec(facts, name, tiny_config)
+    specs = {k: v for k, v in load_all(BUNDLED_DIR).items() if k != name}
+    parent, reduced = closest_parent(draft, specs)
+    body = {"name": name}
+    if parent:
+        body["extends"] = parent
+    body.update({k: v for k, v in reduced.items() if k != "name"})
+    if options:
+        body["variants"] = {"checkpoint_options": options}
+    output = output or BUNDLED_DIR / f"{name}.toml"
+    results = _settle(body, name, check)
+    passed = [r.check for r in results if r.passed]
+    failed = [r for r in results if not r.passed]
+    header = [
+        f"{name}: drafted by `nnspec scaffold {target}` from a probed tiny {model_type} model.",
+        f"extends {parent}: the closest bundled spec; only what differs is stated." if parent else "no bundled spec is close.",
+    ]
+    if check:
+        header.append(f"conformance at draft time: {len(passed)}/{len(results)} checks pass (base checkpoint and variants)")
+        header += [f"FAILS {r.check}: {r.error[:160]}" for r in failed]
+        if failed:
+            header.append("Review the failing rows before relying on this spec.")
+    else:
+        header.append("not checked (run `nnspec matrix --specs NAME` after `nnspec compile`).")
+    header += [f"note: {n}" for n in facts.notes]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(to_toml(body, header), encoding="utf-8")
+    return output, results, parent
