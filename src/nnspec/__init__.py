@@ -15,8 +15,21 @@ from .errors import (
     SpecError,
     UnsupportedArchitectureError,
 )
-from .runtime.adapter import Adapter
-from .runtime.model import StandardizedTransformer
+
+
+def __getattr__(name: str) -> object:
+    # The runtime imports torch and NNsight: load it on first use, so that the spec compiler and
+    # the command line start without them.
+    if name == "StandardizedTransformer":
+        from .runtime.model import StandardizedTransformer
+
+        return StandardizedTransformer
+    if name == "Adapter":
+        from .runtime.adapter import Adapter
+
+        return Adapter
+    raise AttributeError(f"module 'nnspec' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 

@@ -130,6 +130,20 @@ def _lens_model(model_id: Optional[str], spec: Optional[str]) -> object:
     return StandardizedTransformer(model_id, spec=spec)
 
 
+def _compat(args: argparse.Namespace) -> int:
+    from .runtime import compat
+
+    results = Path(args.results)
+    if not results.is_dir():
+        raise SystemExit(f"nnspec compat: {results} not found: run `nox -s matrix` first")
+    data = compat.merge(results)
+    Path(args.data).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.data).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    Path(args.doc).write_text(compat.markdown(data), encoding="utf-8")
+    print(f"merged {len(data['runs'])} runs ({len(data['gaps'])} gaps) into {args.data} and {args.doc}")
+    return 0
+
+
 def _support(args: argparse.Namespace) -> int:
     from .runtime import matrix
 
@@ -189,6 +203,12 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--threads", type=int, default=1)
     k.add_argument("--trust-remote-code", action="store_true")
     k.set_defaults(run=_check)
+
+    co = sub.add_parser("compat", help="merge `nox -s matrix` results into the compatibility table and data")
+    co.add_argument("--results", default="compat-results")
+    co.add_argument("--doc", default="docs/compatibility.md")
+    co.add_argument("--data", default="src/nnspec/data/compatibility.json")
+    co.set_defaults(run=_compat)
 
     su = sub.add_parser("support", help="write docs/architectures.md from the specs and a matrix run")
     su.add_argument("--results", default="matrix-results/matrix.json", help="matrix.json from `nnspec matrix`")

@@ -46,7 +46,26 @@ class CodegenAdapter(Adapter):
                              'n_ctx': 256,
                              'bos_token_id': 1,
                              'eos_token_id': 2}},
-         'variants': {'checkpoint_options': {'tie_word_embeddings': True}}}
+         'variants': {'checkpoint_options': {'tie_word_embeddings': True}},
+         'overrides': [{'when': {'transformers': '<5'},
+                        'set': {'layer': {'returns': 'tuple'},
+                                'attention': {'probabilities': '',
+                                              'queries': '',
+                                              'keys': '',
+                                              'values': '',
+                                              'per_head_output': ''},
+                                'limits': {'attention_probabilities': 'transformers 4.x GPT-J '
+                                                                      'computes attention in its '
+                                                                      'own _attn method; sources '
+                                                                      'are declared for '
+                                                                      'transformers 5',
+                                           'qkv': 'transformers 4.x GPT-J computes attention in '
+                                                  'its own _attn method; sources are declared for '
+                                                  'transformers 5',
+                                           'per_head_output': 'transformers 4.x GPT-J computes '
+                                                              'attention in its own _attn method; '
+                                                              'sources are declared for '
+                                                              'transformers 5'}}}]}
     )
     rename = {'transformer.h': 'layers',
      'transformer.wte': 'embed_tokens',

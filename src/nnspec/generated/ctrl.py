@@ -39,7 +39,11 @@ class CtrlAdapter(Adapter):
                              'n_layer': 3,
                              'n_head': 4,
                              'n_positions': 256,
-                             'vocab_size': 384}}}
+                             'vocab_size': 384}},
+         'overrides': [{'when': {'transformers': '<5.3'}, 'set': {'layer': {'returns': 'tuple'}}},
+                       {'when': {'transformers': '<5'},
+                        'set': {'attention': {'probabilities': {'ops': [{'name': 'attention_interface'},
+                                                                        {'name': 'module_attn_dropout'}]}}}}]}
     )
     rename = {'transformer.h': 'layers',
      'transformer.w': 'embed_tokens',

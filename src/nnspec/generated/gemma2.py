@@ -57,6 +57,7 @@ class Gemma2Adapter(Adapter):
          'variants': {'tied_embeddings': {'tie_word_embeddings': True},
                       'multi_query': {'num_key_value_heads': 1},
                       'checkpoint_caps': {'final_logit_softcapping': 30.0,
-                                          'attn_logit_softcapping': 50.0}}}
+                                          'attn_logit_softcapping': 50.0}},
+         'overrides': [{'when': {'transformers': '<5'}, 'set': {'layer': {'returns': 'tuple'}}}]}
     )
     rename = {'model.layers': 'layers', 'model.embed_tokens': 'embed_tokens', 'model.norm': 'ln_final'}

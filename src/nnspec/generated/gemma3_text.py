@@ -61,6 +61,7 @@ class Gemma3TextAdapter(Adapter):
                       'checkpoint_caps': {'final_logit_softcapping': 30.0,
                                           'attn_logit_softcapping': 50.0},
                       'checkpoint_options': {'final_logit_softcapping': 30.0,
-                                             'attn_logit_softcapping': 50.0}}}
+                                             'attn_logit_softcapping': 50.0}},
+         'overrides': [{'when': {'transformers': '<5'}, 'set': {'layer': {'returns': 'tuple'}}}]}
     )
     rename = {'model.layers': 'layers', 'model.embed_tokens': 'embed_tokens', 'model.norm': 'ln_final'}

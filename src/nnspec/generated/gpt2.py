@@ -35,7 +35,11 @@ class Gpt2Adapter(Adapter):
                                   'index': 3},
                        'per_head_output': {'ops': [{'name': 'attention_interface'}], 'index': 0}},
          'mlp': {'module': 'mlp'},
-         'tiny': {'config': {'n_embd': 64, 'n_layer': 3, 'n_head': 4, 'n_positions': 256}}}
+         'tiny': {'config': {'n_embd': 64, 'n_layer': 3, 'n_head': 4, 'n_positions': 256}},
+         'overrides': [{'when': {'transformers': '<5.3'}, 'set': {'layer': {'returns': 'tuple'}}},
+                       {'when': {'transformers': '<5'},
+                        'set': {'attention': {'probabilities': {'ops': [{'name': 'attention_interface'},
+                                                                        {'name': 'module_attn_dropout'}]}}}}]}
     )
     rename = {'transformer.h': 'layers',
      'transformer.wte': 'embed_tokens',

@@ -42,7 +42,11 @@ class GptBigcodeAdapter(Adapter):
                              'n_inner': 128,
                              'vocab_size': 384,
                              'bos_token_id': 1,
-                             'eos_token_id': 2}}}
+                             'eos_token_id': 2}},
+         'overrides': [{'when': {'transformers': '<5.3'}, 'set': {'layer': {'returns': 'tuple'}}},
+                       {'when': {'transformers': '<5'},
+                        'set': {'attention': {'probabilities': {'ops': [{'name': 'attention_interface'},
+                                                                        {'name': 'module_attn_dropout'}]}}}}]}
     )
     rename = {'transformer.h': 'layers',
      'transformer.wte': 'embed_tokens',

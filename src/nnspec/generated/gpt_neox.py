@@ -47,7 +47,8 @@ class GptNeoxAdapter(Adapter):
          'overrides': [{'when': {'transformers': '<5'},
                         'set': {'modules': {'lm_head': 'embed_out'}}},
                        {'when': {'config': {'use_parallel_residual': False}},
-                        'set': {'residual': {'kind': 'sequential'}}}]}
+                        'set': {'residual': {'kind': 'sequential'}}},
+                       {'when': {'transformers': '<5'}, 'set': {'layer': {'returns': 'tuple'}}}]}
     )
     rename = {'gpt_neox.layers': 'layers',
      'gpt_neox.embed_in': 'embed_tokens',

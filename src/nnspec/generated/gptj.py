@@ -41,7 +41,26 @@ class GptjAdapter(Adapter):
                              'n_layer': 3,
                              'n_head': 4,
                              'rotary_dim': 8,
-                             'n_positions': 256}}}
+                             'n_positions': 256}},
+         'overrides': [{'when': {'transformers': '<5'},
+                        'set': {'layer': {'returns': 'tuple'},
+                                'attention': {'probabilities': '',
+                                              'queries': '',
+                                              'keys': '',
+                                              'values': '',
+                                              'per_head_output': ''},
+                                'limits': {'attention_probabilities': 'transformers 4.x GPT-J '
+                                                                      'computes attention in its '
+                                                                      'own _attn method; sources '
+                                                                      'are declared for '
+                                                                      'transformers 5',
+                                           'qkv': 'transformers 4.x GPT-J computes attention in '
+                                                  'its own _attn method; sources are declared for '
+                                                  'transformers 5',
+                                           'per_head_output': 'transformers 4.x GPT-J computes '
+                                                              'attention in its own _attn method; '
+                                                              'sources are declared for '
+                                                              'transformers 5'}}}]}
     )
     rename = {'transformer.h': 'layers',
      'transformer.wte': 'embed_tokens',

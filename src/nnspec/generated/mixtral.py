@@ -48,6 +48,8 @@ class MixtralAdapter(Adapter):
                              'num_local_experts': 4,
                              'num_experts_per_tok': 2}},
          'variants': {'tied_embeddings': {'tie_word_embeddings': True},
-                      'multi_query': {'num_key_value_heads': 1}}}
+                      'multi_query': {'num_key_value_heads': 1}},
+         'overrides': [{'when': {'transformers': '<5'},
+                        'set': {'mlp': {'module': 'block_sparse_moe'}}}]}
     )
     rename = {'model.layers': 'layers', 'model.embed_tokens': 'embed_tokens', 'model.norm': 'ln_final'}

@@ -50,7 +50,8 @@ class OptAdapter(Adapter):
                                 'limits': {'contribution': 'With do_layer_norm_before=false '
                                                            '(OPT-350m) the block normalises after '
                                                            'each residual add, so no branch output '
-                                                           'is an additive contribution.'}}}]}
+                                                           'is an additive contribution.'}}},
+                       {'when': {'transformers': '<5'}, 'set': {'layer': {'returns': 'tuple'}}}]}
     )
     rename = {'model.decoder.layers': 'layers',
      'model.decoder.embed_tokens': 'embed_tokens',

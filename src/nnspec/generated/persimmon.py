@@ -43,7 +43,8 @@ class PersimmonAdapter(Adapter):
                              'max_position_embeddings': 256,
                              'partial_rotary_factor': '',
                              'vocab_size': 384}},
-         'variants': {'checkpoint_options': {'tie_word_embeddings': True}}}
+         'variants': {'checkpoint_options': {'tie_word_embeddings': True}},
+         'overrides': [{'when': {'transformers': '<5'}, 'set': {'layer': {'returns': 'tuple'}}}]}
     )
     rename = {'model.layers': 'layers',
      'model.embed_tokens': 'embed_tokens',

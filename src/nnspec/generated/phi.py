@@ -42,7 +42,8 @@ class PhiAdapter(Adapter):
                              'num_attention_heads': 4,
                              'num_key_value_heads': 4,
                              'max_position_embeddings': 256,
-                             'partial_rotary_factor': 0.5}}}
+                             'partial_rotary_factor': 0.5}},
+         'overrides': [{'when': {'transformers': '<5'}, 'set': {'layer': {'returns': 'tuple'}}}]}
     )
     rename = {'model.layers': 'layers',
      'model.embed_tokens': 'embed_tokens',

@@ -48,6 +48,7 @@ class XglmAdapter(Adapter):
                                 'limits': {'contribution': 'With do_layer_norm_before=false '
                                                            '(OPT-350m) the block normalises after '
                                                            'each residual add, so no branch output '
-                                                           'is an additive contribution.'}}}]}
+                                                           'is an additive contribution.'}}},
+                       {'when': {'transformers': '<5'}, 'set': {'layer': {'returns': 'tuple'}}}]}
     )
     rename = {'model.layers': 'layers', 'model.embed_tokens': 'embed_tokens', 'model.layer_norm': 'ln_final'}

@@ -20,6 +20,9 @@ from typing import Any, Optional
 
 from .adapter import installed_version
 
+#: Version of the matrix.json layout (2: rows carry "unavailable" for model types a transformers lacks).
+SCHEMA = 2
+
 #: Column titles for the checks, in report order.
 SHORT = {
     "layers_io": "layers io",
@@ -60,10 +63,15 @@ def run_one(spec_name: str, variant: Optional[str] = None, threads: int = 1) -> 
     from .registry import adapter_by_name
 
     torch.set_num_threads(threads)
-    row: dict[str, Any] = {"spec": spec_name, "variant": variant, "error": "", "results": []}
+    row: dict[str, Any] = {"spec": spec_name, "variant": variant, "error": "", "results": [], "unavailable": ""}
     start = time.perf_counter()
     try:
         spec = adapter_by_name(spec_name).spec
+        missing = unavailable_model_type(spec.model_types[0])
+        if missing:
+            row["unavailable"] = missing
+            row["seconds"] = time.perf_counter() - start
+            return row
         path = tiny.checkpoint(spec, variant)
         row["build_seconds"] = time.perf_counter() - start
         loaded = time.perf_counter()
@@ -77,6 +85,15 @@ def run_one(spec_name: str, variant: Optional[str] = None, threads: int = 1) -> 
         row["error"] = f"{type(exc).__name__}: {exc}"
     row["seconds"] = time.perf_counter() - start
     return row
+
+
+def unavailable_model_type(model_type: str) -> str:
+    """Why the installed transformers cannot build ``model_type`` ('' when it can)."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    if model_type in CONFIG_MAPPING_NAMES:
+        return ""
+    return f"transformers {installed_version('transformers')} has no model type {model_type!r}"
 
 
 def _init_worker() -> None:
@@ -118,7 +135,7 @@ def run_matrix(
                 bar.update()
     bar.close()
     return {
-        "schema": 1,
+        "schema": SCHEMA,
         "versions": {p: installed_version(p) for p in ("nnspec", "torch", "transformers", "nnsight")},
         "python": platform.python_version(),
         "jobs": jobs,
@@ -133,6 +150,8 @@ def passed(report: dict[str, Any]) -> bool:
 
 
 def _cells(row: dict[str, Any], checks: list[str], ok: str, bad: str) -> list[str]:
+    if row.get("unavailable"):
+        return ["n/a"] * len(checks)
     by_check = {c["check"]: c for c in row["results"]}
     return [
         "error" if row["error"] else (ok if by_check[c]["passed"] else bad) if c in by_check else "-" for c in checks
@@ -155,8 +174,9 @@ def table(report: dict[str, Any]) -> str:
     total = sum(len(r["results"]) for r in report["rows"])
     bad = len(failures)
     out.append("")
+    skipped = sum(1 for r in report["rows"] if r.get("unavailable"))
     out.append(
-        f"{len(report['rows'])} checkpoints, {total} checks, {bad} failed, "
+        f"{len(report['rows']) - skipped} checkpoints ({skipped} not available in this transformers), {total} checks, {bad} failed, "
         f"{report['wall_seconds']:.1f} s wall with {report['jobs']} jobs "
         f"(transformers {report['versions']['transformers']}, nnsight {report['versions']['nnsight']}, "
         f"torch {report['versions']['torch']})"

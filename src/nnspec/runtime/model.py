@@ -121,6 +121,10 @@ class StandardizedTransformer(TransformersModel):
         )
         self._adapter = adapter
         self._spec = effective
+        from .adapter import installed_version
+        from .compat import warn_if_unverified
+
+        warn_if_unverified(adapter.name, installed_version("transformers"), installed_version("nnsight"))
         self._enable_attention_probs = enable_attention_probs
         hf_config = self._module.config
         if check_renaming:
@@ -269,10 +273,16 @@ class StandardizedTransformer(TransformersModel):
         module = self._attention[i].module
         return self._in_block(i, module if ref.module is None else f"{module}.{ref.module}")
 
+    @property
+    def attention_implementation(self) -> Optional[str]:
+        """The attention implementation the model runs (``"eager"``, ``"sdpa"``...), read from its
+        config (NNsight 0.8.0 has no ``attn_implementation`` property; 0.8.1 does)."""
+        return getattr(self._module.config, "_attn_implementation", None)
+
     def _require_eager(self) -> None:
-        if self.attn_implementation != "eager":
+        if self.attention_implementation != "eager":
             raise CapabilityUnavailableError(
-                f"attention probabilities need eager attention, but this model runs {self.attn_implementation!r}: "
+                f"attention probabilities need eager attention, but this model runs {self.attention_implementation!r}: "
                 "load it with StandardizedTransformer(..., enable_attention_probs=True) (or attn_implementation='eager')"
             )
 
@@ -351,7 +361,7 @@ class StandardizedTransformer(TransformersModel):
     @property
     def attn_probs_available(self) -> bool:
         """Whether ``attention_probabilities`` can be read and written on this model as loaded."""
-        return self.attention_probabilities.unavailable is None and self.attn_implementation == "eager"
+        return self.attention_probabilities.unavailable is None and self.attention_implementation == "eager"
 
     # -- research helpers (see nnspec.runtime.cache and nnspec.runtime.gradients) -----------------
 

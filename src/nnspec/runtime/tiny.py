@@ -22,7 +22,7 @@ from ..errors import TinyCheckpointError, did_you_mean
 from .adapter import installed_version
 
 #: Bumped whenever the checkpoint layout or the tokenizer recipe changes.
-FORMAT = 2
+FORMAT = 3
 VOCAB_SIZE = 384
 _MARKER = "nnspec-tiny.json"
 
@@ -66,6 +66,7 @@ def _train_tokenizer(kind: str) -> Any:
             eos_token="<|endoftext|>",
             unk_token="<|endoftext|>",
             pad_token="<|endoftext|>",
+            model_input_names=["input_ids", "attention_mask"],
         )
     # Sentencepiece-style: words carry a leading "▁", unknown characters fall back to <unk>.
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
@@ -79,7 +80,8 @@ def _train_tokenizer(kind: str) -> Any:
         single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.token_to_id("<s>"))]
     )
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="</s>"
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="</s>",
+        model_input_names=["input_ids", "attention_mask"],
     )
 
 
@@ -87,7 +89,8 @@ def tokenizer(kind: str = "byte_level") -> Any:
     """A small tokenizer trained locally (cached on disk), ``byte_level`` or ``metaspace``."""
     from transformers import AutoTokenizer
 
-    path = cache_root() / "tokenizers" / f"{kind}-v{FORMAT}"
+    # Keyed by transformers version: tokenizer files record a class name that versions spell differently.
+    path = cache_root() / "tokenizers" / f"{kind}-v{FORMAT}-transformers{installed_version('transformers')}"
     if not (path / "tokenizer.json").is_file():
         _publish(path, lambda staging: _train_tokenizer(kind).save_pretrained(staging))
     return AutoTokenizer.from_pretrained(str(path))
