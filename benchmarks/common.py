@@ -13,6 +13,19 @@ from typing import Any, Callable
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+#: Prompts of varied lengths, repeated to fill a batch.
+PROMPTS = [
+    "The Eiffel Tower is in the city of",
+    "The capital of France is",
+    "Once upon a time there was a small model that lived on a laptop",
+    "Mechanistic interpretability studies the residual stream",
+    "Hello world, how are you today?",
+    "Cats, dogs, birds and fish are animals",
+    "The quick brown fox jumps over the lazy dog",
+    "Numbers: 0 1 2 3 4 5 6 7 8 9",
+]
+
+
 def setup(doc: str, **extra: int) -> tuple[argparse.Namespace, str]:
     """Parse ``--repeats``, ``--dir`` and ``extra`` int options; one thread, quiet loads; returns
     the arguments and the GPT-2-small-sized checkpoint path."""

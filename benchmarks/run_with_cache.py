@@ -6,18 +6,8 @@ output_hidden_states=True, batch 8, same run. Target: at most 1.1x.
 
 from __future__ import annotations
 
-from common import interleaved, report, setup
+from common import PROMPTS, interleaved, report, setup
 
-PROMPTS = [
-    "The Eiffel Tower is in the city of",
-    "The capital of France is",
-    "Once upon a time there was a small model that lived on a laptop",
-    "Mechanistic interpretability studies the residual stream",
-    "Hello world, how are you today?",
-    "Cats, dogs, birds and fish are animals",
-    "The quick brown fox jumps over the lazy dog",
-    "Numbers: 0 1 2 3 4 5 6 7 8 9",
-]
 
 
 def main() -> None:

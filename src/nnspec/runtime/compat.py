@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
@@ -124,8 +125,9 @@ def markdown(data: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+@lru_cache(maxsize=4)
 def load(path: Path = DATA_FILE) -> Optional[dict[str, Any]]:
-    """The shipped compatibility data (``None`` if absent); refuses an unknown layout."""
+    """The shipped compatibility data (``None`` if absent; read once); refuses an unknown layout."""
     if not path.is_file():
         return None
     data = json.loads(path.read_text(encoding="utf-8"))

@@ -111,6 +111,8 @@ class StandardizedTransformer(TransformersModel):
         aliases = dict(adapter.rename_for(effective))
         aliases.pop(effective.modules.layers, None)  # `layers` is an nnspec accessor (index checks)
         aliases.update(rename or {})
+        if not isinstance(model, torch.nn.Module):
+            kwargs.setdefault("config", config)  # already loaded: NNsight need not read it again
         super().__init__(
             model,
             task="text-generation",
