@@ -43,6 +43,21 @@ def setup(doc: str, **extra: int) -> tuple[argparse.Namespace, str]:
     return args, str(gpt2_small(Path(args.dir)))
 
 
+def model_pair(path: str, batch: int) -> tuple:
+    """nnspec (weights loaded) and plain transformers on ``path``, a batch of ``batch`` prompts,
+    its left-padded encoding and mask-derived position ids (what a trace feeds the model)."""
+    from transformers import AutoModelForCausalLM
+
+    from nnspec import StandardizedTransformer
+    from nnspec.runtime.batching import positions_from_mask
+
+    model = StandardizedTransformer(path, dispatch=True)
+    hf = AutoModelForCausalLM.from_pretrained(path)
+    prompts = (PROMPTS * (batch // len(PROMPTS) + 1))[:batch]
+    encoded = model.tokenizer(prompts, return_tensors="pt", padding=True)
+    return model, hf, prompts, encoded, positions_from_mask(encoded["attention_mask"])
+
+
 def gpt2_small(directory: Path) -> Path:
     """A GPT-2-small-sized (12 layers, 768 wide, 50257 vocab) random checkpoint, built once."""
     from transformers import AutoConfig, AutoModelForCausalLM

@@ -6,22 +6,14 @@ output_hidden_states=True, batch 8, same run. Target: at most 1.1x.
 
 from __future__ import annotations
 
-from common import PROMPTS, interleaved, report, setup
-
+from common import interleaved, model_pair, report, setup
 
 
 def main() -> None:
     args, path = setup(__doc__, batch=8)
     import torch
-    from transformers import AutoModelForCausalLM
 
-    from nnspec import StandardizedTransformer
-
-    model = StandardizedTransformer(path, dispatch=True)
-    hf = AutoModelForCausalLM.from_pretrained(path)
-    prompts = (PROMPTS * (args.batch // len(PROMPTS) + 1))[: args.batch]
-    encoded = model.tokenizer(prompts, return_tensors="pt", padding=True)
-    positions = (encoded["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+    model, hf, prompts, encoded, positions = model_pair(path, args.batch)
 
     @torch.no_grad()
     def floor() -> object:

@@ -10,6 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from nnspec import CapabilityUnavailableError, StandardizedTransformer
+from nnspec.runtime.batching import positions_from_mask
 from nnspec.runtime.gradients import attribution_patching, gradients
 
 from .conftest import checkpoint
@@ -27,7 +28,7 @@ def pair(request: pytest.FixtureRequest) -> tuple:
 def hf_forward(model, hf, prompts, grad_of=None):
     """Plain transformers with position ids from the mask; optionally keeps block outputs' grads."""
     encoded = model.tokenizer(prompts, return_tensors="pt", padding=True)
-    positions = (encoded["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+    positions = positions_from_mask(encoded["attention_mask"])
     kept, handles = [], []
     if grad_of is not None:
         for block in hf.get_submodule(model.spec.modules.layers):

@@ -13,17 +13,6 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-#: Every promise a spec can declare unavailable (``[limits]``), named after the contract rows.
-CAPABILITIES = (
-    "contribution",
-    "attention_module",
-    "mlp_module",
-    "attention_probabilities",
-    "qkv",
-    "per_head_output",
-    "padding",
-)
-
 _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
 
 

@@ -19,6 +19,11 @@ def encode(model: Any, prompts: list[str]) -> dict[str, torch.Tensor]:
     return model.tokenizer(prompts, return_tensors="pt", padding=True)
 
 
+def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids of a left-padded batch: 0 at each prompt's first real token, ``(batch, seq)``."""
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
 def real_lengths(attention_mask: torch.Tensor) -> torch.Tensor:
     """Number of real tokens per row, ``(batch,)``."""
     return attention_mask.sum(-1)

@@ -22,6 +22,7 @@ import torch
 from ..compiler.schema import Branch
 from ..errors import CapabilityUnavailableError, ConformanceError
 from .adapter import read_config
+from .batching import positions_from_mask
 
 #: float32 tolerances for every comparison, in one place.
 TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}
@@ -219,7 +220,7 @@ def check_logits(s: Subject) -> float:
     encoded = m.tokenizer(PROMPTS, return_tensors="pt", padding=True)
     with m.trace(PROMPTS):
         text_logits = m.logits.save()
-    positions = (encoded["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+    positions = positions_from_mask(encoded["attention_mask"])
     with torch.no_grad():
         expected = s.hf(**encoded, position_ids=positions).logits
     mask = encoded["attention_mask"].bool()
@@ -383,6 +384,18 @@ def _softmax_layers(s: Subject) -> list[int]:
     return [i for i in range(s.num_layers) if s.model.branch("attention", i).kind == "softmax"]
 
 
+def _served_layers(check: str, s: Subject, accessor: str) -> list[int]:
+    """The layers whose attention internals the check compares; every other layer (a declared
+    limit, or attention that is not softmax) must be refused by the runtime."""
+    if getattr(s.model, accessor).unavailable is not None:
+        _expect_refusal(check, s, accessor)
+        return []
+    layers = _softmax_layers(s)
+    for i in sorted(set(range(s.num_layers)) - set(layers)):
+        _expect_refusal(check, s, accessor, i)
+    return layers
+
+
 def _attentions_by_layer(s: Subject, attentions: tuple) -> dict[int, torch.Tensor]:
     """HF's ``attentions`` output keyed by layer (hybrid models report softmax layers only)."""
     layers = _softmax_layers(s)
@@ -433,11 +446,9 @@ def check_attention_probabilities(s: Subject) -> float:
     """``attention_probabilities[i]`` equals HF eager ``attentions[i]``; setting it equals the same
     edit made to the softmax output inside the attention computation."""
     m = s.model
-    if m.attention_probabilities.unavailable is not None:
-        return _expect_refusal("attention_probabilities", s, "attention_probabilities")
-    layers = _softmax_layers(s)
-    for i in set(range(s.num_layers)) - set(layers):
-        _expect_refusal("attention_probabilities", s, "attention_probabilities", i)
+    layers = _served_layers("attention_probabilities", s, "attention_probabilities")
+    if not layers:
+        return 0.0
     with torch.no_grad():
         reference = _attentions_by_layer(s, s.hf(s.input_ids, output_attentions=True).attentions)
     probs = {}
@@ -475,11 +486,9 @@ def check_qkv(s: Subject) -> float:
     """``queries``/``keys``/``values`` recompute the attention probabilities (scaled dot-product
     scores) and, with ``attention_heads_output``, the attention output through the output projection."""
     m, att = s.model, s.spec.attention
-    if m.queries.unavailable is not None:
-        return _expect_refusal("qkv", s, "queries")
-    layers = _softmax_layers(s)
-    for i in set(range(s.num_layers)) - set(layers):
-        _expect_refusal("qkv", s, "queries", i)
+    layers = _served_layers("qkv", s, "queries")
+    if not layers:
+        return 0.0
     got: dict[str, dict] = {}
     for name in ("queries", "keys", "values"):  # one trace each: their order in the forward varies
         got[name] = {}

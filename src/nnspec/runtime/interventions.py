@@ -13,7 +13,7 @@ import torch
 
 from ..errors import ShapeMismatchError
 from .accessors import layer_index
-from .batching import columns, encode
+from .batching import columns, encode, positions_from_mask
 
 Layers = Union[int, Sequence[int], None]
 
@@ -221,7 +221,7 @@ def _patch_run(model: Any, targets: TargetPromptBatch, layers: list[int], states
     if prefix is not None:
         kwargs[_cache_argument(model)] = prefix
         if _takes(model, "position_ids"):
-            kwargs["position_ids"] = _positions(mask)[:, start:].repeat_interleave(copies, 0)
+            kwargs["position_ids"] = positions_from_mask(mask)[:, start:].repeat_interleave(copies, 0)
     patch_cols = (cols - start).repeat_interleave(copies, 0)
     sources = len(targets)
     order = sorted(range(copies), key=lambda k: layers[k])
@@ -233,10 +233,6 @@ def _patch_run(model: Any, targets: TargetPromptBatch, layers: list[int], states
             hidden[rows, patch_cols[rows]] = states[k].to(device=hidden.device, dtype=hidden.dtype)
         saved.append(model.next_token_probs.float().cpu().save())
     return saved[0].view(sources, copies, -1)
-
-
-def _positions(mask: torch.Tensor) -> torch.Tensor:
-    return (mask.cumsum(-1) - 1).clamp(min=0)
 
 
 def _takes(model: Any, argument: str) -> bool:
@@ -263,7 +259,7 @@ def _prefix_cache(model: Any, encoded: dict[str, torch.Tensor], end: int, copies
         "logits_to_keep": 1,
     }
     if _takes(model, "position_ids"):
-        kwargs["position_ids"] = _positions(encoded["attention_mask"])[:, :end].to(device)
+        kwargs["position_ids"] = positions_from_mask(encoded["attention_mask"])[:, :end].to(device)
     output = model._module(**kwargs)
     cache = getattr(output, "cache", None) or output.past_key_values
     # Only a plain key/value cache can be shared this way: recurrent or linear-attention state

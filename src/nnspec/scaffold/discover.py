@@ -13,11 +13,11 @@ from typing import Any, Optional
 import torch
 
 from ..errors import NnspecError
+from ..runtime.conformance import TOLERANCE
 
 ATTENTION_NAME = re.compile(r"attn|attention|self_attn|mixer|token_mixer|temporal", re.I)
 MLP_NAME = re.compile(r"mlp|ffn|feed_?forward|moe|experts|channel_mixer|sparse_moe|block_sparse", re.I)
 NORM_NAME = re.compile(r"norm|ln", re.I)
-TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}
 
 
 class ScaffoldError(NnspecError):
@@ -127,10 +127,3 @@ def find_layers(model: torch.nn.Module, num_layers: int, near: str) -> str:
 
 def _close(a: Optional[torch.Tensor], b: Optional[torch.Tensor]) -> bool:
     return a is not None and b is not None and a.shape == b.shape and torch.allclose(a.float(), b.float(), **TOLERANCE)
-
-
-def block_children(model: torch.nn.Module, layers: str, p: Probe, i: int) -> list[str]:
-    """Direct children of block ``i`` in call order (paths relative to the block)."""
-    prefix = f"{layers}.{i}."
-    seen = [path[len(prefix):] for path in p.order if path.startswith(prefix)]
-    return [c for c in seen if "." not in c] + [c for c in seen if "." in c]
