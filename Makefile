@@ -1,6 +1,8 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   builds every spec's tiny offline checkpoint and runs the conformance matrix
 #   make test   runs the test suite (compile drift check + unit tests + conformance matrix)
+#   make bench  times nnspec against plain transformers, bare NNsight and nnterp (its own venv in
+#               .bench/peer) and writes docs/benchmarks.md
 # Each creates the virtual environment it needs (.venv), installing the pinned set in constraints.txt.
 
 PYTHON ?= python3
@@ -32,9 +34,7 @@ compile: venv
 	$(PY) -m nnspec compile
 
 bench: venv
-	$(PY) benchmarks/load_overhead.py
-	$(PY) benchmarks/interventions.py
-	$(PY) benchmarks/run_with_cache.py
+	$(PY) benchmarks/compare.py
 
 clean:
-	rm -rf $(VENV) matrix-results .pytest_cache build src/*.egg-info
+	rm -rf $(VENV) .bench matrix-results .pytest_cache build src/*.egg-info

@@ -139,7 +139,7 @@ def run_with_cache(
     for contribution, steps in BRANCH_STEPS.items():
         if contribution in per_layer:
             prefetch_at[next(n for n in per_layer if n in steps)] = contribution
-    with model.trace(prompts, remote=remote):
+    with model.trace(prompts, remote=remote) as tracer:
         if "token_embeddings" in wanted:
             keep("token_embeddings", model.token_embeddings)
         for layer in chosen:
@@ -149,4 +149,6 @@ def run_with_cache(
                 keep(f"{name}.{layer}", getattr(model, name)[layer])
         if "logits" in wanted:
             keep("logits", model.logits)
+        else:
+            tracer.stop()  # nothing later is read: skip the remaining layers and the unembedding
     return ActivationCache(dict(zip(keys, saved)), chosen, model.num_layers)

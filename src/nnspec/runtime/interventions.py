@@ -49,9 +49,10 @@ def last_token_states(model: Any, prompts: list[str], layers: list[int], remote:
     """
     order = sorted(set(layers))
     states: list[Any] = []
-    with model.trace(prompts, remote=remote):
+    with model.trace(prompts, remote=remote) as tracer:
         for layer in order:
             states.append(model.layers_output[layer][:, -1].save())
+        tracer.stop()  # the remaining layers and the unembedding are not needed
     return torch.stack([states[order.index(layer)] for layer in layers], 0)
 
 
