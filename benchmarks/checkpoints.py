@@ -30,6 +30,7 @@ def build(name: str, root: Path) -> Path:
     from transformers import AutoModelForCausalLM
 
     from nnspec.runtime import tiny
+    from nnspec.runtime.registry import adapter_by_name
 
     folder = root / name
     if (folder / "config.json").is_file():
@@ -43,6 +44,6 @@ def build(name: str, root: Path) -> Path:
         AutoModelForCausalLM.from_config(config).save_pretrained(staging)
     else:
         config.save_pretrained(staging)
-    tiny.tokenizer("byte_level" if checkpoint.arch == "gpt2" else "metaspace").save_pretrained(staging)
+    tiny.tokenizer(adapter_by_name(checkpoint.arch).spec.tiny.tokenizer).save_pretrained(staging)
     staging.rename(folder)
     return folder

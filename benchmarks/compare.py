@@ -162,13 +162,23 @@ def run_workload(workload: Workload, checkpoint: Checkpoint, path: Path, workers
     return {"checkpoint": checkpoint.name, "arch": checkpoint.arch, "workload": workload.name, "repeats": count, "candidates": cells}
 
 
+def open_fields(checkpoint: Checkpoint, path: Path) -> dict[str, Any]:
+    """The ``open`` request for ``checkpoint``: its folder, spec name and the native module paths
+    the spec states (the floor and bare NNsight address modules by them)."""
+    from nnspec.runtime.registry import adapter_by_name
+
+    modules = adapter_by_name(checkpoint.arch).spec.modules
+    paths = {"layers": modules.layers, "final": [modules.ln_final, *modules.before_lm_head, modules.lm_head]}
+    return {"path": str(path), "arch": checkpoint.arch, "paths": paths}
+
+
 def fresh_memory(worker: Worker, workload: Workload, checkpoint: Checkpoint, path: Path) -> dict[str, Any]:
     """Peak RSS of one run of ``workload`` in a new process of ``worker``'s candidate (a process that
     ran other workloads keeps their freed memory). One short forward runs first, so the weights
     are resident (loads map them lazily) and the measured rise is the workload's own."""
     fresh = Worker(worker.name, worker.python, worker.log.with_suffix(".memory.log"))
     try:
-        fresh.ask("open", path=str(path), arch=checkpoint.arch)
+        fresh.ask("open", **open_fields(checkpoint, path))
         fresh.ask("prepare", workload=WARM_UP, path=str(path))
         fresh.ask("time")
         fresh.ask("prepare", workload=workload.name, path=str(path))
@@ -245,7 +255,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 if any(w.weights for w in chosen):
                     for name, worker in workers.items():
                         try:
-                            worker.ask("open", path=str(path), arch=checkpoint.arch)
+                            worker.ask("open", **open_fields(checkpoint, path))
                         except WorkerError as exc:
                             broken[name] = f"load failed: {exc}"
                 for workload in chosen:

@@ -20,7 +20,6 @@ REASONS = {
     "collect": "NNsight's per-trace cost, paid once per batch of 32 prompts.",
     "run_with_cache": "NNsight's per-trace cost, shared with bare NNsight.",
     "load": "The spec lookup, the adapter and the structural checks run at every load.",
-    "patchscope": "",
 }
 
 

@@ -3,7 +3,7 @@
     python benchmarks/worker.py CANDIDATE
 
 Requests (one JSON object per line on stdin), each answered by one line on the protocol pipe:
-``versions``; ``open`` {path, arch}; ``prepare`` {workload, path} (builds the callable: answers
+``versions``; ``open`` {path, arch, paths}; ``prepare`` {workload, path} (builds the callable: answers
 ``na`` with a reason when the candidate has no counterpart); ``time`` (runs it once, answers
 ``seconds``); ``memory`` (runs it once, answers peak and starting RSS in bytes); ``result`` {file}
 (runs it once and saves the canonical tensor); ``close``. Errors answer ``error`` with the
@@ -72,7 +72,7 @@ class Worker:
         if op == "versions":
             return {"versions": self.candidate.versions()}
         if op == "open":
-            self.candidate.open(request["path"], request["arch"])
+            self.candidate.open(request["path"], request["arch"], request["paths"])
             return {}
         if op == "prepare":
             self.candidate.path = request["path"]

@@ -50,23 +50,8 @@ def token_batch(batch: int, length: int, seed: int = 0) -> dict[str, torch.Tenso
 
 
 @dataclass(frozen=True)
-class Arch:
-    """Native module paths the plain-transformers and bare-NNsight candidates need."""
-
-    layers: str
-    norm: str
-    head: str = "lm_head"
-
-
-ARCHS = {
-    "gpt2": Arch(layers="transformer.h", norm="transformer.ln_f"),
-    "llama": Arch(layers="model.layers", norm="model.norm"),
-}
-
-
-@dataclass(frozen=True)
 class Checkpoint:
-    """A benchmark checkpoint: a name, its architecture and what it is used for."""
+    """A benchmark checkpoint: a name, the bundled spec that serves it and what it is used for."""
 
     name: str
     arch: str

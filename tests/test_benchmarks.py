@@ -27,7 +27,7 @@ def workers(gpt2_path: Path, tmp_path_factory: pytest.TempPathFactory):
     started = {name: compare.Worker(name, Path(sys.executable), logs / f"{name}.log") for name in ("transformers", "nnspec")}
     try:
         for worker in started.values():
-            worker.ask("open", path=str(gpt2_path), arch="gpt2")
+            worker.ask("open", **compare.open_fields(TINY, gpt2_path))
         yield started
     finally:
         for worker in started.values():

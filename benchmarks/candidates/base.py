@@ -25,6 +25,7 @@ class Candidate:
     def __init__(self) -> None:
         self.path = ""
         self.arch = ""
+        self.paths: dict[str, Any] = {}
         self.model: Any = None
 
     def versions(self) -> dict[str, str]:
@@ -41,9 +42,11 @@ class Candidate:
         the candidates that have a load to compare)."""
         raise NotImplementedError
 
-    def open(self, path: str, arch: str) -> None:
-        """Load ``path`` with weights, ready for the read workloads."""
-        self.path, self.arch = path, arch
+    def open(self, path: str, arch: str, paths: dict[str, Any]) -> None:
+        """Load ``path`` with weights, ready for the read workloads. ``arch`` names the spec and
+        ``paths`` holds the native module paths it states: ``layers`` (the block list) and
+        ``final`` (final norm, any modules before the unembedding, the unembedding)."""
+        self.path, self.arch, self.paths = path, arch, paths
 
     def read_layers(self, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """Every layer's output, ``(batch, seq, hidden)`` each, from one forward over ``inputs``."""

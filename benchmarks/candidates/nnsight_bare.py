@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from candidates.base import Candidate, envoy, first
-from workloads import ARCHS, PROMPTS, stack_layers
+from workloads import PROMPTS, stack_layers
 
 
 def construct(path: str, **kwargs: Any) -> Any:
@@ -33,10 +33,10 @@ class BareNNsight(Candidate):
     def load(self, path: str) -> Any:
         return construct(path)
 
-    def open(self, path: str, arch: str) -> None:
-        super().open(path, arch)
+    def open(self, path: str, arch: str, paths: dict[str, Any]) -> None:
+        super().open(path, arch, paths)
         self.model = construct(path, dispatch=True)
-        self.blocks = envoy(self.model, ARCHS[arch].layers)
+        self.blocks = envoy(self.model, paths["layers"])
 
     def read_layers(self, inputs: Any) -> list[torch.Tensor]:
         states = []
@@ -52,7 +52,7 @@ class BareNNsight(Candidate):
 
     def canonical(self, name: str, output: Any) -> torch.Tensor:
         if name == "run_with_cache":
-            layers = ARCHS[self.arch].layers
+            layers = self.paths["layers"]
             return stack_layers([first(output[f"model.{layers}.{i}"].output) for i in range(len(self.blocks))])
         return output
 

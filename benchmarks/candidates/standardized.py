@@ -22,8 +22,8 @@ class Standardized(Candidate):
     def load(self, path: str) -> Any:
         return self._module("").StandardizedTransformer(path)
 
-    def open(self, path: str, arch: str) -> None:
-        super().open(path, arch)
+    def open(self, path: str, arch: str, paths: dict[str, Any]) -> None:
+        super().open(path, arch, paths)
         self.model = self.load(path)
         self.model.dispatch()
         self.prompts = collection_prompts()

@@ -12,25 +12,25 @@ from typing import Any, Callable, Iterator, Optional
 
 import torch
 
+from nnspec.runtime.batching import positions_from_mask
 from candidates.base import Candidate, first
-from workloads import ARCHS, COLLECT_BATCH, PATCHSCOPE_SOURCES, PATCHSCOPE_TARGET, PROMPTS, collection_prompts, stack_layers, token_batch
+from workloads import COLLECT_BATCH, PATCHSCOPE_SOURCES, PATCHSCOPE_TARGET, PROMPTS, collection_prompts, stack_layers, token_batch
 
 
 class Floor(Candidate):
     """Loads with weights (``from_pretrained``), so it has no lazy load to compare."""
 
-    def open(self, path: str, arch: str) -> None:
+    def open(self, path: str, arch: str, paths: dict[str, Any]) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        super().open(path, arch)
+        super().open(path, arch, paths)
         self.model = AutoModelForCausalLM.from_pretrained(path).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.blocks = list(self.model.get_submodule(ARCHS[arch].layers))
-        self.norm = self.model.get_submodule(ARCHS[arch].norm)
-        self.head = self.model.get_submodule(ARCHS[arch].head)
+        self.blocks = list(self.model.get_submodule(paths["layers"]))
+        self.final = [self.model.get_submodule(p) for p in paths["final"]]
         self.prompts = collection_prompts()
         self.check_ids = token_batch(2, 9, seed=1)["input_ids"]
 
@@ -45,7 +45,7 @@ class Floor(Candidate):
 
     def _encode(self, prompts: list[str]) -> dict[str, torch.Tensor]:
         encoded = dict(self.tokenizer(prompts, return_tensors="pt", padding=True))
-        encoded["position_ids"] = (encoded["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        encoded["position_ids"] = positions_from_mask(encoded["attention_mask"])
         return encoded
 
     @torch.no_grad()
@@ -68,8 +68,10 @@ class Floor(Candidate):
 
     @torch.no_grad()
     def run_logit_lens(self) -> torch.Tensor:
-        states = torch.stack(self._states(self._encode(PROMPTS), last=True, logits=False), 1)
-        return self.head(self.norm(states)).softmax(-1)
+        x = torch.stack(self._states(self._encode(PROMPTS), last=True, logits=False), 1)
+        for module in self.final:
+            x = module(x)
+        return x.softmax(-1)
 
     @torch.no_grad()
     def run_patchscope(self) -> torch.Tensor:
