@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from .errors import NnspecError
+from .errors import NnspecError, TinyCheckpointError
 
 
 def _compile(args: argparse.Namespace) -> int:
@@ -57,10 +57,29 @@ def _spec_of(name: str) -> object:
 
 
 def _tiny(args: argparse.Namespace) -> int:
-    from .runtime import tiny
+    from .runtime import realconfigs, tiny
 
-    path = tiny.build(_spec_of(args.spec), Path(args.directory), variant=args.variant, seed=args.seed)
-    print(f"wrote a tiny {args.spec} checkpoint to {path}")
+    if args.from_config is not None:
+        if len(args.words) != 1:
+            raise TinyCheckpointError(
+                f"nnspec tiny --from-config {args.from_config} takes one DIRECTORY, got {len(args.words)} arguments "
+                f"({' '.join(args.words)})"
+            )
+        directory = tiny.refuse_non_empty(args.words[0], args.force)
+        name, config = realconfigs.resolve(args.from_config)
+        path = tiny.publish_to(directory, lambda staging: tiny.build_from_config(config, staging, name=name, seed=args.seed))
+        print(f"wrote a tiny checkpoint of {name} ({config['model_type']}, sizes shrunk) to {path}")
+        return 0
+    if len(args.words) != 2:
+        raise TinyCheckpointError(
+            "nnspec tiny takes SPEC DIRECTORY (a bundled spec name or spec file, then the output folder), "
+            f"or --from-config CONFIG DIRECTORY; got {len(args.words)} argument(s)"
+        )
+    spec_name, target = args.words
+    spec = _spec_of(spec_name)
+    directory = tiny.refuse_non_empty(target, args.force)
+    path = tiny.publish_to(directory, lambda staging: tiny.build(spec, staging, variant=args.variant, seed=args.seed))
+    print(f"wrote a tiny {spec_name} checkpoint to {path}")
     return 0
 
 
@@ -86,6 +105,7 @@ def _matrix(args: argparse.Namespace) -> int:
         specs=args.specs.split(",") if args.specs else None,
         jobs=args.jobs,
         variants=not args.no_variants,
+        real=not args.no_real,
         progress=not args.quiet,
     )
     print(matrix.table(report))
@@ -189,11 +209,18 @@ def parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list the bundled specs and the model types they serve")
     ls.set_defaults(run=_list)
 
-    t = sub.add_parser("tiny", help="build a tiny offline checkpoint of a spec into DIRECTORY")
-    t.add_argument("spec", help="bundled spec name or spec file")
-    t.add_argument("directory")
+    t = sub.add_parser(
+        "tiny",
+        help="build a tiny offline checkpoint (random weights, local tokenizer): SPEC DIRECTORY, or "
+        "--from-config CONFIG DIRECTORY",
+    )
+    t.add_argument("words", nargs="+", metavar="[SPEC] DIRECTORY",
+                   help="bundled spec name or spec file, then an empty or new output folder")
+    t.add_argument("--from-config", metavar="CONFIG",
+                   help="a real config.json, checkpoint folder or Hub id: keep every key but sizes")
     t.add_argument("--variant", help="one of the spec's [variants]")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--force", action="store_true", help="replace a tiny checkpoint nnspec wrote in DIRECTORY before")
     t.set_defaults(run=_tiny)
 
     k = sub.add_parser("check", help="run the conformance checks on a model (hub id or local path)")
@@ -236,6 +263,7 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--specs", help="comma-separated spec names (default: all)")
     m.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     m.add_argument("--no-variants", action="store_true", help="only each spec's base checkpoint")
+    m.add_argument("--no-real", action="store_true", help="leave out the rows built from real published configs")
     m.add_argument("--out", default="matrix-results", help="folder for matrix.md and matrix.json")
     m.add_argument("--quiet", action="store_true", help="no progress bar")
     m.set_defaults(run=_matrix)

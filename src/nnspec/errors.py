@@ -101,3 +101,7 @@ class ConformanceError(NnspecError, AssertionError):
 
 class TinyCheckpointError(NnspecError):
     """A tiny offline checkpoint could not be built from a spec's ``[tiny]`` section."""
+
+
+class OutOfOrderReadError(NnspecError, RuntimeError):
+    """A standard value was requested inside a trace after the model had computed it."""

@@ -46,20 +46,58 @@ def _check_path(value: Optional[str]) -> Optional[str]:
     return value
 
 
+#: Standard derivations a spec may declare for a config key that published configs may lack.
+FALLBACKS = {"head_dim": "hidden_size / num_heads", "num_kv_heads": "num_heads"}
+
+
+class ConfigKey(_Strict):
+    """A config key that a published config may lack, with the standard value to use then."""
+
+    key: str = Field(description="Config key (dotted for nested configs).")
+    fallback: Literal["hidden_size / num_heads", "num_heads"] = Field(
+        description="What the value is when the config lacks the key or holds null: "
+        "'hidden_size / num_heads' (head_dim) or 'num_heads' (num_kv_heads)."
+    )
+
+
 class ConfigKeys(_Strict):
-    """Standard attribute -> HF config key. A dotted key reads a nested config."""
+    """Standard attribute -> HF config key. A dotted key reads a nested config.
+
+    ``head_dim`` and ``num_kv_heads`` may name a key with a fallback,
+    ``{ key = "head_dim", fallback = "hidden_size / num_heads" }``, for configs that may lack it
+    (published Qwen2 configs have no ``head_dim``); a bare key must exist in every config.
+    """
 
     num_layers: str = Field("num_hidden_layers", description="Config key of the block count.")
     num_heads: str = Field("num_attention_heads", description="Config key of the query head count.")
-    num_kv_heads: Optional[str] = Field(
+    num_kv_heads: Union[str, ConfigKey, None] = Field(
         "num_key_value_heads",
         description="Config key of the key/value head count; null (or a null value) means num_heads.",
     )
     hidden_size: str = Field("hidden_size", description="Config key of the residual width.")
     vocab_size: str = Field("vocab_size", description="Config key of the vocabulary size.")
-    head_dim: Optional[str] = Field(
+    head_dim: Union[str, ConfigKey, None] = Field(
         None, description="Config key of the per-head width; null means hidden_size // num_heads."
     )
+
+    @model_validator(mode="after")
+    def _fallbacks_fit(self) -> "ConfigKeys":
+        for attribute, derivation in FALLBACKS.items():
+            value = getattr(self, attribute)
+            if isinstance(value, ConfigKey) and value.fallback != derivation:
+                raise ValueError(
+                    f"{attribute}.fallback must be {derivation!r} (the standard {attribute}), not {value.fallback!r}"
+                )
+        return self
+
+    def key(self, attribute: str) -> Optional[str]:
+        """The config key of a standard attribute (``None``: the spec reads none)."""
+        value = getattr(self, attribute)
+        return value.key if isinstance(value, ConfigKey) else value
+
+    def has_fallback(self, attribute: str) -> bool:
+        """Whether a config may lack the attribute's key (the standard derivation then applies)."""
+        return isinstance(getattr(self, attribute), ConfigKey)
 
 
 class ModulePaths(_Strict):
@@ -74,12 +112,33 @@ class ModulePaths(_Strict):
         description="Modules applied between ln_final and lm_head, in order (e.g. an output projection).",
     )
 
+    optional: list[str] = Field(
+        default_factory=list,
+        description="ln_final or before_lm_head paths that some configs do not build (the attribute is None there), "
+        "e.g. OPT-350m's missing final norm; where absent, the runtime skips them.",
+    )
+
     @field_validator("embed_tokens", "layers", "ln_final", "lm_head")
     @classmethod
     def _paths(cls, value: str) -> str:
         return _check_path(value)
 
-    @field_validator("before_lm_head")
+    @model_validator(mode="after")
+    def _optional_are_final(self) -> "ModulePaths":
+        final = [self.ln_final, *self.before_lm_head]
+        for path in self.optional:
+            if path not in final:
+                raise ValueError(
+                    f"optional: {path!r} is not ln_final or in before_lm_head; only final modules may be optional"
+                    f" (final modules: {', '.join(repr(p) for p in final)})"
+                )
+        return self
+
+    def final(self) -> list[str]:
+        """The modules between the last block and ``lm_head``, in order."""
+        return [self.ln_final, *self.before_lm_head]
+
+    @field_validator("before_lm_head", "optional")
     @classmethod
     def _paths_list(cls, value: list[str]) -> list[str]:
         for item in value:
@@ -256,6 +315,9 @@ class Condition(_Strict):
     config: dict[str, Any] = Field(default_factory=dict, description="Config key -> required value.")
     transformers: Optional[str] = Field(None, description="PEP 440 specifier on the transformers version.")
     nnsight: Optional[str] = Field(None, description="PEP 440 specifier on the NNsight version.")
+    attn_implementation: Optional[str] = Field(
+        None, description="The attention implementation the model runs ('eager', 'sdpa'...), for code paths only one takes."
+    )
 
     @field_validator("transformers", "nnsight")
     @classmethod
@@ -271,8 +333,8 @@ class Condition(_Strict):
 
     @model_validator(mode="after")
     def _not_empty(self) -> "Condition":
-        if not self.config and self.transformers is None and self.nnsight is None:
-            raise ValueError("an override's `when` needs at least one of config, transformers, nnsight")
+        if not self.config and self.transformers is None and self.nnsight is None and self.attn_implementation is None:
+            raise ValueError("an override's `when` needs at least one of config, transformers, nnsight, attn_implementation")
         return self
 
 

@@ -18,7 +18,7 @@ class Gemma2Adapter(Adapter):
          'description': 'Gemma 2: sandwich norms (pre and post each branch), scaled embeddings, '
                         'softcapped logits.',
          'model_types': ['gemma2'],
-         'config': {'head_dim': 'head_dim'},
+         'config': {'head_dim': {'key': 'head_dim', 'fallback': 'hidden_size / num_heads'}},
          'modules': {'embed_tokens': 'model.embed_tokens',
                      'layers': 'model.layers',
                      'ln_final': 'model.norm'},

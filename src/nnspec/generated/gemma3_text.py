@@ -16,7 +16,7 @@ class Gemma3TextAdapter(Adapter):
         {'name': 'gemma3_text',
          'extends': 'gemma2',
          'model_types': ['gemma3_text'],
-         'config': {'head_dim': 'head_dim'},
+         'config': {'head_dim': {'key': 'head_dim', 'fallback': 'hidden_size / num_heads'}},
          'modules': {'embed_tokens': 'model.embed_tokens',
                      'layers': 'model.layers',
                      'ln_final': 'model.norm'},

@@ -16,7 +16,7 @@ class Glm4Adapter(Adapter):
         {'name': 'glm4',
          'extends': 'llama',
          'model_types': ['glm4'],
-         'config': {'head_dim': 'head_dim'},
+         'config': {'head_dim': {'key': 'head_dim', 'fallback': 'hidden_size / num_heads'}},
          'modules': {'embed_tokens': 'model.embed_tokens',
                      'layers': 'model.layers',
                      'ln_final': 'model.norm'},

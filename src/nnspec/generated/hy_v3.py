@@ -16,7 +16,7 @@ class HyV3Adapter(Adapter):
         {'name': 'hy_v3',
          'extends': 'llama',
          'model_types': ['hy_v3'],
-         'config': {'head_dim': 'head_dim'},
+         'config': {'head_dim': {'key': 'head_dim', 'fallback': 'hidden_size / num_heads'}},
          'modules': {'embed_tokens': 'model.embed_tokens',
                      'layers': 'model.layers',
                      'ln_final': 'model.norm'},

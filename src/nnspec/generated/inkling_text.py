@@ -16,7 +16,7 @@ class InklingTextAdapter(Adapter):
         {'name': 'inkling_text',
          'extends': 'llama4_text',
          'model_types': ['inkling_text'],
-         'config': {'head_dim': 'head_dim'},
+         'config': {'head_dim': {'key': 'head_dim', 'fallback': 'hidden_size / num_heads'}},
          'modules': {'embed_tokens': 'model.embed_tokens',
                      'layers': 'model.layers',
                      'ln_final': 'model.norm'},

@@ -17,7 +17,7 @@ class LlamaAdapter(Adapter):
          'description': 'Llama: pre-norm decoder, RMSNorm, rotary, grouped-query attention, gated '
                         'MLP.',
          'model_types': ['llama'],
-         'config': {'head_dim': 'head_dim'},
+         'config': {'head_dim': {'key': 'head_dim', 'fallback': 'hidden_size / num_heads'}},
          'modules': {'embed_tokens': 'model.embed_tokens',
                      'layers': 'model.layers',
                      'ln_final': 'model.norm'},

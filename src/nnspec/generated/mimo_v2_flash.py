@@ -16,7 +16,7 @@ class MimoV2FlashAdapter(Adapter):
         {'name': 'mimo_v2_flash',
          'extends': 'arcee',
          'model_types': ['mimo_v2_flash'],
-         'config': {'head_dim': 'head_dim'},
+         'config': {'head_dim': {'key': 'head_dim', 'fallback': 'hidden_size / num_heads'}},
          'modules': {'embed_tokens': 'model.embed_tokens',
                      'layers': 'model.layers',
                      'ln_final': 'model.norm'},

@@ -17,7 +17,7 @@ class MistralAdapter(Adapter):
          'extends': 'llama',
          'description': 'Mistral: Llama blocks with sliding-window attention.',
          'model_types': ['mistral'],
-         'config': {'head_dim': 'head_dim'},
+         'config': {'head_dim': {'key': 'head_dim', 'fallback': 'hidden_size / num_heads'}},
          'modules': {'embed_tokens': 'model.embed_tokens',
                      'layers': 'model.layers',
                      'ln_final': 'model.norm'},

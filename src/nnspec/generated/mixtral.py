@@ -17,7 +17,7 @@ class MixtralAdapter(Adapter):
          'extends': 'llama',
          'description': 'Mixtral: Llama blocks with a top-k routed mixture of experts.',
          'model_types': ['mixtral'],
-         'config': {'head_dim': 'head_dim'},
+         'config': {'head_dim': {'key': 'head_dim', 'fallback': 'hidden_size / num_heads'}},
          'modules': {'embed_tokens': 'model.embed_tokens',
                      'layers': 'model.layers',
                      'ln_final': 'model.norm'},

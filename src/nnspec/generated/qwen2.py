@@ -17,7 +17,7 @@ class Qwen2Adapter(Adapter):
          'extends': 'llama',
          'description': 'Qwen2: Llama blocks with q/k/v biases.',
          'model_types': ['qwen2'],
-         'config': {'head_dim': 'head_dim'},
+         'config': {'head_dim': {'key': 'head_dim', 'fallback': 'hidden_size / num_heads'}},
          'modules': {'embed_tokens': 'model.embed_tokens',
                      'layers': 'model.layers',
                      'ln_final': 'model.norm'},

@@ -18,7 +18,7 @@ class Qwen3NextAdapter(Adapter):
          'description': 'Qwen3-Next: hybrid of gated DeltaNet linear attention and gated softmax '
                         'attention, sparse MoE.',
          'model_types': ['qwen3_next'],
-         'config': {'head_dim': 'head_dim'},
+         'config': {'head_dim': {'key': 'head_dim', 'fallback': 'hidden_size / num_heads'}},
          'modules': {'embed_tokens': 'model.embed_tokens',
                      'layers': 'model.layers',
                      'ln_final': 'model.norm'},

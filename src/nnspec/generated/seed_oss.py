@@ -16,7 +16,7 @@ class SeedOssAdapter(Adapter):
         {'name': 'seed_oss',
          'extends': 'llama',
          'model_types': ['seed_oss'],
-         'config': {'head_dim': 'head_dim'},
+         'config': {'head_dim': {'key': 'head_dim', 'fallback': 'hidden_size / num_heads'}},
          'modules': {'embed_tokens': 'model.embed_tokens',
                      'layers': 'model.layers',
                      'ln_final': 'model.norm'},

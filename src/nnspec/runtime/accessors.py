@@ -13,6 +13,7 @@ import torch
 
 from ..errors import CapabilityUnavailableError, LayerIndexError
 from .ports import Port
+from .readorder import guarded
 
 
 def layer_index(label: str, index: Any, num_layers: int) -> int:
@@ -80,7 +81,9 @@ class ValueAccessor(_Indexed):
         return self._ports[i]
 
     def __getitem__(self, index: Any) -> torch.Tensor:
-        return self.port(index).get()
+        port = self.port(index)
+        return guarded(port.label, port.get)
 
     def __setitem__(self, index: Any, value: torch.Tensor) -> None:
-        self.port(index).set(value)
+        port = self.port(index)
+        guarded(port.label, lambda: port.set(value))

@@ -50,6 +50,9 @@ def condition_holds(condition: Condition, config: Any, versions: Optional[dict[s
     from packaging.version import Version
 
     versions = versions or {}
+    if condition.attn_implementation is not None:
+        if getattr(config, "_attn_implementation", None) != condition.attn_implementation:
+            return False
     for key, wanted in condition.config.items():
         if not has_config(config, key) or read_config(config, key) != wanted:
             return False
@@ -145,13 +148,18 @@ class Adapter:
         return self.rename if spec is self.spec else rename_dict(spec)
 
     def config_value(self, config: Any, attribute: str) -> Any:
-        """A standard attribute (``num_layers``...) read through the spec's config key mapping."""
-        key = getattr(self.spec.config, attribute)
+        """A standard attribute (``num_layers``...) read through the spec's config key mapping;
+        ``None`` when the spec reads no key, or when the config lacks a key the spec gives a
+        fallback for (the caller applies the standard derivation)."""
+        keys = self.spec.config
+        key = keys.key(attribute)
         if key is None:
             return None
         try:
             return read_config(config, key)
         except AttributeError:
+            if keys.has_fallback(attribute):
+                return None
             raise ModelStructureError(
                 f"spec {self.source!r}: config.{attribute} names config key {key!r}, which "
                 f"{type(config).__name__} does not have"

@@ -23,6 +23,7 @@ from ..compiler.schema import Branch
 from ..errors import CapabilityUnavailableError, ConformanceError
 from .adapter import read_config
 from .batching import positions_from_mask
+from .readorder import ATTENTION_INTERNALS, LAYER_ORDER
 
 #: float32 tolerances for every comparison, in one place.
 TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}
@@ -573,6 +574,43 @@ def check_padding(s: Subject) -> float:
     return worst
 
 
+def _serves(s: Subject, name: str, i: int) -> bool:
+    """Whether the model serves ``name`` on layer ``i`` (declared limits and non-softmax layers aside)."""
+    accessor = getattr(s.model, name)
+    if accessor.unavailable is not None:
+        return False
+    if name in ATTENTION_INTERNALS:
+        return s.model.branch("attention", i).kind == "softmax" and accessor.port(i).available()
+    return True
+
+
+def check_read_order(s: Subject) -> float:
+    """Every value of every layer read in one trace, in the documented order (:data:`LAYER_ORDER`),
+    equals the same value read alone in its own trace (which the other rows prove against plain
+    transformers), and the residual stream equals ``hidden_states``."""
+    m, n = s.model, s.num_layers
+    plan = [(name, i) for i in range(n) for name in LAYER_ORDER if _serves(s, name, i)]
+    together: dict[tuple[str, int], Any] = {}
+    with m.trace(s.input_ids):
+        for name, i in plan:
+            together[(name, i)] = getattr(m, name)[i].save()
+    worst = 0.0
+    hs = s.reference.hidden_states
+    for i in range(n):
+        worst = max(worst, assert_close("read_order", f"layers_input[{i}] read in order", together[("layers_input", i)], hs[i]))
+    for name in LAYER_ORDER:
+        layers = [i for other, i in plan if other == name]
+        if not layers:
+            continue
+        alone: dict[int, Any] = {}
+        with m.trace(s.input_ids):
+            for i in layers:
+                alone[i] = getattr(m, name)[i].save()
+        for i in layers:
+            worst = max(worst, assert_close("read_order", f"{name}[{i}] read in order vs alone", together[(name, i)], alone[i]))
+    return worst
+
+
 #: Every check, in the order the matrix reports them.
 CHECKS: dict[str, Callable[[Subject], float]] = {
     "layers_io": check_layers_io,
@@ -589,6 +627,7 @@ CHECKS: dict[str, Callable[[Subject], float]] = {
     "attention_probabilities": check_attention_probabilities,
     "qkv": check_qkv,
     "padding": check_padding,
+    "read_order": check_read_order,
 }
 
 

@@ -39,20 +39,38 @@ SHORT = {
     "attention_probabilities": "attn probs",
     "qkv": "qkv",
     "padding": "padding",
+    "read_order": "read order",
 }
 
 
-def subjects(specs: Optional[list[str]] = None, variants: bool = True) -> list[tuple[str, Optional[str]]]:
-    """(spec, variant) pairs to run: each spec's base checkpoint, then its variants."""
+def subjects(
+    specs: Optional[list[str]] = None, variants: bool = True, real: bool = True
+) -> list[tuple[str, Optional[str]]]:
+    """(spec, variant) pairs to run: each spec's base checkpoint, its variants, then one row per
+    real published config of a model type it serves (variant slot ``hub:<Hub id>``)."""
+    from .realconfigs import by_model_type, row_name
     from .registry import adapter_by_name, spec_names
 
     chosen = specs or spec_names()
+    groups = by_model_type() if real else {}
     pairs: list[tuple[str, Optional[str]]] = []
     for name in chosen:
+        spec = adapter_by_name(name).spec
         pairs.append((name, None))
         if variants:
-            pairs += [(name, v) for v in adapter_by_name(name).spec.variants]
+            pairs += [(name, v) for v in spec.variants]
+        for model_type in spec.model_types:
+            pairs += [(name, row_name(r.hub_id)) for r in groups.get(model_type, [])]
     return pairs
+
+
+def row_label(spec: str, variant: Optional[str], sep: str = "/") -> str:
+    """How a row is named: ``gpt2``, ``gpt2/tied_embeddings``, ``qwen2/Qwen/Qwen2.5-0.5B``."""
+    from .realconfigs import real_id
+
+    if variant is None:
+        return spec
+    return f"{spec}{sep}{real_id(variant) or variant}"
 
 
 def run_one(spec_name: str, variant: Optional[str] = None, threads: int = 1) -> dict[str, Any]:
@@ -60,6 +78,7 @@ def run_one(spec_name: str, variant: Optional[str] = None, threads: int = 1) -> 
     import torch
 
     from . import conformance, tiny
+    from .realconfigs import get, real_id
     from .registry import adapter_by_name
 
     torch.set_num_threads(threads)
@@ -67,7 +86,9 @@ def run_one(spec_name: str, variant: Optional[str] = None, threads: int = 1) -> 
     start = time.perf_counter()
     try:
         spec = adapter_by_name(spec_name).spec
-        missing = unavailable_model_type(spec.model_types[0])
+        hub_id = real_id(variant)
+        model_type = get(hub_id).model_type if hub_id else spec.model_types[0]
+        missing = unavailable_model_type(model_type)
         if missing:
             row["unavailable"] = missing
             row["seconds"] = time.perf_counter() - start
@@ -75,7 +96,7 @@ def run_one(spec_name: str, variant: Optional[str] = None, threads: int = 1) -> 
         path = tiny.checkpoint(spec, variant)
         row["build_seconds"] = time.perf_counter() - start
         loaded = time.perf_counter()
-        subject = conformance.load_subject(f"{spec_name}/{variant or 'base'}", path)
+        subject = conformance.load_subject(row_label(spec_name, variant), path)
         row["load_seconds"] = time.perf_counter() - loaded
         row["results"] = [
             {**asdict(r), "max_diff": None if math.isnan(r.max_diff) else r.max_diff}
@@ -110,19 +131,19 @@ def quiet_transformers() -> None:
 
 
 def run_matrix(
-    specs: Optional[list[str]] = None, jobs: int = 2, variants: bool = True, progress: bool = True
+    specs: Optional[list[str]] = None, jobs: int = 2, variants: bool = True, progress: bool = True, real: bool = True
 ) -> dict[str, Any]:
     """Run the matrix; returns the report (rows in subject order, versions, wall time)."""
     from tqdm.auto import tqdm
 
-    pairs = subjects(specs, variants)
+    pairs = subjects(specs, variants, real)
     start = time.perf_counter()
     rows: dict[tuple[str, Optional[str]], dict[str, Any]] = {}
     bar = tqdm(total=len(pairs), desc="conformance", unit="spec", disable=not progress)
     if jobs <= 1:
         quiet_transformers()
         for pair in pairs:
-            bar.set_postfix_str(f"{pair[0]}/{pair[1] or 'base'}")
+            bar.set_postfix_str(row_label(*pair))
             rows[pair] = run_one(*pair)
             bar.update()
     else:
@@ -131,7 +152,7 @@ def run_matrix(
             for future in as_completed(futures):
                 pair = futures[future]
                 rows[pair] = future.result()
-                bar.set_postfix_str(f"{pair[0]}/{pair[1] or 'base'}")
+                bar.set_postfix_str(row_label(*pair))
                 bar.update()
     bar.close()
     return {
@@ -164,7 +185,7 @@ def table(report: dict[str, Any]) -> str:
     header = ["spec"] + [SHORT[c] for c in checks] + ["seconds"]
     lines = []
     for row in report["rows"]:
-        name = row["spec"] + ("" if row["variant"] is None else f"/{row['variant']}")
+        name = row_label(row["spec"], row["variant"])
         lines.append([name] + _cells(row, checks, "pass", "FAIL") + [f"{row['seconds']:.1f}"])
     widths = [max(len(r[i]) for r in [header] + lines) for i in range(len(header))]
     out = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
@@ -188,7 +209,7 @@ def table(report: dict[str, Any]) -> str:
 def _failures(report: dict[str, Any]) -> list[str]:
     found = []
     for row in report["rows"]:
-        name = row["spec"] + ("" if row["variant"] is None else f"/{row['variant']}")
+        name = row_label(row["spec"], row["variant"])
         if row["error"]:
             found.append(f"{name}: {row['error']}")
         found += [f"{name} {c['check']}: {c['error']}" for c in row["results"] if not c["passed"]]
@@ -209,7 +230,7 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|" + "---|" * len(checks) + "---|",
     ]
     for row in report["rows"]:
-        name = row["spec"] + ("" if row["variant"] is None else f" / {row['variant']}")
+        name = row_label(row["spec"], row["variant"], " / ")
         out.append(f"| {name} | " + " | ".join(_cells(row, checks, "pass", "**FAIL**")) + f" | {row['seconds']:.1f} |")
     failures = _failures(report)
     if failures:

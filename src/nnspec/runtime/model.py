@@ -9,13 +9,14 @@ import torch
 from nnsight.modeling.transformers import TransformersModel
 
 from ..compiler.schema import Branch, Spec
-from ..errors import CapabilityUnavailableError, ShapeMismatchError
+from ..errors import CapabilityUnavailableError, ModelStructureError, ShapeMismatchError
 from .accessors import ModuleAccessor, ValueAccessor, layer_index
 from .adapter import Adapter, attention_for_layer, read_config
 from .ports import ContributionPort, InputPort, OutputPort
+from .readorder import ATTENTION_INTERNALS
 from .registry import SpecArgument, resolve_adapter
 from .sources import SourcePort
-from .structure import BranchFacts, Structure, check_structure
+from .structure import BranchFacts, Structure, check_structure, module_absent
 
 
 def _load_config(model: Any, trust_remote_code: bool, revision: Optional[str]) -> tuple[Any, str]:
@@ -122,6 +123,14 @@ class StandardizedTransformer(TransformersModel):
             **kwargs,
         )
         self._adapter = adapter
+        # Overrides may hold only for the attention implementation the built model runs.
+        built = adapter.effective(self._module.config)
+        if adapter.rename_for(built) != adapter.rename_for(effective):
+            raise ModelStructureError(
+                f"{adapter.source}: an override conditioned on the attention implementation changes module paths; "
+                "such overrides may only change attention sources and limits"
+            )
+        effective = built
         self._spec = effective
         from .adapter import installed_version
         from .compat import warn_if_unverified
@@ -134,6 +143,10 @@ class StandardizedTransformer(TransformersModel):
         else:
             structure = Structure(num_layers=len(self._module.get_submodule(effective.modules.layers)))
         self._structure = structure
+        modules = effective.modules
+        self._final_modules = [
+            p for p in modules.final() if not (p in modules.optional and module_absent(self._module, p))
+        ]
         self.num_layers: int = structure.num_layers
         self.num_heads: int = adapter.config_value(hf_config, "num_heads")
         self.num_kv_heads: int = adapter.config_value(hf_config, "num_kv_heads") or self.num_heads
@@ -142,6 +155,7 @@ class StandardizedTransformer(TransformersModel):
         self.head_dim: int = adapter.config_value(hf_config, "head_dim") or self.hidden_size // self.num_heads
         self._attention = [attention_for_layer(effective, hf_config, i) for i in range(self.num_layers)]
         self._block_shapes: dict[int, torch.Size] = {}
+        self._positions: dict[tuple[str, Optional[str]], Optional[int]] = {}
         self._shape_hooks: list[Any] = []
         self._install_accessors()
         if self.dispatched:
@@ -269,7 +283,37 @@ class StandardizedTransformer(TransformersModel):
             if name == "attention_probabilities":
                 self._require_eager()
 
-        return SourcePort(f"{name}[{i}]", lambda: self._source_envoy(i, ref), ref, check, heads=self.num_heads)
+        return SourcePort(
+            f"{name}[{i}]", lambda: self._source_envoy(i, ref), ref, check, heads=self.num_heads,
+            before=lambda: self._fetch_early(name, i),
+        )
+
+    def _fetch_early(self, name: str, i: int) -> None:
+        """Before reading attention internal ``name`` of layer ``i``: fetch what the values
+        documented after it need and the model computes before it (see :mod:`.readorder`), so
+        that :data:`~nnspec.runtime.readorder.LAYER_ORDER` works on every architecture."""
+        contribution = self.attentions_output
+        if contribution.unavailable is None and self.branch("attention", i).includes_residual:
+            contribution.port(i).prefetch()  # the residual the attention module receives
+        mine = self._position(name, i)
+        if mine is None:
+            return
+        early = []
+        for other in ATTENTION_INTERNALS[ATTENTION_INTERNALS.index(name) + 1 :]:
+            accessor = getattr(self, other)
+            if accessor.unavailable is not None or not accessor.port(i).available():
+                continue
+            position = self._position(other, i)
+            if position is not None and position < mine:
+                early.append((position, other))
+        for _, other in sorted(early):
+            getattr(self, other).port(i).prefetch()
+
+    def _position(self, name: str, i: int) -> Optional[int]:
+        key = (name, self._attention[i].module)
+        if key not in self._positions:
+            self._positions[key] = getattr(self, name).port(i).position()
+        return self._positions[key]
 
     def _source_envoy(self, i: int, ref: Any) -> Any:
         module = self._attention[i].module
@@ -405,8 +449,8 @@ class StandardizedTransformer(TransformersModel):
             )
         if not self.dispatched:
             self.dispatch()
-        x = self.ln_final(hidden_state)
-        for path in self._spec.modules.before_lm_head:
+        x = hidden_state
+        for path in self._final_modules:
             x = self.get(path)(x)
         x = self.lm_head(x)
         config = self._module.config

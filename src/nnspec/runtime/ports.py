@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 import torch
-from greenlet import getcurrent
-
 from ..errors import ShapeMismatchError
+from .readorder import step
+from .readorder import worker_memo as _worker_memo
 
 
 def pick(raw: Any, element: int) -> torch.Tensor:
@@ -34,16 +34,6 @@ def check_value(label: str, value: Any, expected: torch.Size) -> None:
         raise ShapeMismatchError(f"{label} = value: expected a tensor of shape {tuple(expected)}, got {type(value).__name__}")
     if value.shape != expected:
         raise ShapeMismatchError(f"{label} = value: expected shape {tuple(expected)}, got {tuple(value.shape)}")
-
-
-def _worker_memo() -> dict:
-    """Per-invoke scratch space: lives on the worker greenlet running the trace body."""
-    worker = getcurrent()
-    memo = getattr(worker, "_nnspec_memo", None)
-    if memo is None:
-        memo = {}
-        worker._nnspec_memo = memo
-    return memo
 
 
 class Port:
@@ -156,13 +146,14 @@ class ContributionPort(Port):
     def prefetch(self) -> None:
         """Read the residual now (at the module's input), for a getter that comes after other reads
         inside the module (e.g. attention probabilities) in the same forward."""
-        if self.residual_name is not None:
-            _worker_memo()[(id(self), "prefetched")] = self._read_residual()
+        now = step()
+        if self.residual_name is not None and now is not None and (id(self), "prefetched", now) not in _worker_memo():
+            _worker_memo()[(id(self), "prefetched", now)] = self._read_residual()
 
     def get(self) -> torch.Tensor:
         residual = None
         if self.residual_name is not None:
-            residual = _worker_memo().pop((id(self), "prefetched"), None)
+            residual = _worker_memo().pop((id(self), "prefetched", step()), None)
             if residual is None:
                 residual = self._read_residual()
         element = pick(self.envoy.output, self.element)

@@ -16,6 +16,8 @@ import torch
 from ..compiler.schema import OpStep, SourceRef
 from ..errors import CapabilityUnavailableError, did_you_mean
 from .ports import Port, check_value
+from .readorder import step
+from .readorder import worker_memo as _worker_memo
 
 
 def label_for(names: Any, step: OpStep, where: str) -> str:
@@ -40,13 +42,40 @@ class SourcePort(Port):
     """A value named by a :class:`SourceRef` inside one layer's attention module."""
 
     def __init__(
-        self, label: str, envoy: Callable[[], Any], ref: SourceRef, check: Optional[Callable[[], None]] = None, heads: int = 1
+        self, label: str, envoy: Callable[[], Any], ref: SourceRef, check: Optional[Callable[[], None]] = None,
+        heads: int = 1, before: Optional[Callable[[], None]] = None,
     ) -> None:
         super().__init__(label)
         self._envoy = envoy
         self.ref = ref
         self.heads = heads  # for split_heads sources
         self._check = check  # raises when the value cannot be served (e.g. not eager attention)
+        self._before = before  # fetches values documented later that the model computes earlier
+
+    def position(self) -> Optional[int]:
+        """Where the model computes this value among the attention module's operations (index of
+        the first operation in the module's source), or ``None`` for a value read from a submodule."""
+        if self.ref.module is not None or not self.ref.ops:
+            return None
+        source = self._envoy().source
+        names = list(source.names)
+        return names.index(label_for(names, self.ref.ops[0], self.label))
+
+    def available(self) -> bool:
+        """Whether this value can be served on this model as loaded."""
+        try:
+            if self._check is not None:
+                self._check()
+        except CapabilityUnavailableError:
+            return False
+        return True
+
+    def prefetch(self) -> None:
+        """Read the value now and keep it for its own read later in this forward (no-op when it was
+        read or kept already)."""
+        memo, now = _worker_memo(), step()
+        if now is not None and (id(self), "read", now) not in memo and (id(self), "prefetched", now) not in memo:
+            memo[(id(self), "prefetched", now)] = self._standard(self._read(self._node()))
 
     def _node(self) -> Any:
         node = self._envoy()
@@ -75,7 +104,14 @@ class SourcePort(Port):
     def get(self) -> torch.Tensor:
         if self._check is not None:
             self._check()
-        return self._standard(self._read(self._node()))
+        memo, now = _worker_memo(), step()
+        kept = memo.pop((id(self), "prefetched", now), None)
+        if kept is None:
+            if self._before is not None and now is not None:
+                self._before()
+            kept = self._standard(self._read(self._node()))
+        memo[(id(self), "read", now)] = True
+        return kept
 
     def set(self, value: torch.Tensor) -> None:
         if self._check is not None:

@@ -55,6 +55,16 @@ def _submodule(root: torch.nn.Module, path: str, key: str, source: str, where: s
     return module
 
 
+def module_absent(root: torch.nn.Module, path: str) -> bool:
+    """Whether ``path`` is an attribute the model set to None (a module some configs do not build)."""
+    parent, _, name = path.rpartition(".")
+    try:
+        owner = root.get_submodule(parent) if parent else root
+    except AttributeError:
+        return False
+    return hasattr(owner, name) and getattr(owner, name) is None
+
+
 def _config_key(config: Any, key: str, spec_key: str, source: str) -> Any:
     if not has_config(config, key):
         names = [n for n in dir(config) if not n.startswith("_")]
@@ -63,6 +73,27 @@ def _config_key(config: Any, key: str, spec_key: str, source: str) -> Any:
             f"{'' if not closest(key, names) else ' (closest: ' + ', '.join(repr(n) for n in closest(key, names)) + ')'}"
         )
     return read_config(config, key)
+
+
+def config_keys_read(spec: Spec) -> list[tuple[str, str]]:
+    """Every config key ``spec`` reads without a fallback, as ``(spec key path, config key)``:
+    each must exist in every config of the model types the spec serves."""
+    keys = [
+        (f"config.{attribute}", spec.config.key(attribute))
+        for attribute in ("num_layers", "num_heads", "num_kv_heads", "hidden_size", "vocab_size", "head_dim")
+        if spec.config.key(attribute) is not None and not spec.config.has_fallback(attribute)
+    ]
+    for name, branch in (("attention", spec.attention), ("mlp", spec.mlp)):
+        if isinstance(branch.scale, str):
+            keys.append((f"{name}.scale", branch.scale))
+    if isinstance(spec.attention.score_scale, str):
+        keys.append(("attention.score_scale", spec.attention.score_scale))
+    if spec.attention.score_softcap:
+        keys.append(("attention.score_softcap", spec.attention.score_softcap))
+    keys += [(f"logits.transforms[{i}].key", t.key) for i, t in enumerate(spec.logits.transforms)]
+    if spec.attention.per_layer is not None:
+        keys.append(("attention.per_layer.config_key", spec.attention.per_layer.config_key))
+    return keys
 
 
 def _branch(
@@ -100,9 +131,12 @@ def check_structure(root: torch.nn.Module, config: Any, spec: Spec, source: str)
     """
     where = type(root).__name__
     for key in ("embed_tokens", "layers", "ln_final", "lm_head"):
-        _submodule(root, getattr(spec.modules, key), f"modules.{key}", source, where)
+        path = getattr(spec.modules, key)
+        if not (path in spec.modules.optional and module_absent(root, path)):
+            _submodule(root, path, f"modules.{key}", source, where)
     for i, path in enumerate(spec.modules.before_lm_head):
-        _submodule(root, path, f"modules.before_lm_head[{i}]", source, where)
+        if not (path in spec.modules.optional and module_absent(root, path)):
+            _submodule(root, path, f"modules.before_lm_head[{i}]", source, where)
     blocks = root.get_submodule(spec.modules.layers)
     if not isinstance(blocks, (torch.nn.ModuleList, torch.nn.Sequential)) or len(blocks) == 0:
         raise ModelStructureError(
@@ -110,8 +144,8 @@ def check_structure(root: torch.nn.Module, config: Any, spec: Spec, source: str)
             "not a non-empty list of blocks"
         )
     for attribute in ("num_layers", "num_heads", "num_kv_heads", "hidden_size", "vocab_size", "head_dim"):
-        key = getattr(spec.config, attribute)
-        if key is not None:
+        key = spec.config.key(attribute)
+        if key is not None and not (spec.config.has_fallback(attribute) and not has_config(config, key)):
             _config_key(config, key, f"config.{attribute}", source)
     num_layers = read_config(config, spec.config.num_layers)
     if num_layers != len(blocks):

@@ -111,6 +111,26 @@ def _publish(path: Path, build: Any) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def publish_to(directory: Path, build: Any) -> Path:
+    """Build into a private folder beside ``directory`` and move it into place; a folder already
+    there (checked by :func:`refuse_non_empty` to be a tiny checkpoint nnspec wrote) is replaced
+    only once the new one is complete."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    try:
+        build(staging)
+        if directory.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}-old-", dir=directory.parent))
+            os.replace(directory, old / "checkpoint")
+            os.replace(staging, directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return directory
+
+
 def tiny_config_values(spec: Spec, variant: Optional[str] = None) -> dict[str, Any]:
     """The config overrides of ``spec``'s tiny checkpoint (plus ``variant``'s).
 
@@ -127,43 +147,133 @@ def tiny_config_values(spec: Spec, variant: Optional[str] = None) -> dict[str, A
     return {key: value for key, value in values.items() if value != ""}
 
 
+def _special_ids(tok: Any) -> dict[str, int]:
+    return {
+        "bos_token_id": tok.bos_token_id,
+        "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+    }
+
+
+def _write(config: Any, tok: Any, directory: Path, marker: dict[str, Any], seed: int, what: str) -> Path:
+    """Random weights for ``config`` (float32), saved with ``tok`` and the marker file."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    try:
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    except Exception as exc:  # noqa: BLE001 - any constructor failure is reported with its source
+        raise TinyCheckpointError(f"{what}: {config.model_type} cannot be built from this config: {exc}") from exc
+    model.generation_config.pad_token_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    tok.save_pretrained(directory)
+    (directory / _MARKER).write_text(json.dumps({**marker, "seed": seed, "format": FORMAT}, indent=2), encoding="utf-8")
+    return directory
+
+
+def refuse_non_empty(directory: Path | str, force: bool = False) -> Path:
+    """``directory`` as a Path, after refusing one that exists and holds anything (unless ``force``,
+    which still only allows a folder that holds a tiny checkpoint this module wrote)."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise TinyCheckpointError(f"{directory}: exists and is not a directory")
+    if directory.is_dir() and any(directory.iterdir()):
+        if not force:
+            raise TinyCheckpointError(
+                f"{directory}: the directory is not empty; choose an empty or new one (or pass --force to "
+                "replace a tiny checkpoint nnspec wrote there)"
+            )
+        if not (directory / _MARKER).is_file():
+            raise TinyCheckpointError(
+                f"{directory}: not a tiny checkpoint written by nnspec (no {_MARKER}); --force only replaces those"
+            )
+    return directory
+
+
 def build(spec: Spec, directory: Path | str, variant: Optional[str] = None, seed: int = 0) -> Path:
     """Write a tiny random checkpoint of ``spec`` (and ``variant``) with its tokenizer to ``directory``."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
 
     directory = Path(directory)
     tok = tokenizer(spec.tiny.tokenizer)
     values = tiny_config_values(spec, variant)
     values.setdefault("vocab_size", len(tok))
-    special = {
-        "bos_token_id": tok.bos_token_id,
-        "eos_token_id": tok.eos_token_id,
-        "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
-    }
+    special = _special_ids(tok)
     model_type = spec.model_types[0]
     try:
         config = AutoConfig.for_model(model_type, **{**values, **special})
     except (ValueError, TypeError) as exc:
         raise TinyCheckpointError(f"spec {spec.name!r}: cannot build a {model_type} config from [tiny]: {exc}") from exc
-    torch.manual_seed(seed)
+    marker = {"spec": spec.name, "variant": variant, "config": values}
+    return _write(config, tok, directory, marker, seed, f"spec {spec.name!r}")
+
+
+def tokenizer_kind_for(model_type: str) -> str:
+    """The tiny tokenizer style of the spec serving ``model_type`` (byte-level when none does)."""
+    from ..errors import UnsupportedArchitectureError
+    from .registry import adapter_for_model_type
+
     try:
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    except Exception as exc:  # noqa: BLE001 - any constructor failure is reported with the spec
-        raise TinyCheckpointError(f"spec {spec.name!r}: {model_type} cannot be built from its tiny config: {exc}") from exc
-    model.generation_config.pad_token_id = special["pad_token_id"]
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
-    tok.save_pretrained(directory)
-    (directory / _MARKER).write_text(
-        json.dumps({"spec": spec.name, "variant": variant, "config": values, "seed": seed, "format": FORMAT}, indent=2),
-        encoding="utf-8",
-    )
-    return directory
+        return adapter_for_model_type(model_type).spec.tiny.tokenizer
+    except UnsupportedArchitectureError:
+        return "byte_level"
+
+
+def build_from_config(
+    config: dict[str, Any], directory: Path | str, name: str = "config.json", seed: int = 0,
+    tokenizer_kind: Optional[str] = None,
+) -> Path:
+    """Write a tiny checkpoint of a real ``config`` (parsed ``config.json``): every size shrunk
+    (see :mod:`nnspec.runtime.shrink`), every other key kept, random float32 weights, the tiny
+    tokenizer. The shrunk config goes through ``AutoConfig.from_pretrained``, the path a
+    published checkpoint's config takes.
+
+    Args:
+        name: the Hub id or file the config came from (recorded, and named in errors).
+    """
+    from transformers import AutoConfig
+
+    from .shrink import shrink_config
+
+    directory = Path(directory)
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    tok = tokenizer(tokenizer_kind or tokenizer_kind_for(str(model_type)))
+    shrunk = shrink_config(config, len(tok), _special_ids(tok))
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    if model_type not in CONFIG_MAPPING_NAMES:
+        raise TinyCheckpointError(
+            f"{name}: model_type {model_type!r} is not known to transformers {installed_version('transformers')}"
+            f"{did_you_mean(str(model_type), CONFIG_MAPPING_NAMES)}"
+        )
+    staging = Path(tempfile.mkdtemp(prefix=".config-"))
+    try:
+        (staging / "config.json").write_text(json.dumps(shrunk.config, indent=2), encoding="utf-8")
+        try:
+            loaded = AutoConfig.from_pretrained(str(staging))
+        except Exception as exc:  # noqa: BLE001 - config classes raise many kinds of errors
+            raise TinyCheckpointError(f"{name}: the shrunk config does not load: {type(exc).__name__}: {exc}") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    marker = {
+        "source": name,
+        "model_type": model_type,
+        "changed": {k: [v[0], v[1]] for k, v in shrunk.changed.items()},
+        "dropped": shrunk.dropped,
+    }
+    return _write(loaded, tok, directory, marker, seed, name)
 
 
 def checkpoint(spec: Spec, variant: Optional[str] = None) -> Path:
-    """The cached tiny checkpoint of ``spec`` (built on first use)."""
+    """The cached tiny checkpoint of ``spec`` (built on first use); a ``variant`` made by
+    :func:`nnspec.runtime.realconfigs.row_name` is the corpus config of that Hub id."""
+    from .realconfigs import real_id
+
+    hub_id = real_id(variant)
+    if hub_id is not None:
+        return real_checkpoint(hub_id)
     key = json.dumps(
         [spec.name, variant, tiny_config_values(spec, variant), spec.tiny.tokenizer, spec.model_types[0],
          installed_version("transformers"), FORMAT],
@@ -174,4 +284,18 @@ def checkpoint(spec: Spec, variant: Optional[str] = None) -> Path:
     path = cache_root() / "tiny" / f"{spec.name}-{variant or 'base'}-{digest}"
     if not (path / _MARKER).is_file():
         _publish(path, lambda staging: build(spec, staging, variant))
+    return path
+
+
+def real_checkpoint(hub_id: str) -> Path:
+    """The cached tiny checkpoint of the corpus config of ``hub_id`` (built on first use)."""
+    from .realconfigs import get
+
+    real = get(hub_id)
+    config = real.load()
+    key = json.dumps([hub_id, config, installed_version("transformers"), FORMAT], sort_keys=True, default=str)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    path = cache_root() / "real" / f"{hub_id.replace('/', '__')}-{digest}"
+    if not (path / _MARKER).is_file():
+        _publish(path, lambda staging: build_from_config(config, staging, name=hub_id))
     return path

@@ -1,0 +1,290 @@
+"""Shrinking a real published ``config.json`` to a tiny one, keeping everything but sizes.
+
+A real checkpoint's behaviour lives in its config: norms, biases, softcaps, rope scaling, window
+patterns, which layers are MoE. A tiny test checkpoint must keep all of that and change only how
+big things are. :data:`SIZE_KEYS` is the one table of config keys that state a size, by role (in
+the manner of a tensor-name table: adding an architecture whose config spells a size differently
+is adding a key here, not logic). :func:`shrink_config` rewrites exactly those keys, the per-layer
+lists and patterns that depend on the layer count, the token ids that index the vocabulary, and
+the rope-scaling lists that depend on the head size. Everything else is copied unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ..errors import TinyCheckpointError
+
+#: Target sizes of a tiny checkpoint.
+HIDDEN = 64
+HEADS = 4
+HEAD_DIM = 16
+INTERMEDIATE = 128
+MOE_INTERMEDIATE = 32
+EXPERTS = 4
+TOP_K = 2
+MIN_LAYERS = 3
+MAX_POSITIONS = 2048
+LORA_RANK = 32
+
+#: Config keys that state a size, by role. Keys are matched at any nesting level (sub-configs of
+#: multimodal wrappers, ``text_config``...).
+SIZE_KEYS: dict[str, tuple[str, ...]] = {
+    "hidden": ("hidden_size", "n_embd", "d_model", "model_dim"),
+    "heads": ("num_attention_heads", "n_head", "n_heads", "num_heads"),
+    "kv_heads": ("num_key_value_heads", "num_kv_heads", "n_head_kv", "multi_query_group_num", "n_kv_heads"),
+    "head_dim": ("head_dim", "attention_head_dim"),
+    "intermediate": ("intermediate_size", "ffn_dim", "n_inner", "ffn_hidden_size", "dense_intermediate_size"),
+    "moe_intermediate": (
+        "moe_intermediate_size", "shared_expert_intermediate_size", "expert_intermediate_size",
+        "moe_ffn_hidden_size", "shared_intermediate_size",
+    ),
+    "layers": ("num_hidden_layers", "n_layer", "num_layers", "n_layers"),
+    "experts": ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts"),
+    "top_k": ("num_experts_per_tok", "moe_topk", "num_selected_experts", "moe_k"),
+    "vocab": ("vocab_size", "padded_vocab_size"),
+    "positions": ("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len", "seq_length"),
+    "original_positions": ("original_max_position_embeddings",),
+    "lora": ("q_lora_rank", "kv_lora_rank"),
+    "mla_head_dim": ("qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim"),
+    "linear_head_dim": ("linear_key_head_dim", "linear_value_head_dim"),
+    "linear_heads": ("linear_num_key_heads", "linear_num_value_heads"),
+    "rotary_dim": ("rotary_dim",),
+}
+
+#: Keys whose value counts layers (a layer index or a count of leading layers).
+LAYER_COUNT_KEYS = ("first_k_dense_replace", "max_window_layers", "num_dense_layers")
+#: Keys stating a period over layers: the tiny model keeps at least one full period.
+LAYER_PERIOD_KEYS = (
+    "full_attention_interval", "sliding_window_pattern", "_sliding_window_pattern", "decoder_sparse_step",
+    "moe_layer_freq", "interleave_moe_layer_step", "attn_layer_period", "no_rope_layer_interval",
+    "global_attn_every_n_layers", "expert_interval",
+)
+#: Keys holding a list of layer indices.
+LAYER_INDEX_KEYS = ("mlp_only_layers", "attention_layers_indices", "swa_layers", "no_rope_layers_indices")
+#: Keys that weights storage, not the architecture, depends on: dropped from tiny checkpoints.
+DROPPED = ("quantization_config",)
+#: Token ids kept pointing at the tiny tokenizer's special tokens.
+SPECIAL_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")
+
+
+@dataclass
+class Shrunk:
+    """A shrunk config and what was changed (``key path -> (old, new)``)."""
+
+    config: dict[str, Any]
+    changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)
+
+
+def _role(key: str) -> Optional[str]:
+    for role, keys in SIZE_KEYS.items():
+        if key in keys:
+            return role
+    return None
+
+
+def _kv_heads(old_heads: Any, old_kv: Any) -> Any:
+    """Keep the attention class: MHA stays MHA, MQA stays MQA, GQA becomes 2 groups of 2."""
+    if not isinstance(old_kv, int) or isinstance(old_kv, bool):
+        return old_kv
+    if isinstance(old_heads, int) and old_kv >= old_heads:
+        return HEADS
+    if old_kv <= 1:
+        return old_kv
+    return HEADS // 2
+
+
+def _layer_count(config: dict[str, Any], old_layers: int) -> int:
+    """Fewest layers that keep every per-layer pattern of ``config`` (at least :data:`MIN_LAYERS`)."""
+    needed = MIN_LAYERS
+    types = config.get("layer_types")
+    if isinstance(types, list) and types:
+        first = {}
+        for i, kind in enumerate(map(str, types)):
+            first.setdefault(kind, i)
+        needed = max(needed, max(first.values()) + 1)
+    for key in LAYER_PERIOD_KEYS:
+        value = config.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 1:
+            needed = max(needed, value)
+    for key in ("first_k_dense_replace", "num_dense_layers"):
+        value = config.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            needed = max(needed, 2)  # one dense layer, then the rest
+    return min(needed, old_layers) if old_layers >= 1 else needed
+
+
+def _rotary_dim(config: dict[str, Any], head_dim: int) -> int:
+    factor = config.get("partial_rotary_factor")
+    if isinstance(factor, (int, float)) and 0 < factor <= 1:
+        return max(2, int(head_dim * factor) // 2 * 2)
+    return head_dim
+
+
+def _shrink_rope(rope: Any, rotary_half: int, position_factor: float, path: str, out: Shrunk) -> Any:
+    if not isinstance(rope, dict):
+        return rope
+    new = dict(rope)
+    for key in ("long_factor", "short_factor", "ext_factor"):
+        value = rope.get(key)
+        if isinstance(value, list) and len(value) > rotary_half:
+            new[key] = value[:rotary_half]
+            out.changed[f"{path}.{key}"] = (f"{len(value)} entries", f"{rotary_half} entries")
+    for key in SIZE_KEYS["original_positions"]:
+        value = rope.get(key)
+        if isinstance(value, int) and position_factor > 1:
+            new[key] = max(1, math.ceil(value / position_factor))
+            out.changed[f"{path}.{key}"] = (value, new[key])
+    return new
+
+
+def _shrink_level(config: dict[str, Any], vocab_size: int, special: dict[str, int], path: str, out: Shrunk) -> dict[str, Any]:
+    new = dict(config)
+
+    def put(key: str, value: Any) -> None:
+        if new.get(key) != value:
+            out.changed[f"{path}{key}"] = (config.get(key), value)
+        new[key] = value
+
+    for key in DROPPED:
+        if key in new:
+            del new[key]
+            out.dropped.append(f"{path}{key}")
+    heads_key = next((k for k in SIZE_KEYS["heads"] if isinstance(config.get(k), int)), None)
+    old_heads = config.get(heads_key) if heads_key else None
+    layers_key = next((k for k in SIZE_KEYS["layers"] if isinstance(config.get(k), int)), None)
+    old_layers = config.get(layers_key) if layers_key else None
+    new_layers = _layer_count(config, old_layers) if isinstance(old_layers, int) else None
+    hidden_key = next((k for k in SIZE_KEYS["hidden"] if isinstance(config.get(k), int)), None)
+    old_hidden = config.get(hidden_key) if hidden_key else None
+    head_dim = HEAD_DIM
+    old_head_dim = config.get("head_dim") if isinstance(config.get("head_dim"), int) else (
+        old_hidden // old_heads if isinstance(old_hidden, int) and isinstance(old_heads, int) and old_heads else None)
+    positions = [config.get(k) for k in SIZE_KEYS["positions"] if isinstance(config.get(k), int)]
+    position_factor = max(positions) / MAX_POSITIONS if positions and max(positions) > MAX_POSITIONS else 1.0
+
+    for key, value in config.items():
+        if isinstance(value, bool) or key in DROPPED:
+            continue
+        role = _role(key)
+        if isinstance(value, dict):
+            if key in ("rope_scaling", "rope_parameters"):
+                rotary_half = _rotary_dim(config, head_dim) // 2
+                new[key] = _shrink_rope(value, rotary_half, position_factor, f"{path}{key}", out)
+            elif key.endswith("_config") or key.endswith("config"):
+                new[key] = _shrink_level(value, vocab_size, special, f"{path}{key}.", out)
+            continue
+        if role is None or not isinstance(value, int):
+            continue
+        if role == "hidden":
+            put(key, HIDDEN)
+        elif role == "heads":
+            put(key, HEADS)
+        elif role == "kv_heads":
+            put(key, _kv_heads(old_heads, value))
+        elif role == "head_dim":
+            put(key, HEAD_DIM)
+        elif role == "intermediate":
+            put(key, INTERMEDIATE)
+        elif role == "moe_intermediate":
+            put(key, MOE_INTERMEDIATE)
+        elif role == "layers" and new_layers is not None:
+            put(key, new_layers)
+        elif role == "experts":
+            put(key, min(value, EXPERTS))
+        elif role == "top_k":
+            put(key, min(value, TOP_K))
+        elif role == "vocab":
+            put(key, vocab_size)
+        elif role in ("positions", "original_positions") and position_factor > 1:
+            put(key, max(1, math.ceil(value / position_factor)))
+        elif role == "lora":
+            put(key, LORA_RANK)
+        elif role == "mla_head_dim":
+            put(key, 8 if key == "qk_rope_head_dim" else HEAD_DIM)
+        elif role == "linear_head_dim":
+            put(key, HEAD_DIM)
+        elif role == "linear_heads":
+            put(key, HEADS if key.endswith("value_heads") or value == config.get("linear_num_value_heads") else HEADS // 2)
+        elif role == "rotary_dim" and isinstance(old_head_dim, int) and old_head_dim:
+            put(key, max(2, round(value * head_dim / old_head_dim / 2) * 2))
+
+    # OPT-style embedding projections: equal to the hidden size, or a different width.
+    if isinstance(config.get("word_embed_proj_dim"), int) and isinstance(old_hidden, int):
+        put("word_embed_proj_dim", HIDDEN if config["word_embed_proj_dim"] == old_hidden else HIDDEN // 2)
+    # Expert groups (DeepSeek-V3-style routing) must divide the experts.
+    if isinstance(config.get("n_group"), int) and config["n_group"] > 1:
+        put("n_group", 2)
+        if isinstance(config.get("topk_group"), int):
+            put("topk_group", min(config["topk_group"], 1))
+    # Per-layer lists follow the layer count; layer counts and indices stay inside it.
+    if isinstance(old_layers, int) and new_layers is not None:
+        for key, value in config.items():
+            if isinstance(value, list) and len(value) == old_layers and old_layers != new_layers:
+                put(key, value[:new_layers])
+        for key in LAYER_COUNT_KEYS:
+            value = config.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                if key == "max_window_layers":
+                    put(key, new_layers if value >= old_layers else max(1, min(value, new_layers - 1)))
+                else:
+                    put(key, min(value, 1))
+        for key in LAYER_INDEX_KEYS:
+            value = config.get(key)
+            if isinstance(value, list):
+                put(key, [i for i in value if isinstance(i, int) and i < new_layers])
+    # Token ids index the vocabulary: the special ones point at the tiny tokenizer's.
+    if any(k in config for k in SIZE_KEYS["vocab"]):
+        for key in SPECIAL_IDS:
+            if key in config and config[key] is not None:
+                put(key, special[key])
+        # Other token ids beyond the tiny vocabulary take the last ids, one each, in key order.
+        others = sorted(
+            key for key, value in config.items()
+            if (key.endswith("_token_id") or key.endswith("_token_index")) and key not in SPECIAL_IDS
+            and isinstance(value, int) and not isinstance(value, bool) and value >= vocab_size
+        )
+        for n, key in enumerate(others):
+            put(key, vocab_size - 1 - n)
+    return new
+
+
+def shrink_config(config: dict[str, Any], vocab_size: int, special: dict[str, int]) -> Shrunk:
+    """``config`` (a parsed real ``config.json``) with every size shrunk and nothing else changed.
+
+    Args:
+        config: the real config.
+        vocab_size: the tiny tokenizer's vocabulary size.
+        special: the tiny tokenizer's ``bos_token_id``, ``eos_token_id`` and ``pad_token_id``.
+
+    Raises:
+        TinyCheckpointError: when ``config`` is not a JSON object with a ``model_type``.
+    """
+    if not isinstance(config, dict):
+        raise TinyCheckpointError(f"a config must be a JSON object, got {type(config).__name__}")
+    if not isinstance(config.get("model_type"), str):
+        raise TinyCheckpointError("the config has no \"model_type\" key: is it a HuggingFace config.json?")
+    out = Shrunk(config={})
+    out.config = _shrink_level(copy.deepcopy(config), vocab_size, special, "", out)
+    return out
+
+
+#: Further keys that state a size or count (a spec's own ``[tiny.config]`` may set them too).
+SIZE_LIKE = (
+    "word_embed_proj_dim", "sliding_window", "attention_chunk_size", "n_shared_experts", "num_shared_experts",
+    "num_nextn_predict_layers", "query_pre_attn_scalar", "kv_channels", "n_group", "topk_group", "layer_types",
+)
+
+
+def is_size_key(key: str) -> bool:
+    """Whether ``key`` states a size, a count, a window, a per-layer pattern or a token id, as
+    opposed to a behaviour option (norms, biases, softcaps, tying...)."""
+    return (
+        any(key in keys for keys in SIZE_KEYS.values())
+        or key in LAYER_COUNT_KEYS or key in LAYER_PERIOD_KEYS or key in LAYER_INDEX_KEYS or key in SIZE_LIKE
+        or key.endswith("_token_id") or key.endswith("_token_index")
+    )
