@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nnspec.runtime import conformance
+from nnspec.runtime import conformance, tiny
+from nnspec.runtime.registry import adapter_by_name
 
 from .conftest import checkpoint
 
@@ -17,6 +18,7 @@ MUTATIONS = {
     # BLOOM's branches return residual + branch: forgetting it breaks the identity.
     "bloom": ('[attention]\nincludes_residual = ""\n', {"contribution"}),
     # Gemma 2's residual receives the post-norm output, not self_attn's; and its logits are capped.
+    # (on a checkpoint whose cap is small enough to shape tiny logits visibly).
     "gemma2": ('[attention]\ncontribution = "self_attn"\n[logits]\ntransforms = []\n', {"contribution", "project_on_vocab"}),
     # OPT's fc1/fc2 see flattened tokens.
     "opt": ("[mlp]\nflattened = false\n", {"contribution", "branch_inputs", "edit_mlps_output"}),
@@ -25,14 +27,47 @@ MUTATIONS = {
 }
 
 
+#: Config changes that make a mutation visible on a tiny model (test-chosen, not a spec's).
+TINY = {"gemma2": {"final_logit_softcapping": 1.0}}
+
+
+def _with_config(base: str, values: dict) -> Path:
+    spec = adapter_by_name(base).spec
+    return tiny.checkpoint(spec.model_copy(update={"tiny": spec.tiny.model_copy(update={"config": {**spec.tiny.config, **values}})}))
+
+
 @pytest.mark.parametrize("base", sorted(MUTATIONS))
 def test_wrong_spec_fails_with_location_and_size(base: str, tmp_path: Path) -> None:
     patch, expected = MUTATIONS[base]
     spec_file = tmp_path / f"{base}_wrong.toml"
     spec_file.write_text(f'name = "{base}_wrong"\nextends = "{base}"\nmodel_types = ["{base}"]\n{patch}')
-    subject = conformance.load_subject(base, checkpoint(base), spec=str(spec_file))
+    path = checkpoint(base) if base not in TINY else _with_config(base, TINY[base])
+    subject = conformance.load_subject(base, path, spec=str(spec_file))
     results = {r.check: r for r in conformance.run_checks(subject)}
     failed = {name for name, r in results.items() if not r.passed}
     assert expected <= failed, failed
     if "contribution" in expected and "differs" in results["contribution"].error:
         assert "layer 0" in results["contribution"].error and "differs from plain transformers by" in results["contribution"].error
+
+
+@pytest.mark.parametrize("base", ["bloom", "falcon"])
+def test_read_order_row_catches_a_runtime_that_reads_in_model_order_only(base: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BLOOM's contribution needs the attention's input residual, Falcon binds values before
+    rotary: without fetching those early, the documented order fails, and the row must say so."""
+    from nnspec.runtime.model import StandardizedTransformer
+
+    monkeypatch.setattr(StandardizedTransformer, "_fetch_early", lambda self, name, i: None)
+    subject = conformance.load_subject(base, checkpoint(base))
+    (result,) = conformance.run_checks(subject, ["read_order"])
+    assert not result.passed and "OutOfOrderReadError" in result.error and "was requested, after" in result.error
+
+
+def test_out_of_order_read_names_the_standard_values() -> None:
+    from nnspec.errors import OutOfOrderReadError
+    from nnspec.runtime.model import StandardizedTransformer
+
+    model = StandardizedTransformer(checkpoint("gpt2"))
+    with pytest.raises(OutOfOrderReadError, match=r"layers_input\[0\] was requested, after layers_output\[1\].*layers_input, attentions_input"):
+        with model.trace("Hello world"):
+            model.layers_output[1].save()
+            model.layers_input[0].save()

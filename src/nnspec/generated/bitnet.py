@@ -45,7 +45,6 @@ class BitnetAdapter(Adapter):
                              'num_key_value_heads': 2,
                              'head_dim': '',
                              'max_position_embeddings': 256,
-                             'tie_word_embeddings': '',
                              'vocab_size': 384,
                              'bos_token_id': 1,
                              'eos_token_id': 2}},

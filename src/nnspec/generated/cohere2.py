@@ -45,7 +45,6 @@ class Cohere2Adapter(Adapter):
                              'num_key_value_heads': 2,
                              'head_dim': 16,
                              'max_position_embeddings': 256,
-                             'tie_word_embeddings': '',
                              'vocab_size': 384,
                              'sliding_window': 4096,
                              'layer_types': ['sliding_attention',

@@ -43,7 +43,6 @@ class FlexOlmoAdapter(Adapter):
                              'num_key_value_heads': 2,
                              'head_dim': '',
                              'max_position_embeddings': 256,
-                             'tie_word_embeddings': '',
                              'vocab_size': 384,
                              'num_experts': 4,
                              'num_experts_per_tok': 2,

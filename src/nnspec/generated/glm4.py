@@ -44,7 +44,6 @@ class Glm4Adapter(Adapter):
                              'num_key_value_heads': 2,
                              'head_dim': 16,
                              'max_position_embeddings': 256,
-                             'tie_word_embeddings': '',
                              'vocab_size': 384,
                              'pad_token_id': 0,
                              'eos_token_id': 2}},

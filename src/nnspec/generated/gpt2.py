@@ -36,6 +36,8 @@ class Gpt2Adapter(Adapter):
                        'per_head_output': {'ops': [{'name': 'attention_interface'}], 'index': 0}},
          'mlp': {'module': 'mlp'},
          'tiny': {'config': {'n_embd': 64, 'n_layer': 3, 'n_head': 4, 'n_positions': 256}},
+         'variants': {'stanford_crfm': {'reorder_and_upcast_attn': True,
+                                        'scale_attn_by_inverse_layer_idx': True}},
          'overrides': [{'when': {'config': {'reorder_and_upcast_attn': True},
                                  'attn_implementation': 'eager'},
                         'set': {'attention': {'probabilities': {'module': 'attn_dropout'},

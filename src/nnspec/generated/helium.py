@@ -43,7 +43,6 @@ class HeliumAdapter(Adapter):
                              'num_key_value_heads': 2,
                              'head_dim': 16,
                              'max_position_embeddings': 256,
-                             'tie_word_embeddings': '',
                              'vocab_size': 384}},
          'variants': {'tied_embeddings': {'tie_word_embeddings': True},
                       'multi_query': {'num_key_value_heads': 1},

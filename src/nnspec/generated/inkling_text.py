@@ -44,7 +44,6 @@ class InklingTextAdapter(Adapter):
                              'num_key_value_heads': 2,
                              'head_dim': 16,
                              'max_position_embeddings': 256,
-                             'tie_word_embeddings': '',
                              'vocab_size': 384,
                              'num_local_experts': '',
                              'num_experts_per_tok': 2,

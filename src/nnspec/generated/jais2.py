@@ -43,7 +43,6 @@ class Jais2Adapter(Adapter):
                              'num_key_value_heads': 2,
                              'head_dim': 16,
                              'max_position_embeddings': 256,
-                             'tie_word_embeddings': '',
                              'vocab_size': 384,
                              'eos_token_id': 2}},
          'variants': {'tied_embeddings': {'tie_word_embeddings': True},

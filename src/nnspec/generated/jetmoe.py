@@ -42,7 +42,6 @@ class JetmoeAdapter(Adapter):
                              'num_key_value_heads': 2,
                              'head_dim': '',
                              'max_position_embeddings': 256,
-                             'tie_word_embeddings': '',
                              'ffn_dim': '',
                              'vocab_size': 384,
                              'sliding_window': '',

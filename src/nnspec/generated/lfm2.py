@@ -42,7 +42,6 @@ class Lfm2Adapter(Adapter):
                              'num_key_value_heads': 2,
                              'head_dim': '',
                              'max_position_embeddings': 256,
-                             'tie_word_embeddings': '',
                              'vocab_size': 384,
                              'layer_types': ['full_attention',
                                              'full_attention',

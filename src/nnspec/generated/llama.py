@@ -43,8 +43,7 @@ class LlamaAdapter(Adapter):
                              'num_attention_heads': 4,
                              'num_key_value_heads': 2,
                              'head_dim': 16,
-                             'max_position_embeddings': 256,
-                             'tie_word_embeddings': False}},
+                             'max_position_embeddings': 256}},
          'variants': {'tied_embeddings': {'tie_word_embeddings': True},
                       'multi_query': {'num_key_value_heads': 1}}}
     )

@@ -46,7 +46,6 @@ class MimoV2FlashAdapter(Adapter):
                              'num_key_value_heads': 2,
                              'head_dim': 16,
                              'max_position_embeddings': 256,
-                             'tie_word_embeddings': '',
                              'vocab_size': 384,
                              'bos_token_id': '',
                              'eos_token_id': '',

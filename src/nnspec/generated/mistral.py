@@ -44,7 +44,6 @@ class MistralAdapter(Adapter):
                              'num_key_value_heads': 2,
                              'head_dim': 16,
                              'max_position_embeddings': 256,
-                             'tie_word_embeddings': False,
                              'sliding_window': 4096}},
          'variants': {'tied_embeddings': {'tie_word_embeddings': True},
                       'multi_query': {'num_key_value_heads': 1},

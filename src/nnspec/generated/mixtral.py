@@ -44,7 +44,6 @@ class MixtralAdapter(Adapter):
                              'num_key_value_heads': 2,
                              'head_dim': 16,
                              'max_position_embeddings': 256,
-                             'tie_word_embeddings': False,
                              'num_local_experts': 4,
                              'num_experts_per_tok': 2}},
          'variants': {'tied_embeddings': {'tie_word_embeddings': True},

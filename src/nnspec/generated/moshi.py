@@ -42,7 +42,6 @@ class MoshiAdapter(Adapter):
                              'num_key_value_heads': 2,
                              'head_dim': 16,
                              'max_position_embeddings': 256,
-                             'tie_word_embeddings': '',
                              'ffn_dim': 128,
                              'vocab_size': 384,
                              'sliding_window': 4096}},

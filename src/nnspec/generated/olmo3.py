@@ -43,7 +43,6 @@ class Olmo3Adapter(Adapter):
                              'num_key_value_heads': 2,
                              'head_dim': '',
                              'max_position_embeddings': 256,
-                             'tie_word_embeddings': '',
                              'vocab_size': 384,
                              'sliding_window': 4096,
                              'layer_types': ['sliding_attention',

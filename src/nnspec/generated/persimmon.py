@@ -41,7 +41,6 @@ class PersimmonAdapter(Adapter):
                              'num_attention_heads': 4,
                              'num_key_value_heads': '',
                              'max_position_embeddings': 256,
-                             'partial_rotary_factor': '',
                              'vocab_size': 384}},
          'variants': {'checkpoint_options': {'tie_word_embeddings': True}},
          'overrides': [{'when': {'transformers': '<5'}, 'set': {'layer': {'returns': 'tuple'}}}]}

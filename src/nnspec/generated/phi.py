@@ -41,8 +41,7 @@ class PhiAdapter(Adapter):
                              'num_hidden_layers': 3,
                              'num_attention_heads': 4,
                              'num_key_value_heads': 4,
-                             'max_position_embeddings': 256,
-                             'partial_rotary_factor': 0.5}},
+                             'max_position_embeddings': 256}},
          'overrides': [{'when': {'transformers': '<5'}, 'set': {'layer': {'returns': 'tuple'}}}]}
     )
     rename = {'model.layers': 'layers',

@@ -42,7 +42,6 @@ class Phi3Adapter(Adapter):
                              'num_key_value_heads': 2,
                              'head_dim': '',
                              'max_position_embeddings': 256,
-                             'tie_word_embeddings': '',
                              'vocab_size': 384,
                              'sliding_window': 4096,
                              'pad_token_id': 0,

@@ -42,7 +42,6 @@ class Qwen2MoeAdapter(Adapter):
                              'num_key_value_heads': 2,
                              'head_dim': '',
                              'max_position_embeddings': 256,
-                             'tie_word_embeddings': '',
                              'vocab_size': 384,
                              'moe_intermediate_size': 32,
                              'shared_expert_intermediate_size': 32,

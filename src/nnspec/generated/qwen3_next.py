@@ -49,7 +49,6 @@ class Qwen3NextAdapter(Adapter):
                              'num_key_value_heads': 2,
                              'head_dim': 16,
                              'max_position_embeddings': 256,
-                             'tie_word_embeddings': False,
                              'moe_intermediate_size': 32,
                              'shared_expert_intermediate_size': 32,
                              'num_experts': 4,

@@ -43,7 +43,6 @@ class SolarOpenAdapter(Adapter):
                              'num_key_value_heads': 2,
                              'head_dim': 16,
                              'max_position_embeddings': 256,
-                             'tie_word_embeddings': '',
                              'vocab_size': 384,
                              'moe_intermediate_size': 32,
                              'n_routed_experts': 4,
