@@ -22,6 +22,8 @@ MUTATIONS = {
     "gemma2": ('[attention]\ncontribution = "self_attn"\n[logits]\ntransforms = []\n', {"contribution", "project_on_vocab"}),
     # OPT's fc1/fc2 see flattened tokens.
     "opt": ("[mlp]\nflattened = false\n", {"contribution", "branch_inputs", "edit_mlps_output"}),
+    # Position embeddings are not token embeddings (ground truth: get_input_embeddings()).
+    "gpt2": ('[modules]\nembed_tokens = "transformer.wpe"\n', {"branch_inputs"}),
     # A tuple element that is not the hidden state.
     "llama": ("[attention]\nelement = 1\n", {"contribution", "edit_attentions_output"}),
 }

@@ -40,8 +40,6 @@ class CtrlAdapter(Adapter):
                              'n_head': 4,
                              'n_positions': 256,
                              'vocab_size': 384}},
-         'variants': {'stanford_crfm': {'reorder_and_upcast_attn': True,
-                                        'scale_attn_by_inverse_layer_idx': True}},
          'overrides': [{'when': {'config': {'reorder_and_upcast_attn': True},
                                  'attn_implementation': 'eager'},
                         'set': {'attention': {'probabilities': {'module': 'attn_dropout'},

@@ -43,8 +43,6 @@ class GptBigcodeAdapter(Adapter):
                              'vocab_size': 384,
                              'bos_token_id': 1,
                              'eos_token_id': 2}},
-         'variants': {'stanford_crfm': {'reorder_and_upcast_attn': True,
-                                        'scale_attn_by_inverse_layer_idx': True}},
          'overrides': [{'when': {'config': {'reorder_and_upcast_attn': True},
                                  'attn_implementation': 'eager'},
                         'set': {'attention': {'probabilities': {'module': 'attn_dropout'},

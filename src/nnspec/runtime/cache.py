@@ -13,28 +13,11 @@ import torch
 
 from ..errors import did_you_mean
 from .interventions import Layers, as_layers, as_prompts
+from .readorder import LAYER_ORDER
 
-#: Per-layer values, in the order a block produces them (q/k/v are ordered per model).
-LAYER_VALUES = (
-    "layers_input",
-    "attentions_input",
-    "queries",
-    "keys",
-    "values",
-    "attention_probabilities",
-    "attention_heads_output",
-    "attentions_output",
-    "mlps_input",
-    "mlps_output",
-    "layers_output",
-)
+#: Per-layer values, in the documented read order (the same on every architecture).
+LAYER_VALUES = LAYER_ORDER
 MODEL_VALUES = ("token_embeddings", "logits")
-#: The values read between a branch's input and its contribution, in forward order.
-BRANCH_STEPS = {
-    "attentions_output": ("attentions_input", "queries", "keys", "values", "attention_probabilities",
-                          "attention_heads_output", "attentions_output"),
-    "mlps_output": ("mlps_input", "mlps_output"),
-}
 #: What ``run_with_cache`` collects when no names are given.
 DEFAULT_NAMES = ("layers_input", "attentions_input", "attentions_output", "mlps_input", "mlps_output", "layers_output")
 
@@ -89,26 +72,10 @@ def _check_names(model: Any, names: Sequence[str]) -> list[str]:
     return list(names)
 
 
-def qkv_order(model: Any) -> list[str]:
-    """``queries``/``keys``/``values`` in the order the model computes them (from its source)."""
-    attention = model.spec.attention
-    names = ["queries", "keys", "values"]
-    refs = {n: getattr(attention, n) for n in names}
-    if any(r is None or not r.ops for r in refs.values()):
-        return names
-    from .sources import label_for
-
-    labels = list(model.attentions[0].source.names)
-    return sorted(names, key=lambda n: labels.index(label_for(labels, refs[n].ops[0], n)))
-
-
 def plan(model: Any, names: Sequence[str]) -> list[str]:
-    """Per-layer names in the order one block produces them."""
-    order = list(LAYER_VALUES)
-    if any(n in names for n in ("queries", "keys", "values")):
-        first = order.index("queries")
-        order[first : first + 3] = qkv_order(model)
-    return [n for n in order if n in names]
+    """Per-layer names in the documented read order (the runtime fetches early what a model
+    computes out of that order)."""
+    return [n for n in LAYER_ORDER if n in names]
 
 
 @torch.no_grad()
@@ -133,19 +100,11 @@ def run_with_cache(
         keys.append(key)
         saved.append((value.cpu() if to_cpu else value).save())
 
-    # A contribution that subtracts the residual its module adds reads the module's inputs, which
-    # come before anything read inside the module: prefetch them where the branch starts.
-    prefetch_at = {}
-    for contribution, steps in BRANCH_STEPS.items():
-        if contribution in per_layer:
-            prefetch_at[next(n for n in per_layer if n in steps)] = contribution
     with model.trace(prompts, remote=remote) as tracer:
         if "token_embeddings" in wanted:
             keep("token_embeddings", model.token_embeddings)
         for layer in chosen:
             for name in per_layer:
-                if name in prefetch_at:
-                    getattr(model, prefetch_at[name]).port(layer).prefetch()
                 keep(f"{name}.{layer}", getattr(model, name)[layer])
         if "logits" in wanted:
             keep("logits", model.logits)

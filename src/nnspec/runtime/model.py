@@ -246,7 +246,8 @@ class StandardizedTransformer(TransformersModel):
                     limits.contribution,
                 ),
             )
-        self._token_embeddings = OutputPort("token_embeddings", self.get(spec.modules.embed_tokens))
+        # Cloned: some models scale the embedding output in place (CTRL's `inputs_embeds *= sqrt(d)`).
+        self._token_embeddings = OutputPort("token_embeddings", self.get(spec.modules.embed_tokens), clone=True)
         self._install_attention_sources()
 
     # Probabilities, q/k/v and the per-head output live inside the attention computation.

@@ -61,13 +61,15 @@ def _same(grad: torch.Tensor) -> torch.Tensor:
 class OutputPort(Port):
     """A module's output (the ``element``-th item when the module returns a tuple)."""
 
-    def __init__(self, label: str, envoy: Any, element: int = 0) -> None:
+    def __init__(self, label: str, envoy: Any, element: int = 0, clone: bool = False) -> None:
         super().__init__(label)
         self.envoy = envoy
         self.element = element
+        self.clone = clone  # the model may scale this output in place afterwards
 
     def get(self) -> torch.Tensor:
-        return pick(self.envoy.output, self.element)
+        value = pick(self.envoy.output, self.element)
+        return value.clone() if self.clone else value
 
     def set(self, value: torch.Tensor) -> None:
         raw = self.envoy.output
