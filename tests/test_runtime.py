@@ -100,9 +100,10 @@ def test_setter_checks_shape(gpt2: StandardizedTransformer) -> None:
 
 def test_project_on_vocab_and_topk_outside_a_trace(gpt2: StandardizedTransformer) -> None:
     hidden = torch.randn(2, gpt2.hidden_size)
+    got = gpt2.project_on_vocab(hidden)  # loads the weights (the model is lazy until then)
     native = gpt2._module
     expected = native.lm_head(native.transformer.ln_f(hidden))
-    assert torch.allclose(gpt2.project_on_vocab(hidden), expected)
+    assert torch.allclose(got, expected)
     top = gpt2.get_topk_closest_tokens(hidden[0], k=3)
     assert isinstance(top, dict) and len(top) == 3 and abs(sum(top.values()) - expected[0].softmax(-1).topk(3).values.sum()) < 1e-5
     assert len(gpt2.get_topk_closest_tokens(hidden, k=2)) == 2

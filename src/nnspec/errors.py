@@ -105,3 +105,7 @@ class TinyCheckpointError(NnspecError):
 
 class OutOfOrderReadError(NnspecError, RuntimeError):
     """A standard value was requested inside a trace after the model had computed it."""
+
+
+class InputError(NnspecError, ValueError):
+    """An argument or prompt given to the model or a helper cannot be used (named in the message)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -9,9 +10,10 @@ import torch
 from nnsight.modeling.transformers import TransformersModel
 
 from ..compiler.schema import Branch, Spec
-from ..errors import CapabilityUnavailableError, ModelStructureError, ShapeMismatchError
+from ..errors import CapabilityUnavailableError, InputError, ModelStructureError, ShapeMismatchError
 from .accessors import ModuleAccessor, ValueAccessor, layer_index
 from .adapter import Adapter, attention_for_layer, read_config
+from .inputs import check_encoding, check_invoke, pad_offsets, position_limit, split_model_kwargs, warn_right_padding
 from .ports import ContributionPort, InputPort, OutputPort
 from .readorder import ATTENTION_INTERNALS
 from .registry import SpecArgument, resolve_adapter
@@ -28,13 +30,13 @@ def _load_config(model: Any, trust_remote_code: bool, revision: Optional[str]) -
     return AutoConfig.from_pretrained(str(model), trust_remote_code=trust_remote_code, revision=revision), str(model)
 
 
-def _load_tokenizer(model: Any, trust_remote_code: bool, revision: Optional[str]) -> Any:
+def _load_tokenizer(model: Any, trust_remote_code: bool, revision: Optional[str], extra: Optional[dict] = None) -> Any:
     from transformers import AutoTokenizer
 
     source = model.config.name_or_path if isinstance(model, torch.nn.Module) else str(model)
     if not source:
-        raise ValueError("this model carries no name_or_path to load a tokenizer from: pass tokenizer=")
-    return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, revision=revision)
+        raise InputError("this model carries no name_or_path to load a tokenizer from: pass tokenizer=")
+    return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, revision=revision, **(extra or {}))
 
 
 class StandardizedTransformer(TransformersModel):
@@ -71,8 +73,16 @@ class StandardizedTransformer(TransformersModel):
         trust_remote_code: passed to the config, tokenizer and model loads.
         allow_dispatch, check_attn_probs_with_trace: accepted for compatibility with nnterp; nnspec's
             load-time checks never run the model, so neither has anything to control.
-        **kwargs: model kwargs (``dtype``, ``device_map``, ``attn_implementation``, ``revision``, ...)
-            and NNsight kwargs (``dispatch``).
+        **kwargs: model kwargs (``dtype``, ``device_map``, ``attn_implementation``, ``revision``, ...),
+            config overrides (``output_attentions=True``: set on the config, as ``from_pretrained``
+            does), ``tokenizer_kwargs`` (passed to ``AutoTokenizer.from_pretrained``) and NNsight
+            kwargs (``dispatch``). Any other name is refused at once with the closest valid one.
+
+    Prompts are checked before the forward (empty prompts, ids outside the vocabulary, inputs
+    longer than a learned position table raise :class:`~nnspec.errors.InputError`); batches are
+    padded on the left whatever ``tokenizer.padding_side`` says; values assigned in a trace are
+    cast to the model's dtype and device when that loses nothing. Traces of one model run one at
+    a time (a second thread waits; a trace inside a trace is refused).
     """
 
     def __init__(
@@ -89,6 +99,8 @@ class StandardizedTransformer(TransformersModel):
         check_attn_probs_with_trace: bool = True,
         **kwargs: Any,
     ) -> None:
+        if model is None or (isinstance(model, str) and not model.strip()):
+            raise InputError(f"model: expected a hub id, a local checkpoint directory or a loaded PreTrainedModel, got {model!r}")
         if "rename_config" in kwargs:
             raise TypeError(
                 "rename_config is nnterp's; in nnspec, describe the architecture in a spec file and pass spec='path.toml'"
@@ -105,10 +117,13 @@ class StandardizedTransformer(TransformersModel):
             model = str(model)
         revision = kwargs.get("revision")
         config, source = _load_config(model, trust_remote_code, revision)
+        tokenizer_kwargs = kwargs.pop("tokenizer_kwargs", None) or {}
+        for key, value in split_model_kwargs(kwargs, config).items():
+            setattr(config, key, value)  # config overrides, as from_pretrained applies them
         adapter = resolve_adapter(spec, getattr(config, "model_type", None), source)
         effective = adapter.effective(config)
         if tokenizer is None:
-            tokenizer = _load_tokenizer(model, trust_remote_code, revision)
+            tokenizer = _load_tokenizer(model, trust_remote_code, revision, tokenizer_kwargs)
         aliases = dict(adapter.rename_for(effective))
         aliases.pop(effective.modules.layers, None)  # `layers` is an nnspec accessor (index checks)
         aliases.update(rename or {})
@@ -157,6 +172,10 @@ class StandardizedTransformer(TransformersModel):
         self._block_shapes: dict[int, torch.Size] = {}
         self._positions: dict[tuple[str, Optional[str]], Optional[int]] = {}
         self._shape_hooks: list[Any] = []
+        self._position_limit = position_limit(self._module, hf_config)
+        self._run_lock = threading.Lock()
+        self._running_thread: Optional[int] = None
+        self._batch_mask: Optional[torch.Tensor] = None
         self._install_accessors()
         if self.dispatched:
             self._install_shape_hooks()
@@ -206,6 +225,7 @@ class StandardizedTransformer(TransformersModel):
             residual_name=branch.includes_residual,
             clone=branch.clone,
             shape=self._flat_shape(i) if branch.flattened else None,
+            where=f"{self._adapter.source}: {label.split('_')[0].rstrip('s')}.element = {branch.element}",
         )
 
     def _branch_input(self, label: str, branch: Branch, i: int) -> InputPort:
@@ -222,7 +242,9 @@ class StandardizedTransformer(TransformersModel):
         self.layers = ModuleAccessor("layers", n, self._block)
         self.layers_input = ValueAccessor("layers_input", n, lambda i: InputPort(f"layers_input[{i}]", self._block(i)))
         self.layers_output = ValueAccessor(
-            "layers_output", n, lambda i: OutputPort(f"layers_output[{i}]", self._block(i), element)
+            "layers_output", n, lambda i: OutputPort(
+                f"layers_output[{i}]", self._block(i), element, where=f"{self._adapter.source}: layer.hidden_element = {element}"
+            )
         )
         for name, branch, facts, module_limit in (
             ("attention", spec.attention, self._structure.attention, limits.attention_module),
@@ -360,6 +382,59 @@ class StandardizedTransformer(TransformersModel):
         if not was:
             self._install_shape_hooks()
 
+    # -- running: one trace at a time, weights before dtype moves -----------------------------------
+
+    def interleave(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run one trace's forward. Traces of one model run one at a time: a trace opened inside
+        another is refused, and a trace from a second thread waits for the first to finish."""
+        me = threading.get_ident()
+        if self._running_thread == me:
+            raise InputError(
+                "a trace of this model was opened inside another trace of it; NNsight runs one forward per trace: "
+                "close the first trace, or use tracer.invoke(...) inside it for several inputs"
+            )
+        with self._run_lock:
+            self._running_thread = me
+            try:
+                return super().interleave(fn, *args, **kwargs)
+            finally:
+                self._running_thread = None
+
+    def to(self, *args: Any, **kwargs: Any) -> "StandardizedTransformer":
+        """Move or cast the model (``model.to("cuda")``, ``model.to(torch.bfloat16)``); on a model
+        not loaded yet, the weights are loaded first so that the change is kept."""
+        if not self.dispatched:
+            self.dispatch()
+        self._module.to(*args, **kwargs)
+        return self
+
+    def __deepcopy__(self, memo: dict) -> Any:
+        raise TypeError(
+            "copy.deepcopy of a StandardizedTransformer is not supported (its NNsight envoys hold hooks into the "
+            "model): load another one with StandardizedTransformer(path), or deep-copy model._module for a plain copy"
+        )
+
+    # -- inputs: checked before the forward, padded on the left ------------------------------------
+
+    def _batch_size(self, *inputs: Any, **kwargs: Any) -> int:
+        check_invoke(inputs)
+        return super()._batch_size(*inputs, **kwargs)
+
+    def _batch(self, invokes: list, fn: Any) -> tuple:
+        tokenizer = self.tokenizer
+        side = getattr(tokenizer, "padding_side", "left")
+        if side != "left":
+            warn_right_padding(tokenizer)
+            tokenizer.padding_side = "left"
+        try:
+            args, kwargs = super()._batch(invokes, fn)
+        finally:
+            if side != "left":
+                tokenizer.padding_side = side
+        check_encoding(kwargs, self.vocab_size, self._position_limit)
+        self._batch_mask = kwargs.get("attention_mask")
+        return args, kwargs
+
     # -- model-level values -----------------------------------------------------------------------
 
     @property
@@ -450,7 +525,8 @@ class StandardizedTransformer(TransformersModel):
             )
         if not self.dispatched:
             self.dispatch()
-        x = hidden_state
+        weight = next(self._module.parameters())
+        x = hidden_state.to(dtype=weight.dtype, device=weight.device)  # a float32 vector on a bf16 model
         for path in self._final_modules:
             x = self.get(path)(x)
         x = self.lm_head(x)
@@ -475,8 +551,10 @@ class StandardizedTransformer(TransformersModel):
         positions: Union[int, list[int], torch.Tensor, None] = None,
     ) -> None:
         """Add ``factor * steering_vector`` to ``layers_output`` of each layer (at ``positions``,
-        default all). ``steering_vector`` has shape ``(hidden,)``."""
-        if not isinstance(steering_vector, torch.Tensor) or steering_vector.shape[-1:] != (self.hidden_size,):
+        default all). ``steering_vector`` has shape ``(hidden,)``. Positions count within each
+        prompt's own tokens (``0`` is every prompt's first real token in a left-padded batch;
+        negative positions count from the end)."""
+        if not isinstance(steering_vector, torch.Tensor) or steering_vector.shape != (self.hidden_size,):
             shape = tuple(steering_vector.shape) if isinstance(steering_vector, torch.Tensor) else type(steering_vector).__name__
             raise ShapeMismatchError(
                 f"steer(steering_vector=...): expected shape ({self.hidden_size},), got {shape}"
@@ -489,7 +567,14 @@ class StandardizedTransformer(TransformersModel):
                 self.layers_output[i] = hidden + delta
             else:
                 steered = hidden.clone()
-                steered[:, positions] += delta
+                offsets = pad_offsets(self._batch_mask)
+                if offsets is None or not bool(offsets.any()):
+                    steered[:, positions] += delta
+                else:
+                    wanted = positions.tolist() if isinstance(positions, torch.Tensor) else positions
+                    wanted = [wanted] if isinstance(wanted, int) else list(wanted)
+                    for row, offset in enumerate(offsets.tolist()):
+                        steered[row, [p + offset if p >= 0 else p for p in wanted]] += delta
                 self.layers_output[i] = steered
 
     def skip_layers(self, start_layer: int, end_layer: int, skip_with: Optional[torch.Tensor] = None) -> None:
@@ -501,6 +586,11 @@ class StandardizedTransformer(TransformersModel):
             raise ValueError(f"skip_layers: end_layer ({end_layer}) comes before start_layer ({start_layer})")
         if skip_with is None:
             skip_with = self.layers_input[start]
+        elif not isinstance(skip_with, torch.Tensor) or skip_with.ndim != 3 or skip_with.shape[-1] != self.hidden_size:
+            shape = tuple(skip_with.shape) if isinstance(skip_with, torch.Tensor) else type(skip_with).__name__
+            raise ShapeMismatchError(
+                f"skip_layers(skip_with=...): expected a residual-stream tensor (batch, seq, {self.hidden_size}), got {shape}"
+            )
         if self._spec.layer.returns == "tuple":
             slots = [None] * (self._spec.layer.hidden_element + 2)
             slots[self._spec.layer.hidden_element] = skip_with

@@ -11,14 +11,22 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 import torch
-from ..errors import ShapeMismatchError
+from ..errors import InputError, ModelStructureError, ShapeMismatchError
 from .readorder import step
 from .readorder import worker_memo as _worker_memo
 
 
-def pick(raw: Any, element: int) -> torch.Tensor:
-    """The hidden state inside a module output that may be a tuple."""
-    return raw[element] if isinstance(raw, tuple) else raw
+def pick(raw: Any, element: int, where: Optional[str] = None) -> torch.Tensor:
+    """The hidden state inside a module output that may be a tuple; with ``where`` (the spec file
+    and key that chose ``element``), anything but a tensor there raises :class:`ModelStructureError`."""
+    value = raw[element] if isinstance(raw, tuple) and element < len(raw) else raw
+    if where is not None and (not isinstance(value, torch.Tensor) or (isinstance(raw, tuple) and element >= len(raw))):
+        found = (
+            f"a tuple of {len(raw)} (element types: {', '.join(type(v).__name__ for v in raw)})"
+            if isinstance(raw, tuple) else type(raw).__name__
+        )
+        raise ModelStructureError(f"{where}: the module returned {found}, so element {element} is not a hidden-state tensor")
+    return value
 
 
 def replace(raw: Any, element: int, value: torch.Tensor) -> Any:
@@ -28,12 +36,23 @@ def replace(raw: Any, element: int, value: torch.Tensor) -> Any:
     return value
 
 
-def check_value(label: str, value: Any, expected: torch.Size) -> None:
-    """Raise :class:`ShapeMismatchError` unless ``value`` is a tensor of shape ``expected``."""
+def check_value(label: str, value: Any, expected: torch.Size, like: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``value`` checked to be a tensor of shape ``expected`` and brought to ``like``'s dtype and
+    device; raises :class:`ShapeMismatchError` for a wrong shape and :class:`InputError` for a
+    dtype change that would lose information (float64 values float32 cannot hold exactly...)."""
     if not isinstance(value, torch.Tensor):
         raise ShapeMismatchError(f"{label} = value: expected a tensor of shape {tuple(expected)}, got {type(value).__name__}")
     if value.shape != expected:
         raise ShapeMismatchError(f"{label} = value: expected shape {tuple(expected)}, got {tuple(value.shape)}")
+    if like is None or (value.dtype == like.dtype and value.device == like.device):
+        return value
+    cast = value.to(dtype=like.dtype, device=like.device)
+    if value.dtype != like.dtype and not torch.equal(cast.to(dtype=value.dtype, device=value.device), value):
+        raise InputError(
+            f"{label} = value: the model holds {like.dtype}, and this {value.dtype} tensor does not convert without "
+            f"loss; convert it yourself (value.to({like.dtype}))"
+        )
+    return cast
 
 
 class Port:
@@ -61,19 +80,21 @@ def _same(grad: torch.Tensor) -> torch.Tensor:
 class OutputPort(Port):
     """A module's output (the ``element``-th item when the module returns a tuple)."""
 
-    def __init__(self, label: str, envoy: Any, element: int = 0, clone: bool = False) -> None:
+    def __init__(self, label: str, envoy: Any, element: int = 0, clone: bool = False, where: Optional[str] = None) -> None:
         super().__init__(label)
         self.envoy = envoy
         self.element = element
         self.clone = clone  # the model may scale this output in place afterwards
+        self.where = where  # the spec file and key naming `element`, for errors
 
     def get(self) -> torch.Tensor:
-        value = pick(self.envoy.output, self.element)
+        value = pick(self.envoy.output, self.element, self.where)
         return value.clone() if self.clone else value
 
     def set(self, value: torch.Tensor) -> None:
         raw = self.envoy.output
-        check_value(self.label, value, pick(raw, self.element).shape)
+        current = pick(raw, self.element)
+        value = check_value(self.label, value, current.shape, current)
         self.envoy.output = replace(raw, self.element, value)
 
 
@@ -104,7 +125,7 @@ class InputPort(Port):
     def set(self, value: torch.Tensor) -> None:
         current = self.envoy.input
         expected = self.shape() if self.shape is not None else current.shape
-        check_value(self.label, value, expected)
+        value = check_value(self.label, value, expected, current)
         self.envoy.input = value.reshape(current.shape) if self.shape is not None else value
 
 
@@ -126,9 +147,11 @@ class ContributionPort(Port):
         residual_name: Optional[str] = None,
         clone: bool = False,
         shape: Optional[Callable[[], torch.Size]] = None,
+        where: Optional[str] = None,
     ) -> None:
         super().__init__(label)
         self.envoy = envoy
+        self.where = where
         self.element = element
         self.scale = scale
         self.residual_position = residual_position
@@ -158,7 +181,7 @@ class ContributionPort(Port):
             residual = _worker_memo().pop((id(self), "prefetched", step()), None)
             if residual is None:
                 residual = self._read_residual()
-        element = pick(self.envoy.output, self.element)
+        element = pick(self.envoy.output, self.element, self.where)
         value = element.view(self.shape()) if self.shape is not None else element
         if residual is not None:
             _worker_memo()[id(self)] = (residual, element)
@@ -194,7 +217,7 @@ class ContributionPort(Port):
                 "read it again before setting it, or set it without reading it first"
             )
         expected = self.shape() if self.shape is not None else current.shape
-        check_value(self.label, value, expected)
+        value = check_value(self.label, value, expected, current)
         new = value
         if self.scale is not None:
             new = new / self.scale

@@ -118,7 +118,7 @@ class SourcePort(Port):
             self._check()
         node = self._node()
         current = self._read(node)
-        check_value(self.label, value, self._standard(current).shape)
+        value = check_value(self.label, value, self._standard(current).shape, current)
         raw = self._raw(value, current)
         if self.ref.io == "input":
             args, kwargs = node.inputs
