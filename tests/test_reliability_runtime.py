@@ -144,3 +144,38 @@ def test_state_is_safe() -> None:
     assert not errors, "traces from two threads run one after the other"
     with pytest.raises(TypeError, match="deepcopy of a StandardizedTransformer is not supported"):
         copy.deepcopy(model)
+
+
+def test_reading_inside_a_skipped_layer_says_so(gpt2: StandardizedTransformer) -> None:
+    from nnspec.errors import OutOfOrderReadError
+
+    with pytest.raises(OutOfOrderReadError, match=r"attentions_output\[1\] cannot be read: layer 1 is skipped"):
+        with gpt2.trace("Hello"):
+            gpt2.skip_layers(1, 1)
+            gpt2.attentions_output[1].save()
+
+
+@pytest.mark.parametrize(
+    "patch,message",
+    [
+        ('[attention]\nmodule = "mlp"\n[mlp]\nmodule = "attn"\n', "are attention.module and mlp.module swapped"),
+        ('[mlp]\nmodule = "attn"\n', "attention.module and mlp.module are both 'attn'"),
+        ('[[overrides]]\nwhen = { config = { reorder_and_upcast = true } }\nset = { residual = { kind = "parallel" } }\n',
+         r"overrides\[\d\].when.config names 'reorder_and_upcast'.*could never apply.*reorder_and_upcast_attn"),
+        ('[attention]\nscale = "activation_function"\n', r"attention.scale = 'activation_function' names a config value that is not a number"),
+    ],
+)
+def test_spec_mistakes_are_named_at_load(tmp_path: Path, patch: str, message: str) -> None:
+    spec = tmp_path / "gpt2_bad.toml"
+    spec.write_text(f'name = "gpt2_bad"\nextends = "gpt2"\nmodel_types = ["gpt2"]\n{patch}')
+    with pytest.raises(ModelStructureError, match=message):
+        StandardizedTransformer(checkpoint("gpt2"), spec=str(spec))
+
+
+def test_spec_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    from nnspec.errors import SpecSyntaxError
+
+    spec = tmp_path / "latin.toml"
+    spec.write_bytes('name = "latin"\nextends = "gpt2"\nmodel_types = ["gpt2"]\ndescription = "caf\u00e9"\n'.encode("latin-1"))
+    with pytest.raises(SpecSyntaxError, match=r"latin.toml: not UTF-8 text \(byte 0xe9"):
+        StandardizedTransformer(checkpoint("gpt2"), spec=str(spec))

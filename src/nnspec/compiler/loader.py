@@ -59,6 +59,10 @@ def read_toml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecNotFoundError(str(path), ["file not found"]) from None
+    except UnicodeDecodeError as exc:
+        raise SpecSyntaxError(
+            str(path), [f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); save the spec as UTF-8"]
+        ) from None
     except OSError as exc:
         raise SpecNotFoundError(str(path), [f"cannot be read ({exc.strerror or exc})"]) from None
     try:
@@ -87,7 +91,9 @@ def deep_merge(base: dict[str, Any], patch: dict[str, Any], _path: tuple[str, ..
 def _inherit(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
     base = {k: v for k, v in parent.items() if k not in NOT_INHERITED}
     merged = deep_merge(base, {k: v for k, v in child.items() if k != "overrides"})
-    overrides = list(parent.get("overrides", [])) + list(child.get("overrides", []))
+    inherited = list(parent.get("overrides", [])) if child.get("inherit_overrides", True) else []
+    overrides = inherited + list(child.get("overrides", []))
+    merged.pop("overrides", None)
     if overrides:
         merged["overrides"] = overrides
     for key in NOT_INHERITED:

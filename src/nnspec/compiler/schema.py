@@ -365,6 +365,9 @@ class Spec(_Strict):
         default_factory=dict, description="Named config overrides (on top of tiny.config) real checkpoints use; \"\" removes an inherited one."
     )
     overrides: list[Override] = Field(default_factory=list, description="Conditional partial specs.")
+    inherit_overrides: bool = Field(
+        True, description="Take the parent's overrides (false when they state options this model type does not have)."
+    )
 
     @field_validator("variants", mode="before")
     @classmethod
@@ -383,4 +386,4 @@ class Spec(_Strict):
 
 
 #: Keys a child spec does not inherit from its parent.
-NOT_INHERITED = ("name", "extends", "model_types", "description")
+NOT_INHERITED = ("name", "extends", "model_types", "description", "inherit_overrides")

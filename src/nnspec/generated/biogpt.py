@@ -48,13 +48,7 @@ class BiogptAdapter(Adapter):
                              'max_position_embeddings': 256,
                              'intermediate_size': 128,
                              'vocab_size': 384}},
-         'overrides': [{'when': {'config': {'do_layer_norm_before': False}},
-                        'set': {'residual': {'kind': 'post_norm'},
-                                'limits': {'contribution': 'With do_layer_norm_before=false '
-                                                           '(OPT-350m) the block normalises after '
-                                                           'each residual add, so no branch output '
-                                                           'is an additive contribution.'}}},
-                       {'when': {'transformers': '<5'}, 'set': {'layer': {'returns': 'tuple'}}}]}
+         'inherit_overrides': False}
     )
     rename = {'biogpt.layers': 'layers',
      'biogpt.embed_tokens': 'embed_tokens',

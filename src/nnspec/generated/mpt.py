@@ -42,13 +42,7 @@ class MptAdapter(Adapter):
                              'vocab_size': 384}},
          'variants': {'post_layernorm_residual': {'apply_residual_connection_post_layernorm': True},
                       'checkpoint_options': {'logit_scale': 0.0625}},
-         'overrides': [{'when': {'config': {'apply_residual_connection_post_layernorm': True}},
-                        'set': {'limits': {'contribution': 'With '
-                                                           'apply_residual_connection_post_layernorm=true '
-                                                           'the residual is the normalised input, '
-                                                           'so the block output is not '
-                                                           'layers_input plus the branch '
-                                                           'contributions.'}}}]}
+         'inherit_overrides': False}
     )
     rename = {'transformer.blocks': 'layers',
      'transformer.wte': 'embed_tokens',

@@ -43,12 +43,6 @@ class XglmAdapter(Adapter):
                              'd_model': 64,
                              'num_layers': 3,
                              'vocab_size': 384}},
-         'overrides': [{'when': {'config': {'do_layer_norm_before': False}},
-                        'set': {'residual': {'kind': 'post_norm'},
-                                'limits': {'contribution': 'With do_layer_norm_before=false '
-                                                           '(OPT-350m) the block normalises after '
-                                                           'each residual add, so no branch output '
-                                                           'is an additive contribution.'}}},
-                       {'when': {'transformers': '<5'}, 'set': {'layer': {'returns': 'tuple'}}}]}
+         'inherit_overrides': False}
     )
     rename = {'model.layers': 'layers', 'model.embed_tokens': 'embed_tokens', 'model.layer_norm': 'ln_final'}

@@ -15,10 +15,10 @@ from .accessors import ModuleAccessor, ValueAccessor, layer_index
 from .adapter import Adapter, attention_for_layer, read_config
 from .inputs import check_encoding, check_invoke, pad_offsets, position_limit, split_model_kwargs, warn_right_padding
 from .ports import ContributionPort, InputPort, OutputPort
-from .readorder import ATTENTION_INTERNALS
+from .readorder import ATTENTION_INTERNALS, worker_memo
 from .registry import SpecArgument, resolve_adapter
 from .sources import SourcePort
-from .structure import BranchFacts, Structure, check_structure, module_absent
+from .structure import BranchFacts, Structure, check_module_paths, check_overrides, check_structure, module_absent
 
 
 def _load_config(model: Any, trust_remote_code: bool, revision: Optional[str]) -> tuple[Any, str]:
@@ -122,6 +122,8 @@ class StandardizedTransformer(TransformersModel):
             setattr(config, key, value)  # config overrides, as from_pretrained applies them
         adapter = resolve_adapter(spec, getattr(config, "model_type", None), source)
         effective = adapter.effective(config)
+        check_overrides(config, adapter.spec, adapter.source)
+        check_module_paths(effective, adapter.source)
         if tokenizer is None:
             tokenizer = _load_tokenizer(model, trust_remote_code, revision, tokenizer_kwargs)
         aliases = dict(adapter.rename_for(effective))
@@ -597,6 +599,7 @@ class StandardizedTransformer(TransformersModel):
             replacement: Any = tuple(slots)
         else:
             replacement = skip_with
+        worker_memo().setdefault("skipped", set()).update(range(start, end + 1))
         for i in range(start, end + 1):
             self.layers[i].skip(replacement)
 

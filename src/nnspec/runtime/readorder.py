@@ -68,6 +68,12 @@ def guarded(label: str, action: Any) -> Any:
     try:
         result = action()
     except _NNsightOutOfOrder as exc:
+        layer = label.rsplit("[", 1)[-1].rstrip("]") if label.endswith("]") else None
+        if layer is not None and layer.isdigit() and int(layer) in memo.get("skipped", ()):
+            raise OutOfOrderReadError(
+                f"{label} cannot be read: layer {layer} is skipped in this trace (skip_layers), so its modules never run; "
+                "read layers_input / layers_output of a skipped layer instead"
+            ) from None
         before = memo.get("last_read")
         after = f", after {before}" if before else ""
         raise OutOfOrderReadError(

@@ -119,7 +119,42 @@ def _branch(
                 f"{type(target).__name__}.forward{'' if not closest(branch.includes_residual, parameters) else ' (closest: ' + ', '.join(repr(p) for p in closest(branch.includes_residual, parameters)) + ')'}"
             )
         position = parameters.index(branch.includes_residual)
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))):
+        raise ModelStructureError(
+            f"{source}: {name}.scale = {branch.scale!r} names a config value that is not a number ({scale!r})"
+        )
     return BranchFacts(scale=None if scale is None else float(scale), residual_position=position)
+
+
+def check_overrides(config: Any, spec: Spec, source: str) -> None:
+    """Every config key an override's ``when`` names exists in ``config`` (else the override
+    could never apply, silently)."""
+    for i, override in enumerate(spec.overrides):
+        for key in override.when.config:
+            if not has_config(config, key):
+                names = [n for n in dir(config) if not n.startswith("__")]
+                found = closest(key, names)
+                raise ModelStructureError(
+                    f"{source}: overrides[{i}].when.config names {key!r}, which {type(config).__name__} does not have, "
+                    "so the override could never apply"
+                    + (" (closest: " + ", ".join(repr(n) for n in found) + ")" if found else "")
+                )
+
+
+def check_module_paths(spec: Spec, source: str) -> None:
+    """The attention and MLP are two different modules, and no standard alias shadows another
+    renamed module (a swapped attention / MLP pair)."""
+    attention, mlp = spec.attention.module, spec.mlp.module
+    if attention is not None and attention == mlp:
+        raise ModelStructureError(f"{source}: attention.module and mlp.module are both {attention!r}; they must differ")
+    aliases = {attention: "self_attn", mlp: "mlp"}
+    for path, alias in aliases.items():
+        if path is not None and alias != path and alias in aliases and aliases[alias] != alias:
+            raise ModelStructureError(
+                f"{source}: {'attention' if alias == 'self_attn' else 'mlp'}.module = {path!r} would take the standard "
+                f"name {alias!r}, which is the block's own {alias!r} module ({'mlp' if alias == 'mlp' else 'attention'} "
+                "in this spec); are attention.module and mlp.module swapped?"
+            )
 
 
 def check_structure(root: torch.nn.Module, config: Any, spec: Spec, source: str) -> Structure:
