@@ -109,3 +109,31 @@ class OutOfOrderReadError(NnspecError, RuntimeError):
 
 class InputError(NnspecError, ValueError):
     """An argument or prompt given to the model or a helper cannot be used (named in the message)."""
+
+
+class SpecFolderError(NnspecError):
+    """A spec folder given to ``nnspec compile`` does not exist or holds no ``*.toml`` spec."""
+
+
+class CompileOutputError(NnspecError):
+    """The compiler's output folder holds files the compiler did not write, or is not a folder."""
+
+
+class UsageError(NnspecError):
+    """A command-line argument names a file, folder, model or option that cannot be used."""
+
+
+class InputTypeError(NnspecError, TypeError):
+    """An argument has a type nnspec cannot use (named in the message)."""
+
+
+class UnknownNameError(NnspecError, KeyError):
+    """A name (standard value, cache key, category, hook name) that does not exist; the message
+    gives the closest valid ones."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class PositionError(NnspecError, IndexError):
+    """A token position outside a prompt."""

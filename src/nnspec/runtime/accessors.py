@@ -19,6 +19,8 @@ from .readorder import guarded
 def layer_index(label: str, index: Any, num_layers: int) -> int:
     """``index`` as a layer number in ``[0, num_layers)``; raises :class:`LayerIndexError`."""
     try:
+        if isinstance(index, bool):
+            raise TypeError
         i = operator.index(index)
     except TypeError:
         raise LayerIndexError(

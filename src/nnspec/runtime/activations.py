@@ -12,7 +12,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import torch
 
-from ..errors import did_you_mean
+from ..errors import InputError, InputTypeError, did_you_mean
 from .batching import Positions, columns, encode
 from .interventions import Layers, as_layers
 
@@ -30,7 +30,7 @@ def _batches(prompts: Iterable[Any], size: int, column: Optional[str]) -> Iterat
             chunk = [row[column] for row in chunk]
         for i, prompt in enumerate(chunk):
             if not isinstance(prompt, str):
-                raise TypeError(f"prompt {i} of a batch is a {type(prompt).__name__}, not a string (use column= for datasets)")
+                raise InputTypeError(f"prompt {i} of a batch is a {type(prompt).__name__}, not a string (use column= for datasets)")
         yield chunk
 
 
@@ -63,15 +63,15 @@ def collect_activations(
     from tqdm.auto import tqdm
 
     if value not in VALUES:
-        raise ValueError(f"value={value!r} is not collectable{did_you_mean(value, VALUES)}; choose from {', '.join(VALUES)}")
+        raise InputError(f"value={value!r} is not collectable{did_you_mean(value, VALUES)}; choose from {', '.join(VALUES)}")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise InputError(f"batch_size must be at least 1, got {batch_size}")
     chosen = as_layers(model, layers)
     order = sorted(set(chosen))
     accessor = getattr(model, value)
     total = len(prompts) if hasattr(prompts, "__len__") else None
     if total == 0:
-        raise ValueError("prompts is empty: give at least one prompt")
+        raise InputError("prompts is empty: give at least one prompt")
     bar = tqdm(total=total, desc=f"collecting {value}", unit="prompt", disable=not progress)
     parts: list[torch.Tensor] = []
     for batch in _batches(prompts, batch_size, column):
@@ -90,7 +90,7 @@ def collect_activations(
         bar.update(len(batch))
     bar.close()
     if not parts:
-        raise ValueError("prompts is empty: give at least one prompt")
+        raise InputError("prompts is empty: give at least one prompt")
     return torch.cat(parts, 1)
 
 

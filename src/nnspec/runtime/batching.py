@@ -11,6 +11,8 @@ from typing import Any, Sequence, Union
 
 import torch
 
+from ..errors import InputError, PositionError
+
 Positions = Union[int, Sequence[int], torch.Tensor]
 
 
@@ -43,11 +45,11 @@ def columns(attention_mask: torch.Tensor, index: Positions, label: str = "index"
         idx = idx.expand(len(lengths))
     per_row = lengths.view(-1, *([1] * (idx.ndim - 1))).expand_as(idx) if idx.ndim > 1 else lengths
     if idx.shape[0] != len(lengths):
-        raise ValueError(f"{label}: {idx.shape[0]} indices for {len(lengths)} prompts")
+        raise InputError(f"{label}: {idx.shape[0]} indices for {len(lengths)} prompts")
     bad = (idx >= per_row) | (idx < -per_row)
     if bad.any():
         row = int(bad.nonzero()[0][0])
-        raise IndexError(
+        raise PositionError(
             f"{label}={idx.flatten()[row].item() if expand else idx[row].tolist()} is out of range for prompt {row}, "
             f"which has {int(lengths[row])} tokens"
         )

@@ -11,7 +11,7 @@ from typing import Any, Optional, Sequence, Union
 
 import torch
 
-from ..errors import did_you_mean
+from ..errors import InputError, UnknownNameError, did_you_mean
 from .interventions import Layers, as_layers, as_prompts
 from .readorder import LAYER_ORDER
 
@@ -34,7 +34,7 @@ class ActivationCache(dict):
         try:
             return super().__getitem__(key)
         except KeyError:
-            raise KeyError(f"{key!r} is not in this cache{did_you_mean(key, self.keys())}") from None
+            raise UnknownNameError(f"{key!r} is not in this cache{did_you_mean(key, self.keys())}") from None
 
     def stack(self, name: str) -> torch.Tensor:
         """``name`` of every cached layer stacked first: ``(layers, batch, ...)``."""
@@ -59,7 +59,7 @@ class ActivationCache(dict):
 
     def _need_all_layers(self, what: str) -> None:
         if self.layers != list(range(self.num_layers)):
-            raise ValueError(f"{what} needs every layer in the cache; this one holds layers {self.layers}")
+            raise InputError(f"{what} needs every layer in the cache; this one holds layers {self.layers}")
 
 
 def _check_names(model: Any, names: Sequence[str]) -> list[str]:
@@ -68,7 +68,7 @@ def _check_names(model: Any, names: Sequence[str]) -> list[str]:
         if name not in valid:
             base = name.split(".")[0]
             hint = f" (give {base!r} and choose layers with layers=)" if base in valid else did_you_mean(name, valid)
-            raise KeyError(f"{name!r} is not a cacheable value{hint}; names: {', '.join(valid)}")
+            raise UnknownNameError(f"{name!r} is not a cacheable value{hint}; names: {', '.join(valid)}")
     return list(names)
 
 

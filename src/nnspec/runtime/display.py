@@ -12,6 +12,8 @@ from typing import Any, Optional, Sequence, Union
 
 import torch
 
+from ..errors import InputError
+
 from .interventions import Layers, as_layers
 
 
@@ -122,7 +124,7 @@ def plot_category_probs(
     """Plot :func:`run_prompts` results: per-layer curves for ``(prompts, layers)`` values (mean
     and spread over prompts), bars for ``(prompts,)`` values. Saves a PNG at ``path``."""
     if not results:
-        raise ValueError("results is empty")
+        raise InputError("results is empty")
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     first = next(iter(results.values()))

@@ -13,6 +13,8 @@ from typing import Any, Callable, Sequence, Union
 
 import torch
 
+from ..errors import InputError, UnknownNameError
+
 from .cache import _check_names, plan
 from .interventions import Layers, as_layers, as_prompts
 
@@ -24,7 +26,7 @@ GRADIENT_VALUES = ("layers_input", "attentions_input", "attentions_output", "mlp
 def _scalar(value: Any) -> torch.Tensor:
     if not isinstance(value, torch.Tensor) or value.numel() != 1:
         shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-        raise ValueError(f"metric must return a scalar tensor, got {shape}: reduce it (e.g. .sum() or .mean())")
+        raise InputError(f"metric must return a scalar tensor, got {shape}: reduce it (e.g. .sum() or .mean())")
     return value.reshape(())
 
 
@@ -32,7 +34,7 @@ def _names(model: Any, names: Sequence[str]) -> list[str]:
     names = _check_names(model, names)
     for name in names:
         if name not in GRADIENT_VALUES:
-            raise KeyError(f"gradients of {name!r} are not supported; choose from {', '.join(GRADIENT_VALUES)}")
+            raise UnknownNameError(f"gradients of {name!r} are not supported; choose from {', '.join(GRADIENT_VALUES)}")
     return plan(model, names)
 
 
@@ -99,7 +101,7 @@ def attribution_patching(
     clean, corrupted = as_prompts(clean_prompts, "clean_prompts"), as_prompts(corrupted_prompts, "corrupted_prompts")
     lengths = [model.tokenizer(p, return_tensors="pt")["input_ids"].shape[-1] for p in (clean + corrupted)]
     if len(clean) != len(corrupted) or len(set(lengths)) != 1:
-        raise ValueError(
+        raise InputError(
             "clean and corrupted prompts must pair up one to one and tokenize to the same length "
             f"(got {len(clean)} clean, {len(corrupted)} corrupted, token lengths {sorted(set(lengths))})"
         )

@@ -95,19 +95,19 @@ def warn_right_padding(tokenizer: Any) -> None:
         )
 
 
-def pad_offsets(mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    """Per-row count of left-padding columns of the current invoke's rows (``None``: no padding
-    known), so that position ``p`` of a prompt is column ``offset + p``."""
-    if mask is None:
-        return None
+def invoke_mask(mask: Optional[torch.Tensor], batch: int, seq: int) -> torch.Tensor:
+    """The attention mask of the current invoke's rows (all ones when the batch has none), so that
+    positions count within each prompt's own tokens."""
     from nnsight.intervention.interleaver import Mediator
 
+    if mask is None or mask.shape[-1] != seq:
+        return torch.ones(batch, seq, dtype=torch.long)
     try:
         group = Mediator.current("positions").batch_group
     except (ValueError, AttributeError):
         group = None
     rows = mask if group is None else mask[group[0] : group[0] + group[1]]
-    return (rows.shape[-1] - rows.sum(-1)).long()
+    return rows if rows.shape[0] == batch else torch.ones(batch, seq, dtype=torch.long)
 
 
 #: Keyword arguments NNsight's model class takes besides the transformers ones.

@@ -11,7 +11,7 @@ from typing import Any, Optional, Sequence, Union
 
 import torch
 
-from ..errors import ShapeMismatchError
+from ..errors import InputError, InputTypeError, ShapeMismatchError
 from .accessors import layer_index
 from .batching import columns, encode, positions_from_mask
 
@@ -24,10 +24,10 @@ def as_prompts(prompts: Union[str, Sequence[str]], label: str = "prompts") -> li
         return [prompts]
     listed = list(prompts)
     if not listed:
-        raise ValueError(f"{label} is empty: give at least one prompt")
+        raise InputError(f"{label} is empty: give at least one prompt")
     for i, prompt in enumerate(listed):
         if not isinstance(prompt, str):
-            raise TypeError(f"{label}[{i}] is a {type(prompt).__name__}, not a string")
+            raise InputTypeError(f"{label}[{i}] is a {type(prompt).__name__}, not a string")
     return listed
 
 
@@ -35,9 +35,12 @@ def as_layers(model: Any, layers: Layers, label: str = "layers") -> list[int]:
     """``layers`` (an int, a list, or None for all) as checked layer numbers, in the given order."""
     if layers is None:
         return list(range(model.num_layers))
-    chosen = [layers] if isinstance(layers, int) else list(layers)
+    if isinstance(layers, (list, tuple, range)) or (isinstance(layers, torch.Tensor) and layers.ndim == 1):
+        chosen = list(layers)
+    else:
+        chosen = [layers]  # one layer (checked below, with its type named when it is not an integer)
     if not chosen:
-        raise ValueError(f"{label} is empty")
+        raise InputError(f"{label} is empty")
     return [layer_index(label, layer, model.num_layers) for layer in chosen]
 
 
@@ -98,7 +101,7 @@ class TargetPromptBatch:
     def from_target_prompts(cls, targets: Sequence[TargetPrompt]) -> "TargetPromptBatch":
         targets = list(targets)
         if not targets:
-            raise ValueError("target_patch_prompts is empty")
+            raise InputError("target_patch_prompts is empty")
         return cls([t.prompt for t in targets], torch.tensor([int(t.index_to_patch) for t in targets]))
 
     @classmethod
@@ -112,7 +115,7 @@ class TargetPromptBatch:
         if index.ndim == 0:
             index = index.expand(len(prompts)).clone()
         if len(index) != len(prompts):
-            raise ValueError(f"{len(index)} patch indices for {len(prompts)} target prompts")
+            raise InputError(f"{len(index)} patch indices for {len(prompts)} target prompts")
         return cls(prompts, index)
 
     @classmethod
@@ -123,7 +126,7 @@ class TargetPromptBatch:
         if isinstance(target, TargetPrompt):
             return cls.from_target_prompt(target, batch_size)
         if isinstance(target, str):
-            raise TypeError("a target prompt needs an index to patch: use TargetPrompt(prompt, index_to_patch)")
+            raise InputTypeError("a target prompt needs an index to patch: use TargetPrompt(prompt, index_to_patch)")
         return cls.from_target_prompts(target)
 
     def __len__(self) -> int:
@@ -146,13 +149,13 @@ def repeat_prompt(
 
 def _patch_layers(layer_to_patch: Layers, layers: Layers) -> Layers:
     if layer_to_patch is not None and layers is not None and layer_to_patch != layers:
-        raise ValueError("give the layers once: layers= and layer_to_patch= disagree")
+        raise InputError("give the layers once: layers= and layer_to_patch= disagree")
     return layers if layers is not None else layer_to_patch
 
 
 def _latents(model: Any, source_prompts: Any, latents: Optional[torch.Tensor], chosen: list[int], remote: bool) -> torch.Tensor:
     if (source_prompts is None) == (latents is None):
-        raise ValueError("give exactly one of source_prompts= and latents=")
+        raise InputError("give exactly one of source_prompts= and latents=")
     if latents is None:
         return last_token_states(model, as_prompts(source_prompts, "source_prompts"), chosen, remote)
     if not isinstance(latents, torch.Tensor) or latents.ndim != 3 or latents.shape[0] != len(chosen) or latents.shape[2] != model.hidden_size:
@@ -192,7 +195,7 @@ def patchscope_lens(
     sources = states.shape[1]
     targets = TargetPromptBatch.auto(target_patch_prompts if target_patch_prompts is not None else repeat_prompt(), sources)
     if len(targets) != sources:
-        raise ValueError(f"{len(targets)} target prompts for {sources} sources: give one target or one per source")
+        raise InputError(f"{len(targets)} target prompts for {sources} sources: give one target or one per source")
     per_run = len(chosen) if batch_size is None else max(batch_size // sources, 1)
     out: list[torch.Tensor] = []
     for begin in range(0, len(chosen), per_run):
@@ -297,7 +300,7 @@ def patchscope_generate(
     prompts = as_prompts(prompts)
     chosen = as_layers(model, layers)
     if not isinstance(target_patch_prompt, TargetPrompt):
-        raise TypeError("target_patch_prompt must be a TargetPrompt(prompt, index_to_patch)")
+        raise InputTypeError("target_patch_prompt must be a TargetPrompt(prompt, index_to_patch)")
     states = last_token_states(model, prompts, chosen, remote)
     n = len(prompts)
     per_run = max(max_batch_size // n, 1)
@@ -334,6 +337,6 @@ def steer(
     ``positions`` (default every position; ``position`` is an alias). Same as ``model.steer``."""
     if position is not None:
         if positions is not None:
-            raise ValueError("give positions= or position=, not both")
+            raise InputError("give positions= or position=, not both")
         positions = position
     model.steer(layers=layers, steering_vector=steering_vector, factor=factor, positions=positions)

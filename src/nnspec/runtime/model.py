@@ -10,10 +10,11 @@ import torch
 from nnsight.modeling.transformers import TransformersModel
 
 from ..compiler.schema import Branch, Spec
-from ..errors import CapabilityUnavailableError, InputError, ModelStructureError, ShapeMismatchError
+from ..errors import CapabilityUnavailableError, InputError, InputTypeError, ModelStructureError, ShapeMismatchError, UnknownNameError
 from .accessors import ModuleAccessor, ValueAccessor, layer_index
 from .adapter import Adapter, attention_for_layer, read_config
-from .inputs import check_encoding, check_invoke, pad_offsets, position_limit, split_model_kwargs, warn_right_padding
+from .batching import columns
+from .inputs import check_encoding, check_invoke, invoke_mask, position_limit, split_model_kwargs, warn_right_padding
 from .ports import ContributionPort, InputPort, OutputPort
 from .readorder import ATTENTION_INTERNALS, worker_memo
 from .registry import SpecArgument, resolve_adapter
@@ -102,13 +103,13 @@ class StandardizedTransformer(TransformersModel):
         if model is None or (isinstance(model, str) and not model.strip()):
             raise InputError(f"model: expected a hub id, a local checkpoint directory or a loaded PreTrainedModel, got {model!r}")
         if "rename_config" in kwargs:
-            raise TypeError(
+            raise InputTypeError(
                 "rename_config is nnterp's; in nnspec, describe the architecture in a spec file and pass spec='path.toml'"
             )
         if enable_attention_probs:
             implementation = kwargs.get("attn_implementation", "eager")
             if implementation != "eager":
-                raise ValueError(
+                raise InputError(
                     f"enable_attention_probs=True needs eager attention, but attn_implementation={implementation!r} "
                     "was passed; drop one of the two"
                 )
@@ -411,7 +412,7 @@ class StandardizedTransformer(TransformersModel):
         return self
 
     def __deepcopy__(self, memo: dict) -> Any:
-        raise TypeError(
+        raise InputTypeError(
             "copy.deepcopy of a StandardizedTransformer is not supported (its NNsight envoys hold hooks into the "
             "model): load another one with StandardizedTransformer(path), or deep-copy model._module for a plain copy"
         )
@@ -465,7 +466,7 @@ class StandardizedTransformer(TransformersModel):
             return kwargs[name]
         if name == "input_ids" and args:
             return args[0]
-        raise KeyError(f"this trace passed no {name} to the model")
+        raise UnknownNameError(f"this trace passed no {name} to the model")
 
     @property
     def input_ids(self) -> torch.Tensor:
@@ -562,22 +563,28 @@ class StandardizedTransformer(TransformersModel):
                 f"steer(steering_vector=...): expected shape ({self.hidden_size},), got {shape}"
             )
         chosen = [layers] if not isinstance(layers, (list, tuple, range)) else list(layers)
+        where = None
         for i in sorted({layer_index("steer(layers=...)", layer, self.num_layers) for layer in chosen}):
             hidden = self.layers_output[i]
+            if positions is not None and where is None:
+                where = self._columns(positions, hidden.shape[0], hidden.shape[1], "steer(positions=...)")
             delta = factor * steering_vector.to(device=hidden.device, dtype=hidden.dtype)
             if positions is None:
                 self.layers_output[i] = hidden + delta
             else:
                 steered = hidden.clone()
-                offsets = pad_offsets(self._batch_mask)
-                if offsets is None or not bool(offsets.any()):
-                    steered[:, positions] += delta
-                else:
-                    wanted = positions.tolist() if isinstance(positions, torch.Tensor) else positions
-                    wanted = [wanted] if isinstance(wanted, int) else list(wanted)
-                    for row, offset in enumerate(offsets.tolist()):
-                        steered[row, [p + offset if p >= 0 else p for p in wanted]] += delta
+                rows = torch.arange(hidden.shape[0]).unsqueeze(-1)
+                steered[rows, where] += delta
                 self.layers_output[i] = steered
+
+    def _columns(self, positions: Any, batch: int, seq: int, label: str) -> torch.Tensor:
+        """``(batch, n)`` columns of positions counted within each prompt's own tokens."""
+        wanted = positions.tolist() if isinstance(positions, torch.Tensor) else positions
+        wanted = [wanted] if not isinstance(wanted, (list, tuple)) else list(wanted)
+        if not wanted or not all(isinstance(p, int) and not isinstance(p, bool) for p in wanted):
+            raise InputError(f"{label}: positions are token indices (ints), got {positions!r}")
+        index = torch.tensor(wanted, dtype=torch.long).expand(batch, len(wanted))
+        return columns(invoke_mask(self._batch_mask, batch, seq), index, label)
 
     def skip_layers(self, start_layer: int, end_layer: int, skip_with: Optional[torch.Tensor] = None) -> None:
         """Skip blocks ``start_layer..end_layer`` (inclusive): each returns ``skip_with``
@@ -585,7 +592,7 @@ class StandardizedTransformer(TransformersModel):
         start = layer_index("skip_layers(start_layer=...)", start_layer, self.num_layers)
         end = layer_index("skip_layers(end_layer=...)", end_layer, self.num_layers)
         if end < start:
-            raise ValueError(f"skip_layers: end_layer ({end_layer}) comes before start_layer ({start_layer})")
+            raise InputError(f"skip_layers: end_layer ({end_layer}) comes before start_layer ({start_layer})")
         if skip_with is None:
             skip_with = self.layers_input[start]
         elif not isinstance(skip_with, torch.Tensor) or skip_with.ndim != 3 or skip_with.shape[-1] != self.hidden_size:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 import torch
-from ..errors import InputError, ModelStructureError, ShapeMismatchError
+from ..errors import InputError, ModelStructureError, OutOfOrderReadError, ShapeMismatchError
 from .readorder import step
 from .readorder import worker_memo as _worker_memo
 
@@ -212,7 +212,7 @@ class ContributionPort(Port):
         raw = self.envoy.output
         current = pick(raw, self.element)
         if memo is not None and memo[1] is not current:
-            raise RuntimeError(
+            raise OutOfOrderReadError(
                 f"{self.label} was read in an earlier forward than the one it is being set in; "
                 "read it again before setting it, or set it without reading it first"
             )

@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 
-from ..errors import did_you_mean
+from ..errors import InputError, UnknownNameError, did_you_mean
 
 Targets = Union[str, Sequence[str], dict[str, Union[str, Sequence[str]]]]
 _ANCHOR = "\n"
@@ -74,7 +74,7 @@ class Prompt:
         if not isinstance(target_strings, dict):
             target_strings = {"target": target_strings}
         if not target_strings:
-            raise ValueError("target_strings is empty: give at least one category")
+            raise InputError("target_strings is empty: give at least one category")
         tokens = {category: get_first_tokens(words, tokenizer) for category, words in target_strings.items()}
         return cls(prompt, tokens, dict(target_strings))
 
@@ -133,17 +133,17 @@ def run_prompts(
     """
     prompts = list(prompts)
     if not prompts:
-        raise ValueError("run_prompts: prompts is empty")
+        raise InputError("run_prompts: prompts is empty")
     if batch_size < 1:
-        raise ValueError(f"run_prompts: batch_size must be at least 1, got {batch_size}")
+        raise InputError(f"run_prompts: batch_size must be at least 1, got {batch_size}")
     known = list(prompts[0].target_tokens)
     for i, prompt in enumerate(prompts):
         if set(prompt.target_tokens) != set(known):
-            raise ValueError(f"prompts[{i}] tracks categories {sorted(prompt.target_tokens)}, prompts[0] tracks {sorted(known)}")
+            raise InputError(f"prompts[{i}] tracks categories {sorted(prompt.target_tokens)}, prompts[0] tracks {sorted(known)}")
     wanted = list(categories) if categories is not None else known
     for category in wanted:
         if category not in known:
-            raise KeyError(f"unknown category {category!r}{did_you_mean(category, known)}; categories: {', '.join(known)}")
+            raise UnknownNameError(f"unknown category {category!r}{did_you_mean(category, known)}; categories: {', '.join(known)}")
     starts = range(0, len(prompts), batch_size)
     if tqdm is not None:
         starts = tqdm(starts, desc="prompts", total=len(starts))

@@ -2,7 +2,8 @@
 
 Each file in ``nnspec/data/configs/`` is a verbatim copy of one Hub checkpoint's ``config.json``;
 ``SOURCES.toml`` beside them names, for each Hub id, its file and the public copy it was taken
-from (repository, path, commit). The conformance matrix builds a tiny checkpoint from each (sizes
+from (repository, path, commit; or, for a copy the code index stores without naming its
+repository, the index's file id and a note saying what the copy is). The conformance matrix builds a tiny checkpoint from each (sizes
 shrunk, every other key kept) and checks it like any spec's own, so a spec is proven on what
 real checkpoints ship, not only on a config it chose.
 """
@@ -34,10 +35,18 @@ class RealConfig:
     hub_id: str
     file: Path
     model_type: str
-    repo: str
-    path: str
+    repo: str = ""
+    path: str = ""
     commit: str = ""
+    index_id: str = ""  # the code index's id of the stored public file, where it names no repository
     note: str = ""
+
+    @property
+    def source(self) -> str:
+        """Where the copy came from, in one line."""
+        if self.repo:
+            return f"{self.repo}:{self.path}" + (f"@{self.commit[:12]}" if self.commit else "")
+        return f"public file {self.index_id} of the code index"
 
     def load(self) -> dict[str, Any]:
         return read_config_file(self.file)
@@ -76,9 +85,10 @@ def corpus() -> dict[str, RealConfig]:
             hub_id=hub_id,
             file=file,
             model_type=read_config_file(file)["model_type"],
-            repo=entry["repo"],
-            path=entry["path"],
+            repo=entry.get("repo", ""),
+            path=entry.get("path", ""),
             commit=entry.get("commit", ""),
+            index_id=entry.get("index_id", ""),
             note=entry.get("note", ""),
         )
     return found

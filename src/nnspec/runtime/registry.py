@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Union
 
-from ..errors import UnsupportedArchitectureError, did_you_mean
+from ..errors import InputTypeError, UnsupportedArchitectureError, did_you_mean
 from .adapter import Adapter
 
 SpecArgument = Union[str, Path, Adapter, type, None]
@@ -70,4 +70,4 @@ def resolve_adapter(spec: SpecArgument, model_type: str, source: str = "the mode
         return Adapter.from_file(spec)
     if isinstance(spec, str):
         return adapter_by_name(spec)
-    raise TypeError(f"spec= takes a spec file path, a bundled spec name or an Adapter, not {type(spec).__name__}")
+    raise InputTypeError(f"spec= takes a spec file path, a bundled spec name or an Adapter, not {type(spec).__name__}")

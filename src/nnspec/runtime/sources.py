@@ -16,7 +16,7 @@ import torch
 from ..compiler.schema import OpStep, SourceRef
 from ..errors import CapabilityUnavailableError, did_you_mean
 from .ports import Port, check_value
-from .readorder import step
+from .readorder import step as current_step
 from .readorder import worker_memo as _worker_memo
 
 
@@ -73,7 +73,7 @@ class SourcePort(Port):
     def prefetch(self) -> None:
         """Read the value now and keep it for its own read later in this forward (no-op when it was
         read or kept already)."""
-        memo, now = _worker_memo(), step()
+        memo, now = _worker_memo(), current_step()
         if now is not None and (id(self), "read", now) not in memo and (id(self), "prefetched", now) not in memo:
             memo[(id(self), "prefetched", now)] = self._standard(self._read(self._node()))
 
@@ -104,7 +104,7 @@ class SourcePort(Port):
     def get(self) -> torch.Tensor:
         if self._check is not None:
             self._check()
-        memo, now = _worker_memo(), step()
+        memo, now = _worker_memo(), current_step()
         kept = memo.pop((id(self), "prefetched", now), None)
         if kept is None:
             if self._before is not None and now is not None:
