@@ -179,3 +179,21 @@ def test_spec_that_is_not_utf8_is_named(tmp_path: Path) -> None:
     spec.write_bytes('name = "latin"\nextends = "gpt2"\nmodel_types = ["gpt2"]\ndescription = "caf\u00e9"\n'.encode("latin-1"))
     with pytest.raises(SpecSyntaxError, match=r"latin.toml: not UTF-8 text \(byte 0xe9"):
         StandardizedTransformer(checkpoint("gpt2"), spec=str(spec))
+
+
+def test_pickle_refuses_clearly(gpt2: StandardizedTransformer) -> None:
+    import pickle
+
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(gpt2)
+
+
+def test_cache_keys_as_tuples_and_bad_keys(gpt2: StandardizedTransformer) -> None:
+    from nnspec.errors import UnknownNameError
+
+    cache = gpt2.run_with_cache("Hello world", names=["layers_input"])
+    assert cache["layers_input", -1] is cache["layers_input.2"]
+    with pytest.raises(UnknownNameError, match=r"'resid_pre.0' is not in this cache \(did you mean"):
+        cache["resid_pre", 0]
+    with pytest.raises(UnknownNameError, match="a tuple key is"):
+        cache["layers_input", 0, 1]

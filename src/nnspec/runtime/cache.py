@@ -30,7 +30,14 @@ class ActivationCache(dict):
         self.layers = layers
         self.num_layers = num_layers
 
-    def __getitem__(self, key: str) -> torch.Tensor:
+    def __getitem__(self, key: Union[str, tuple]) -> torch.Tensor:
+        """``cache["layers_output.3"]``, or ``cache["layers_output", 3]``."""
+        if isinstance(key, tuple):
+            if len(key) != 2 or not isinstance(key[0], str) or isinstance(key[1], bool) or not isinstance(key[1], int):
+                raise UnknownNameError(f"cache[{key!r}]: a tuple key is (standard name, layer), e.g. cache['layers_output', 3]")
+            key = f"{key[0]}.{key[1] % self.num_layers if key[1] < 0 else key[1]}"
+        if not isinstance(key, str):
+            raise UnknownNameError(f"cache[{key!r}]: keys are strings like 'layers_output.3'")
         try:
             return super().__getitem__(key)
         except KeyError:

@@ -411,6 +411,12 @@ class StandardizedTransformer(TransformersModel):
         self._module.to(*args, **kwargs)
         return self
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError(
+            "a StandardizedTransformer cannot be pickled (it holds live hooks into the model): save the weights with "
+            "model._module.save_pretrained(path) and load them with StandardizedTransformer(path)"
+        )
+
     def __deepcopy__(self, memo: dict) -> Any:
         raise InputTypeError(
             "copy.deepcopy of a StandardizedTransformer is not supported (its NNsight envoys hold hooks into the "
