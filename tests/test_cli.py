@@ -40,15 +40,18 @@ def test_check_runs_every_check_on_a_local_model() -> None:
 
 
 def test_matrix_writes_markdown_and_json(tmp_path: Path) -> None:
-    result = nnspec("matrix", "--specs", "gpt2,bloom", "--jobs", "1", "--out", str(tmp_path), "--quiet")
+    result = nnspec("matrix", "--specs", "bloom", "--jobs", "1", "--out", str(tmp_path), "--quiet")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 failed" in result.stdout
     report = json.loads((tmp_path / "matrix.json").read_text())
     names = [(r["spec"], r["variant"]) for r in report["rows"]]
-    assert names == [("gpt2", None), ("bloom", None), ("bloom", "post_layernorm_residual")]
+    assert names == [("bloom", None), ("bloom", "post_layernorm_residual"), ("bloom", "hub:bigscience/bloom-560m")]
     assert all(c["passed"] for r in report["rows"] for c in r["results"])
     markdown = (tmp_path / "matrix.md").read_text()
     assert "| bloom / post_layernorm_residual |" in markdown and "transformers 5" in markdown
+    assert "| bloom / bigscience/bloom-560m |" in markdown, "real-config rows are named by their Hub id"
+    plain = nnspec("matrix", "--specs", "bloom", "--no-real", "--no-variants", "--jobs", "1", "--out", str(tmp_path), "--quiet")
+    assert plain.returncode == 0 and [r["variant"] for r in json.loads((tmp_path / "matrix.json").read_text())["rows"]] == [None]
 
 
 def test_list_shows_every_spec() -> None:

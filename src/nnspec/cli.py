@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
-from .errors import NnspecError, TinyCheckpointError
+from .errors import NnspecError, TinyCheckpointError, UnsupportedArchitectureError, UsageError
+
+#: The top-level help text (plain text: argparse prints it as is).
+DESCRIPTION = (
+    "The nnspec command: compile specs, export the schema, build tiny checkpoints, run checks. "
+    "Run 'nnspec COMMAND --help' for one command's options."
+)
 
 
 def _compile(args: argparse.Namespace) -> int:
@@ -16,6 +23,9 @@ def _compile(args: argparse.Namespace) -> int:
 
     spec_dir = Path(args.specs) if args.specs else codegen.BUNDLED_DIR
     out_dir = Path(args.out) if args.out else codegen.GENERATED_DIR
+    codegen.spec_folder(spec_dir)  # a missing or empty spec folder is refused before the output is touched
+    for note in codegen.recover(out_dir):
+        print(f"nnspec compile: {note}", file=sys.stderr)
     if args.check:
         codegen.check(spec_dir, out_dir)
         print(f"{out_dir}: up to date with {spec_dir}")
@@ -30,6 +40,7 @@ def _schema(args: argparse.Namespace) -> int:
 
     text = json.dumps(Spec.model_json_schema(), indent=2) + "\n"
     if args.output:
+        _writable("-o/--output", args.output)
         Path(args.output).write_text(text, encoding="utf-8")
         print(f"wrote {args.output}")
     else:
@@ -89,7 +100,22 @@ def _check(args: argparse.Namespace) -> int:
     from .runtime import conformance
 
     torch.set_num_threads(args.threads)
-    subject = conformance.load_subject(args.model, args.model, spec=args.spec, trust_remote_code=args.trust_remote_code)
+    _model_argument("MODEL", args.model)
+    if args.spec:
+        _resolve_spec(args.spec)  # an unknown spec name or file fails before the model is loaded
+    if args.checks:
+        unknown = [c for c in args.checks.split(",") if c not in conformance.CHECKS]
+        if unknown:
+            from .errors import did_you_mean
+
+            raise UsageError(
+                f"--checks: unknown check {unknown[0]!r}{did_you_mean(unknown[0], conformance.CHECKS)}; "
+                f"checks: {', '.join(conformance.CHECKS)}"
+            )
+    subject = _loading(
+        "MODEL", args.model,
+        lambda: conformance.load_subject(args.model, args.model, spec=args.spec, trust_remote_code=args.trust_remote_code),
+    )
     results = conformance.run_checks(subject, args.checks.split(",") if args.checks else None)
     for r in results:
         status = "pass" if r.passed else "FAIL"
@@ -121,9 +147,24 @@ def _lens(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     if len(args.words) > 2:
-        raise SystemExit("nnspec lens: give [MODEL] PROMPT (quote the prompt)")
+        raise UsageError(f"give [MODEL] PROMPT (quote the prompt); got {len(args.words)} words")
     model_id, prompt = (args.words if len(args.words) == 2 else (None, args.words[0]))
-    model = _lens_model(model_id, args.spec)
+    if args.plot:
+        _writable("--plot", args.plot)
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError(
+                f"--plot {args.plot}: PNG plots need matplotlib, which is not installed "
+                "(pip install 'nnspec[display]'), or use --html PATH for an HTML page"
+            ) from None
+    if args.html:
+        _writable("--html", args.html)
+    if model_id is not None:
+        _model_argument("MODEL", model_id)
+    if args.spec:
+        _resolve_spec(args.spec)
+    model = _loading("MODEL", model_id or "the tiny gpt2 checkpoint", lambda: _lens_model(model_id, args.spec))
     grid = lens_grid(model, prompt, k=args.k)
     last = len(grid["tokens"]) - 1
     print(f"logit lens at the last token of {prompt!r} ({model.spec.name}, {model.num_layers} layers)")
@@ -155,7 +196,8 @@ def _compat(args: argparse.Namespace) -> int:
 
     results = Path(args.results)
     if not results.is_dir():
-        raise SystemExit(f"nnspec compat: {results} not found: run `nox -s matrix` first")
+        raise UsageError(f"--results {results}: folder not found: run 'nox -s matrix' first")
+    _writable("--doc", args.doc)
     data = compat.merge(results)
     Path(args.data).parent.mkdir(parents=True, exist_ok=True)
     Path(args.data).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
@@ -169,8 +211,12 @@ def _support(args: argparse.Namespace) -> int:
 
     results = Path(args.results)
     if not results.is_file():
-        raise SystemExit(f"nnspec support: {results} not found: run `nnspec matrix` first (it writes matrix.json)")
-    report = json.loads(results.read_text(encoding="utf-8"))
+        raise UsageError(f"--results {results}: file not found: run 'nnspec matrix' first (it writes matrix.json)")
+    _writable("-o/--output", args.output)
+    try:
+        report = json.loads(results.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise UsageError(f"--results {results}: not a matrix.json written by 'nnspec matrix' ({exc})") from None
     Path(args.output).write_text(matrix.support_markdown(report), encoding="utf-8")
     print(f"wrote {args.output}")
     return 0
@@ -182,7 +228,16 @@ def _scaffold(args: argparse.Namespace) -> int:
     from .scaffold.draft import scaffold
 
     torch.set_num_threads(args.threads)
-    path, results, parent = scaffold(args.target, Path(args.output) if args.output else None, args.name, check=not args.no_check)
+    output = Path(args.output) if args.output else None
+    planned = output or _scaffold_default(args.target, args.name)
+    if planned is not None and planned.exists() and not args.force:
+        raise UsageError(
+            f"{'-o/--output ' if output else ''}{planned} already exists; nnspec scaffold does not overwrite it: "
+            "give -o another path, or --force to replace it"
+        )
+    if output is not None:
+        _writable("-o/--output", str(output), make_parents=True)
+    path, results, parent = scaffold(args.target, output, args.name, check=not args.no_check)
     print(f"wrote {path}" + (f" (extends {parent})" if parent else ""))
     for r in results:
         print(f"{'pass' if r.passed else 'FAIL'}  {r.check:24s} {'' if r.passed else r.error[:200]}")
@@ -192,8 +247,113 @@ def _scaffold(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scaffold_default(target: str, name: Optional[str]) -> Optional[Path]:
+    """Where ``nnspec scaffold`` writes without -o (None when only loading the model would tell)."""
+    from .compiler.loader import BUNDLED_DIR
+
+    if name:
+        return BUNDLED_DIR / f"{name}.toml"
+    if Path(target).exists() or "/" in target:
+        try:
+            model_type = json.loads((Path(target) / "config.json").read_text(encoding="utf-8"))["model_type"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return BUNDLED_DIR / f"{str(model_type).replace('-', '_')}.toml"
+    return BUNDLED_DIR / f"{target.replace('-', '_')}.toml"
+
+
+# -- user errors ------------------------------------------------------------------------------------
+
+
+def _writable(option: str, value: str, make_parents: bool = False) -> None:
+    """Refuse an output path whose folder does not exist (or that is a folder), naming ``option``."""
+    path = Path(value)
+    if path.is_dir():
+        raise UsageError(f"{option} {value}: is a folder; give a file path")
+    parent = path.parent
+    if make_parents:
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"{option} {value}: folder {parent} does not exist")
+
+
+def _looks_like_path(value: str) -> bool:
+    """Whether ``value`` can only be a local path (a Hub id is ``name`` or ``namespace/name``)."""
+    return (
+        os.path.isabs(value) or value.startswith((".", "~")) or value.count("/") > 1
+        or "\\" in value or value.endswith((".json", ".safetensors", ".bin"))
+    )
+
+
+def _model_argument(option: str, value: str) -> None:
+    if _looks_like_path(value) and not Path(value).expanduser().exists():
+        raise UsageError(f"{option} {value}: no such file or folder (and not a Hugging Face Hub id)")
+
+
+def _resolve_spec(value: str) -> Any:
+    from .runtime.registry import resolve_adapter
+
+    if value.endswith(".toml") or "/" in value:
+        if not Path(value).is_file():
+            raise UsageError(f"--spec {value}: spec file not found")
+    try:
+        return resolve_adapter(value, "")
+    except UnsupportedArchitectureError as exc:  # an unknown bundled spec name
+        raise UsageError(f"--spec {value}: {exc}") from None
+
+
+def _loading(option: str, value: str, load: Callable[[], Any]) -> Any:
+    """Run ``load``; a model that cannot be found or read (OSError from transformers or the hub, or
+    a ValueError naming the checkpoint, e.g. a config.json without model_type) is the user's
+    argument at fault, so it becomes one line naming it."""
+    try:
+        return load()
+    except (OSError, ValueError) as exc:
+        text = str(exc).strip()
+        if isinstance(exc, ValueError) and value not in text:
+            raise  # not about the checkpoint the user named: a bug, keep the traceback
+        first = text.splitlines()[0] if text else type(exc).__name__
+        raise UsageError(f"{option} {value}: cannot be loaded: {first}") from None
+
+
+def _user_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """Path-like values given on the command line, by their option name (or metavar)."""
+    names: dict[str, str] = {}
+    try:
+        actions = p._subparsers._group_actions[0].choices[args.command]._actions  # type: ignore[union-attr]
+    except (AttributeError, IndexError, KeyError):  # pragma: no cover - argparse internals changed
+        actions = []
+    for action in actions:
+        names[action.dest] = "/".join(action.option_strings) or (action.metavar or action.dest).upper()
+    found: dict[str, str] = {}
+    for dest, value in vars(args).items():
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if isinstance(v, str) and dest not in ("command",):
+                found[v] = names.get(dest, dest)
+    return found
+
+
+def _blames_argument(exc: OSError, given: dict[str, str]) -> Optional[str]:
+    """``OPTION VALUE`` when ``exc`` is about a path the user gave (that path, a folder above it
+    or a file inside it), else None: other OSErrors are bugs and keep their traceback."""
+    for filename in (exc.filename, getattr(exc, "filename2", None)):
+        if filename is None or not isinstance(filename, (str, bytes, os.PathLike)):
+            continue
+        failed = Path(os.fsdecode(filename)).absolute()
+        for value, option in given.items():
+            try:
+                mine = Path(value).expanduser().absolute()
+            except (OSError, ValueError):
+                continue
+            if failed == mine or failed in mine.parents or mine in failed.parents:
+                return f"{option} {value}"
+    return None
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nnspec", description=__doc__)
+    p = argparse.ArgumentParser(prog="nnspec", description=DESCRIPTION)
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("compile", help="render specs into generated adapters (or check for drift)")
@@ -247,6 +407,7 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("-o", "--output", help="where to write the spec (default: specs/NAME.toml)")
     sc.add_argument("--name", help="spec name (default: the model type)")
     sc.add_argument("--no-check", action="store_true", help="do not run the conformance checks on the draft")
+    sc.add_argument("--force", action="store_true", help="replace an existing spec file at the output path")
     sc.add_argument("--threads", type=int, default=1)
     sc.set_defaults(run=_scaffold)
 
@@ -270,10 +431,39 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    args = parser().parse_args(argv)
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit does not fail again."""
     try:
-        return args.run(args)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Run the ``nnspec`` command. User errors print one line ``nnspec COMMAND: message`` on stderr
+    and return 2; a reader closing the pipe early (``nnspec list | head -1``) returns 141 quietly."""
+    p = parser()
+    args = p.parse_args(argv)
+    try:
+        code = args.run(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 141  # 128 + SIGPIPE, as a command killed by the closed pipe would
     except NnspecError as exc:
         print(f"nnspec {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"nnspec {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        blamed = _blames_argument(exc, _user_arguments(p, args))
+        if blamed is None:
+            raise
+        reason = exc.strerror or str(exc)
+        where = os.fsdecode(exc.filename) if exc.filename is not None else ""
+        print(f"nnspec {args.command}: {blamed}: {reason}" + (f" ({where})" if where and where not in blamed else ""),
+              file=sys.stderr)
         return 2

@@ -1,21 +1,37 @@
 """Rendering specs into ``nnspec.generated``: one adapter module per spec plus the registry.
 
-Rendering happens entirely in memory first; only a complete, valid set of files is written, and it
-replaces the output folder in one rename, so a failed compile leaves the folder as it was.
+Rendering happens entirely in memory first; only a complete, valid set of files is written.
+
+The compiler only ever replaces what it wrote itself. Every folder it writes holds a manifest
+(:data:`MANIFEST`) listing each file with its SHA-256, and every generated module starts with
+:data:`HEADER`; an output folder holding anything else (a file that is neither, a sub-folder other
+than ``__pycache__``, a link) is refused, not replaced. The new files are written to a staging
+folder next to the output (``.NAME-new-*``, manifest first) which then takes the output's place:
+in one atomic exchange where the platform offers it, else in two renames through a backup folder
+(``.NAME-old-*``). A compile killed in between is repaired by the next ``nnspec compile`` or
+``nnspec compile --check`` (:func:`recover`): a missing output folder is restored from a complete
+staged or backup folder, and stale staging folders are removed when they hold only the
+compiler's own files; anything else is left where it is.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
 import pprint
 import shutil
+import stat
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import jinja2
 
-from ..errors import CompileDriftError, SpecValidationError
+from ..errors import CompileDriftError, CompileOutputError, SpecFolderError, SpecValidationError, closest
 from ..runtime.adapter import rename_dict
 from .loader import BUNDLED_DIR, LoadedSpec, load_all
 
@@ -64,9 +80,39 @@ def _check_model_types(specs: dict[str, LoadedSpec]) -> list[tuple[str, str]]:
     return sorted(owners.items())
 
 
+def spec_folder(spec_dir: Path) -> Path:
+    """``spec_dir`` if it is a folder holding at least one ``*.toml`` spec, else :class:`SpecFolderError`.
+
+    The message names the folder and, where a sibling folder's name is close, suggests it.
+    """
+    spec_dir = Path(spec_dir)
+    if spec_dir.is_dir():
+        if any(p.is_file() for p in spec_dir.glob("*.toml")):
+            return spec_dir
+        problem = "holds no *.toml spec file"
+    elif spec_dir.exists():
+        problem = "is not a folder"
+    else:
+        problem = "does not exist"
+    hint = ""
+    parent = spec_dir.parent
+    try:
+        siblings = [d.name for d in parent.iterdir() if d.is_dir() and d.name != spec_dir.name] if parent.is_dir() else []
+    except OSError:
+        siblings = []
+    found = closest(spec_dir.name, siblings)
+    if found:
+        hint = " (did you mean " + ", ".join(repr(str(parent / f)) for f in found) + "?)"
+    raise SpecFolderError(f"spec folder {spec_dir} {problem}{hint}; give --specs a folder of spec files")
+
+
 def render(spec_dir: Path = BUNDLED_DIR) -> dict[str, str]:
-    """Every file of the generated package, by file name, rendered from the specs in ``spec_dir``."""
-    specs = load_all(spec_dir)
+    """Every file of the generated package, by file name, rendered from the specs in ``spec_dir``.
+
+    Raises:
+        SpecFolderError: ``spec_dir`` does not exist or holds no spec.
+    """
+    specs = load_all(spec_folder(spec_dir))
     env = _environment()
     adapter = env.get_template("adapter.py.j2")
     files: dict[str, str] = {}
@@ -108,7 +154,12 @@ def drift(spec_dir: Path = BUNDLED_DIR, out_dir: Path = GENERATED_DIR) -> list[s
 
 
 def check(spec_dir: Path = BUNDLED_DIR, out_dir: Path = GENERATED_DIR) -> None:
-    """Raise :class:`CompileDriftError` when ``out_dir`` is not what the specs compile to."""
+    """Raise :class:`CompileDriftError` when ``out_dir`` is not what the specs compile to.
+
+    An interrupted earlier compile is repaired first (:func:`recover`).
+    """
+    spec_folder(spec_dir)
+    recover(out_dir)
     lines = drift(spec_dir, out_dir)
     if lines:
         raise CompileDriftError(
@@ -116,24 +167,253 @@ def check(spec_dir: Path = BUNDLED_DIR, out_dir: Path = GENERATED_DIR) -> None:
         )
 
 
-def write(spec_dir: Path = BUNDLED_DIR, out_dir: Path = GENERATED_DIR) -> list[str]:
-    """Render and atomically replace ``out_dir``; returns the names of the files written."""
-    rendered = render(spec_dir)  # raises before anything is touched
-    out_dir = out_dir.resolve()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-new-", dir=out_dir.parent))
+# -- what the compiler owns ---------------------------------------------------------------------------
+
+#: The manifest every folder written by the compiler holds: ``{"generator", "files": {name: sha256}}``.
+MANIFEST = ".nnspec-compile.json"
+#: How every generated module begins.
+HEADER = "# GENERATED by `nnspec compile`"
+_GENERATOR = "nnspec compile"
+_CACHE = "__pycache__"
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _manifest_text(rendered: dict[str, str]) -> str:
+    files = {name: _sha256(text.encode("utf-8")) for name, text in sorted(rendered.items())}
+    return json.dumps({"generator": _GENERATOR, "files": files}, indent=1) + "\n"
+
+
+def _read_manifest(folder: Path) -> Optional[dict[str, str]]:
+    """The ``files`` of ``folder``'s manifest, or None when it has none the compiler wrote."""
+    path = folder / MANIFEST
     try:
-        for name, text in rendered.items():
-            (staging / name).write_text(text, encoding="utf-8")
-        if out_dir.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-old-", dir=out_dir.parent))
-            os.rmdir(retired)
-            os.replace(out_dir, retired)
-            os.replace(staging, out_dir)
-            shutil.rmtree(retired, ignore_errors=True)
+        if not stat.S_ISREG(path.lstat().st_mode):
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("generator") != _GENERATOR or not isinstance(data.get("files"), dict):
+        return None
+    files = data["files"]
+    if not all(isinstance(k, str) and isinstance(v, str) and "/" not in k and os.sep not in k for k, v in files.items()):
+        return None
+    return files
+
+
+def _is_own_file(path: Path, manifest: Optional[dict[str, str]]) -> bool:
+    """Whether ``path`` (a plain file) is one the compiler wrote, judged by its content."""
+    try:
+        if not stat.S_ISREG(path.lstat().st_mode):
+            return False
+        data = path.read_bytes()
+    except OSError:
+        return False
+    if manifest is not None and manifest.get(path.name) == _sha256(data):
+        return True
+    return path.suffix == ".py" and data.startswith(HEADER.encode("utf-8"))
+
+
+def foreign_entries(folder: Path) -> list[str]:
+    """Names of the entries of ``folder`` the compiler did not write (sorted; empty: all its own).
+
+    Its own: its manifest, files whose SHA-256 the manifest lists, ``*.py`` files starting with
+    :data:`HEADER`, and a ``__pycache__`` folder.
+    """
+    manifest = _read_manifest(folder)
+    foreign = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name == MANIFEST and manifest is not None:
+            continue
+        if entry.name == _CACHE and entry.is_dir() and not entry.is_symlink():
+            continue
+        if not _is_own_file(entry, manifest):
+            foreign.append(entry.name + ("/" if entry.is_dir() and not entry.is_symlink() else ""))
+    return foreign
+
+
+def _complete(folder: Path, legacy: bool) -> bool:
+    """Whether ``folder`` is a whole generated package: its manifest's files all present and intact
+    (or, with ``legacy``, a folder without manifest holding a generated ``__init__.py`` and only
+    generated files)."""
+    manifest = _read_manifest(folder)
+    if manifest is None:
+        return legacy and (folder / "__init__.py").is_file() and not foreign_entries(folder) and \
+            _is_own_file(folder / "__init__.py", None)
+    if "__init__.py" not in manifest:
+        return False
+    for name, digest in manifest.items():
+        try:
+            if _sha256((folder / name).read_bytes()) != digest:
+                return False
+        except OSError:
+            return False
+    return not foreign_entries(folder)
+
+
+def _discard(folder: Path) -> bool:
+    """Remove ``folder`` if it holds only the compiler's own files; True when it is gone."""
+    if foreign_entries(folder):
+        return False
+    for entry in folder.iterdir():
+        if entry.name == _CACHE and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
         else:
-            os.replace(staging, out_dir)
+            entry.unlink()
+    folder.rmdir()
+    return True
+
+
+def _leftovers(out_dir: Path) -> list[Path]:
+    """Staging (``.NAME-new-*``) and backup (``.NAME-old-*``) folders an earlier compile left next to ``out_dir``."""
+    parent = out_dir.parent
+    if not parent.is_dir():
+        return []
+    found = []
+    for kind in ("new", "old"):
+        for path in parent.glob(f".{out_dir.name}-{kind}-*"):
+            if path.is_dir() and not path.is_symlink():
+                found.append(path)
+    return found
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``folder`` (POSIX), so two compiles never interleave."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
     finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        os.close(fd)  # releases the lock
+
+
+def _recover_unlocked(out_dir: Path) -> list[str]:
+    notes: list[str] = []
+    leftovers = _leftovers(out_dir)
+    if not leftovers:
+        return notes
+    if not out_dir.exists() and not out_dir.is_symlink():
+        def newest(paths: list[Path]) -> list[Path]:
+            return sorted(paths, key=lambda p: p.stat().st_mtime, reverse=True)
+
+        staged = [p for p in newest(leftovers) if p.name.startswith(f".{out_dir.name}-new-") and _complete(p, legacy=False)]
+        backups = [p for p in newest(leftovers) if p.name.startswith(f".{out_dir.name}-old-") and _complete(p, legacy=True)]
+        for source in staged + backups:
+            os.replace(source, out_dir)
+            leftovers.remove(source)
+            what = "staged new files" if source in staged else "backup of the previous files"
+            notes.append(f"restored {out_dir} from {source.name} (the {what} of an interrupted nnspec compile)")
+            break
+    for path in leftovers:
+        try:
+            if _discard(path):
+                notes.append(f"removed {path} (left behind by an interrupted nnspec compile)")
+            else:
+                notes.append(
+                    f"left {path} in place: it holds files nnspec compile did not write "
+                    f"({', '.join(foreign_entries(path))})"
+                )
+        except OSError as exc:
+            notes.append(f"could not remove {path}: {exc.strerror or exc}")
+    return notes
+
+
+def recover(out_dir: Path = GENERATED_DIR) -> list[str]:
+    """Repair what an interrupted compile left next to ``out_dir``; returns one note per action.
+
+    If ``out_dir`` is missing, the newest complete staged folder (else backup folder) replaces
+    it; then every staging or backup folder holding only the compiler's own files is removed.
+    Folders holding anything else are left in place (and named in a note).
+    """
+    out_dir = Path(out_dir).resolve()
+    if not out_dir.parent.is_dir():
+        return []
+    with _locked(out_dir.parent):
+        return _recover_unlocked(out_dir)
+
+
+# -- writing --------------------------------------------------------------------------------------------
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two folders in one atomic step (Linux ``renameat2``); False where unavailable."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    return renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
+
+
+def _refuse_foreign(out_dir: Path) -> None:
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise CompileOutputError(f"output folder {out_dir} is a file, not a folder; give --out a folder nnspec may fill")
+    foreign = foreign_entries(out_dir)
+    if foreign:
+        shown = ", ".join(foreign[:10]) + (f" and {len(foreign) - 10} more" if len(foreign) > 10 else "")
+        raise CompileOutputError(
+            f"output folder {out_dir} holds files nnspec compile did not write ({shown}); "
+            "nnspec only replaces a folder of its own generated files: give --out a new or empty folder, "
+            "or move those files away"
+        )
+
+
+def write(spec_dir: Path = BUNDLED_DIR, out_dir: Path = GENERATED_DIR) -> list[str]:
+    """Render and atomically replace ``out_dir``; returns the names of the files written.
+
+    Raises:
+        SpecFolderError: ``spec_dir`` does not exist or holds no spec (nothing is touched).
+        CompileOutputError: ``out_dir`` holds files the compiler did not write (nothing is touched).
+    """
+    rendered = render(spec_dir)  # raises before anything is touched
+    out_dir = Path(out_dir).resolve()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(out_dir.parent):
+        _recover_unlocked(out_dir)
+        _refuse_foreign(out_dir)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-new-", dir=out_dir.parent))
+        swapped = False
+        try:
+            # mkdtemp makes a private (0700) folder: give the package the output's (or its parent's) mode.
+            os.chmod(staging, stat.S_IMODE((out_dir if out_dir.is_dir() else out_dir.parent).stat().st_mode))
+            # The manifest goes first: a staging folder is recognisable as the compiler's from the start.
+            (staging / MANIFEST).write_text(_manifest_text(rendered), encoding="utf-8")
+            for name, text in rendered.items():
+                (staging / name).write_text(text, encoding="utf-8")
+            if not out_dir.exists():
+                os.replace(staging, out_dir)
+            elif _exchange(staging, out_dir):
+                swapped = True
+                with contextlib.suppress(OSError):  # it now holds the previous files: removed only if all are the compiler's
+                    _discard(staging)
+            else:
+                retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-old-", dir=out_dir.parent))
+                os.rmdir(retired)
+                os.replace(out_dir, retired)
+                # A kill here leaves no out_dir: recover() restores it from the staged (or retired) folder.
+                os.replace(staging, out_dir)
+                with contextlib.suppress(OSError):
+                    _discard(retired)
+        finally:
+            if staging.exists() and not swapped:
+                shutil.rmtree(staging, ignore_errors=True)  # this compile's own staging folder
     return sorted(rendered)
