@@ -197,3 +197,12 @@ def test_cache_keys_as_tuples_and_bad_keys(gpt2: StandardizedTransformer) -> Non
         cache["resid_pre", 0]
     with pytest.raises(UnknownNameError, match="a tuple key is"):
         cache["layers_input", 0, 1]
+
+
+def test_hidden_element_out_of_range_names_the_spec_key(tmp_path: Path) -> None:
+    spec = tmp_path / "bloom_elem.toml"
+    spec.write_text('name = "bloom_elem"\nextends = "bloom"\nmodel_types = ["bloom"]\n[layer]\nhidden_element = 5\n')
+    model = StandardizedTransformer(checkpoint("bloom"), spec=str(spec))
+    with pytest.raises(ModelStructureError, match=r"bloom_elem.toml: layer.hidden_element = 5: the module returned a tuple"):
+        with model.trace("Hello"):
+            model.layers_output[0].save()
