@@ -5,7 +5,6 @@ inside torch, transformers or NNsight."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -55,15 +54,20 @@ def _toml_value(value: Any) -> str:
 @st.composite
 def spec_files(draw: Any) -> str:
     lines = ['name = "fuzz"', 'extends = "gpt2"', 'model_types = ["gpt2"]']
+    top, tables = [], []
     for table, keys in KEYS.items():
         chosen = draw(st.lists(st.sampled_from(keys), max_size=3, unique=True))
-        if not chosen:
+        body = [f"{key} = {_toml_value(draw(VALUES))}" for key in chosen if key not in ("name", "extends", "model_types")]
+        if not body:
             continue
-        body = [f"{key} = {_toml_value(draw(VALUES))}" for key in chosen if not (table == "" and key in ("name", "extends", "model_types"))]
-        lines += ([f"[{table}]"] if table else []) + body if table else body
+        if table:
+            tables += [f"[{table}]", *body]
+        else:
+            top += body  # top-level keys must come before the first table
+    lines += top + tables
     if draw(st.booleans()):
         lines.append("this is [not toml")
-    return "\n".join(lines[:3] + [l for l in lines[3:] if not l.startswith("[")] if False else lines) + "\n"
+    return "\n".join(lines) + "\n"
 
 
 @FUZZ
