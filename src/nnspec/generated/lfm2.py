@@ -20,6 +20,9 @@ class Lfm2Adapter(Adapter):
                      'layers': 'model.layers',
                      'ln_final': 'model.embedding_norm'},
          'attention': {'module': 'self_attn',
+                       'per_layer': {'config_key': 'layer_types',
+                                     'modules': {'conv': 'conv'},
+                                     'kinds': {'conv': 'none'}},
                        'output_projection': 'out_proj',
                        'probabilities': {'ops': [{'name': 'attention_interface'},
                                                  {'name': 'nn_functional_dropout'}]},
@@ -43,13 +46,12 @@ class Lfm2Adapter(Adapter):
                              'head_dim': '',
                              'max_position_embeddings': 256,
                              'vocab_size': 384,
-                             'layer_types': ['full_attention',
-                                             'full_attention',
-                                             'full_attention']}},
+                             'layer_types': ['conv', 'conv', 'full_attention']}},
          'variants': {'tied_embeddings': {'tie_word_embeddings': True},
                       'multi_query': {'num_key_value_heads': 1}}}
     )
     rename = {'model.layers': 'layers',
      'model.embed_tokens': 'embed_tokens',
      'model.embedding_norm': 'ln_final',
+     'conv': 'self_attn',
      'feed_forward': 'mlp'}
