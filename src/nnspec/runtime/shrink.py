@@ -288,3 +288,30 @@ def is_size_key(key: str) -> bool:
         or key in LAYER_COUNT_KEYS or key in LAYER_PERIOD_KEYS or key in LAYER_INDEX_KEYS or key in SIZE_LIKE
         or key.endswith("_token_id") or key.endswith("_token_index")
     )
+
+
+def apply_sizes(loaded: Any, shrunk: Shrunk) -> list[str]:
+    """Bring a loaded config object's size attributes to the shrunk values where its class ignored
+    the key the published config used (Falcon configs of 2023 say ``n_head``/``n_layer``, which
+    newer classes no longer read: they fall back to defaults that happen to match the real
+    checkpoint, but not the tiny one). Returns the attributes set."""
+    done = []
+    top = {k: v for k, v in shrunk.config.items() if not isinstance(v, (dict, list))}
+    for role, keys in SIZE_KEYS.items():
+        values = {top[k] for k in keys if isinstance(top.get(k), int) and not isinstance(top.get(k), bool)}
+        if len(values) != 1:
+            continue
+        value = values.pop()
+        for key in keys:
+            current = getattr(loaded, key, None)
+            if isinstance(current, int) and not isinstance(current, bool) and current != value and key not in top:
+                setattr(loaded, key, value)
+                done.append(key)
+    heads = getattr(loaded, "num_attention_heads", None)
+    kv = getattr(loaded, "num_kv_heads", None)
+    if "num_attention_heads" in done and isinstance(kv, int) and not any(k in top for k in SIZE_KEYS["kv_heads"]):
+        if isinstance(heads, int) and kv > heads:  # derived from the old head count
+            loaded.num_kv_heads = heads
+            done.append("num_kv_heads")
+    return done
+

@@ -22,7 +22,7 @@ from ..errors import TinyCheckpointError, did_you_mean
 from .adapter import installed_version
 
 #: Bumped whenever the checkpoint layout or the tokenizer recipe changes.
-FORMAT = 3
+FORMAT = 4
 VOCAB_SIZE = 384
 _MARKER = "nnspec-tiny.json"
 
@@ -235,7 +235,7 @@ def build_from_config(
     """
     from transformers import AutoConfig
 
-    from .shrink import shrink_config
+    from .shrink import apply_sizes, shrink_config
 
     directory = Path(directory)
     model_type = config.get("model_type") if isinstance(config, dict) else None
@@ -257,11 +257,13 @@ def build_from_config(
             raise TinyCheckpointError(f"{name}: the shrunk config does not load: {type(exc).__name__}: {exc}") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    adjusted = apply_sizes(loaded, shrunk)
     marker = {
         "source": name,
         "model_type": model_type,
         "changed": {k: [v[0], v[1]] for k, v in shrunk.changed.items()},
         "dropped": shrunk.dropped,
+        "class_sizes_set": adjusted,
     }
     return _write(loaded, tok, directory, marker, seed, name)
 
