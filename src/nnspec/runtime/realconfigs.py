@@ -2,10 +2,10 @@
 
 Each file in ``nnspec/data/configs/`` is a verbatim copy of one Hub checkpoint's ``config.json``;
 ``SOURCES.toml`` beside them names, for each Hub id, its file and the public copy it was taken
-from (repository, path, commit; or, for a copy the code index stores without naming its
-repository, the index's file id and a note saying what the copy is). The conformance matrix builds a tiny checkpoint from each (sizes
-shrunk, every other key kept) and checks it like any spec's own, so a spec is proven on what
-real checkpoints ship, not only on a config it chose.
+from (repository, path, commit; or, for an archived public copy whose repository was not
+recorded, its archive id and a note saying what the copy is). The conformance matrix builds a
+tiny checkpoint from each (sizes shrunk, every other key kept) and checks it like any spec's own,
+so a spec is proven on what real checkpoints ship, not only on a config it chose.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class RealConfig:
     repo: str = ""
     path: str = ""
     commit: str = ""
-    index_id: str = ""  # the code index's id of the stored public file, where it names no repository
+    index_id: str = ""  # archive id of a public copy whose repository was not recorded
     note: str = ""
 
     @property
@@ -46,7 +46,7 @@ class RealConfig:
         """Where the copy came from, in one line."""
         if self.repo:
             return f"{self.repo}:{self.path}" + (f"@{self.commit[:12]}" if self.commit else "")
-        return f"public file {self.index_id} of the code index"
+        return f"archived public file {self.index_id}"
 
     def load(self) -> dict[str, Any]:
         return read_config_file(self.file)
