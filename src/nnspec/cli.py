@@ -78,7 +78,7 @@ def _tiny(args: argparse.Namespace) -> int:
             )
         directory = tiny.refuse_non_empty(args.words[0], args.force)
         name, config = realconfigs.resolve(args.from_config)
-        path = tiny.publish_to(directory, lambda staging: tiny.build_from_config(config, staging, name=name, seed=args.seed))
+        path = tiny.publish(directory, lambda staging: tiny.build_from_config(config, staging, name=name, seed=args.seed), replace=True)
         print(f"wrote a tiny checkpoint of {name} ({config['model_type']}, sizes shrunk) to {path}")
         return 0
     if len(args.words) != 2:
@@ -89,7 +89,7 @@ def _tiny(args: argparse.Namespace) -> int:
     spec_name, target = args.words
     spec = _spec_of(spec_name)
     directory = tiny.refuse_non_empty(target, args.force)
-    path = tiny.publish_to(directory, lambda staging: tiny.build(spec, staging, variant=args.variant, seed=args.seed))
+    path = tiny.publish(directory, lambda staging: tiny.build(spec, staging, variant=args.variant, seed=args.seed), replace=True)
     print(f"wrote a tiny {spec_name} checkpoint to {path}")
     return 0
 

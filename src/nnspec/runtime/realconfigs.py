@@ -24,6 +24,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+#: Marks a matrix row built from a real config (the rest is the Hub id).
+REAL_PREFIX = "hub:"
 #: Where the corpus lives.
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "data" / "configs"
 
@@ -40,13 +42,6 @@ class RealConfig:
     commit: str = ""
     index_id: str = ""  # archive id of a public copy whose repository was not recorded
     note: str = ""
-
-    @property
-    def source(self) -> str:
-        """Where the copy came from, in one line."""
-        if self.repo:
-            return f"{self.repo}:{self.path}" + (f"@{self.commit[:12]}" if self.commit else "")
-        return f"archived public file {self.index_id}"
 
     def load(self) -> dict[str, Any]:
         return read_config_file(self.file)
@@ -160,7 +155,3 @@ def real_id(variant: Optional[str]) -> Optional[str]:
     if variant is not None and variant.startswith(REAL_PREFIX):
         return variant[len(REAL_PREFIX):]
     return None
-
-
-#: Marks a matrix row built from a real config (the rest is the Hub id).
-REAL_PREFIX = "hub:"

@@ -209,7 +209,10 @@ def _shrink_level(config: dict[str, Any], vocab_size: int, special: dict[str, in
         elif role == "linear_head_dim":
             put(key, HEAD_DIM)
         elif role == "linear_heads":
-            put(key, HEADS if key.endswith("value_heads") or value == config.get("linear_num_value_heads") else HEADS // 2)
+            # Value heads become HEADS; key heads keep their ratio to them (fewer, or as many).
+            values = config.get("linear_num_value_heads")
+            fewer = key == "linear_num_key_heads" and isinstance(values, int) and value < values
+            put(key, HEADS // 2 if fewer else HEADS)
         elif role == "rotary_dim" and isinstance(old_head_dim, int) and old_head_dim:
             put(key, max(2, round(value * head_dim / old_head_dim / 2) * 2))
 

@@ -178,18 +178,14 @@ def check_structure(root: torch.nn.Module, config: Any, spec: Spec, source: str)
             f"{source}: modules.layers = {spec.modules.layers!r} is a {type(blocks).__name__}, "
             "not a non-empty list of blocks"
         )
-    for attribute in ("num_layers", "num_heads", "num_kv_heads", "hidden_size", "vocab_size", "head_dim"):
-        key = spec.config.key(attribute)
-        if key is not None and not (spec.config.has_fallback(attribute) and not has_config(config, key)):
-            _config_key(config, key, f"config.{attribute}", source)
+    for spec_key, key in config_keys_read(spec):
+        _config_key(config, key, spec_key, source)
     num_layers = read_config(config, spec.config.num_layers)
     if num_layers != len(blocks):
         raise ModelStructureError(
             f"{source}: config.{spec.config.num_layers} = {num_layers} but {spec.modules.layers!r} "
             f"holds {len(blocks)} blocks"
         )
-    for i, transform in enumerate(spec.logits.transforms):
-        _config_key(config, transform.key, f"logits.transforms[{i}].key", source)
     if spec.attention.per_layer is not None:
         key = spec.attention.per_layer.config_key
         entries = _config_key(config, key, "attention.per_layer.config_key", source)

@@ -92,43 +92,36 @@ def tokenizer(kind: str = "byte_level") -> Any:
     # Keyed by transformers version: tokenizer files record a class name that versions spell differently.
     path = cache_root() / "tokenizers" / f"{kind}-v{FORMAT}-transformers{installed_version('transformers')}"
     if not (path / "tokenizer.json").is_file():
-        _publish(path, lambda staging: _train_tokenizer(kind).save_pretrained(staging))
+        publish(path, lambda staging: _train_tokenizer(kind).save_pretrained(staging))
     return AutoTokenizer.from_pretrained(str(path))
 
 
-def _publish(path: Path, build: Any) -> None:
-    """Build into a private folder next to ``path`` and rename it into place."""
+def publish(path: Path, build: Any, replace: bool = False) -> Path:
+    """Build into a private folder next to ``path`` and rename it into place, so ``path`` only
+    ever holds a complete result.
+
+    With ``replace``, a folder already at ``path`` (a tiny checkpoint nnspec wrote, checked by
+    :func:`refuse_non_empty`) is swapped out once the new one is complete; without it, a folder
+    another process published first wins (concurrent cache builders).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
     try:
         build(staging)
-        try:
+        if replace and path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}-old-", dir=path.parent))
+            os.replace(path, old / "checkpoint")
             os.replace(staging, path)
-        except OSError:
-            if not path.exists():  # another process won the race otherwise
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def publish_to(directory: Path, build: Any) -> Path:
-    """Build into a private folder beside ``directory`` and move it into place; a folder already
-    there (checked by :func:`refuse_non_empty` to be a tiny checkpoint nnspec wrote) is replaced
-    only once the new one is complete."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
-    try:
-        build(staging)
-        if directory.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}-old-", dir=directory.parent))
-            os.replace(directory, old / "checkpoint")
-            os.replace(staging, directory)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            os.replace(staging, directory)
+            try:
+                os.replace(staging, path)
+            except OSError:
+                if not path.exists():  # another process won the race otherwise
+                    raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return directory
+    return path
 
 
 def tiny_config_values(spec: Spec, variant: Optional[str] = None) -> dict[str, Any]:
@@ -285,7 +278,7 @@ def checkpoint(spec: Spec, variant: Optional[str] = None) -> Path:
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     path = cache_root() / "tiny" / f"{spec.name}-{variant or 'base'}-{digest}"
     if not (path / _MARKER).is_file():
-        _publish(path, lambda staging: build(spec, staging, variant))
+        publish(path, lambda staging: build(spec, staging, variant))
     return path
 
 
@@ -299,5 +292,5 @@ def real_checkpoint(hub_id: str) -> Path:
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     path = cache_root() / "real" / f"{hub_id.replace('/', '__')}-{digest}"
     if not (path / _MARKER).is_file():
-        _publish(path, lambda staging: build_from_config(config, staging, name=hub_id))
+        publish(path, lambda staging: build_from_config(config, staging, name=hub_id))
     return path
