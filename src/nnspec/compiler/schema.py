@@ -218,6 +218,22 @@ class Branch(_Strict):
         return self.contribution or self.module
 
 
+#: What a layer's token-mixing branch computes. Only softmax attention has probabilities and q/k/v;
+#: ``attentions_*`` serve the two attention kinds; ``mixers_*`` serve every kind but "none".
+MixerKind = Literal["softmax", "linear", "state_space", "recurrent", "convolution", "none"]
+#: The mixer kinds that are attention (``attentions_*`` serve them).
+ATTENTION_KINDS = ("softmax", "linear")
+#: One line per mixer kind, for docs and errors.
+MIXER_KINDS = {
+    "softmax": "softmax attention",
+    "linear": "linear attention (no softmax, so no probabilities)",
+    "state_space": "a selective state-space model (Mamba, Mamba-2)",
+    "recurrent": "a gated recurrence (RG-LRU, RWKV, xLSTM)",
+    "convolution": "a gated short convolution",
+    "none": "no token mixer (the block has only its MLP)",
+}
+
+
 class PerLayer(_Strict):
     """Hybrid models: the token mixer differs per layer, as a config list says."""
 
@@ -225,16 +241,18 @@ class PerLayer(_Strict):
     modules: dict[str, str] = Field(
         default_factory=dict, description="Entry -> attention module path for layers of that entry (default: attention.module)."
     )
-    kinds: dict[str, Literal["softmax", "linear", "none"]] = Field(
-        default_factory=dict, description="Entry -> attention kind for layers of that entry (default: attention.kind)."
+    kinds: dict[str, MixerKind] = Field(
+        default_factory=dict, description="Entry -> mixer kind for layers of that entry (default: attention.kind)."
     )
 
 
 class Attention(Branch):
     """The attention branch, plus where the attention internals live."""
 
-    kind: Literal["softmax", "linear", "none"] = Field(
-        "softmax", description="What the token mixer computes; only softmax attention has probabilities."
+    kind: MixerKind = Field(
+        "softmax",
+        description="What the token mixer computes: softmax, linear (attention), state_space, recurrent, convolution, "
+        "or none (no mixer); only softmax attention has probabilities.",
     )
     per_layer: Optional[PerLayer] = Field(None, description="Per-layer module paths and kinds (hybrid models).")
     output_projection: Optional[str] = Field(

@@ -22,7 +22,7 @@ class Lfm2Adapter(Adapter):
          'attention': {'module': 'self_attn',
                        'per_layer': {'config_key': 'layer_types',
                                      'modules': {'conv': 'conv'},
-                                     'kinds': {'conv': 'none'}},
+                                     'kinds': {'conv': 'convolution'}},
                        'output_projection': 'out_proj',
                        'probabilities': {'ops': [{'name': 'attention_interface'},
                                                  {'name': 'nn_functional_dropout'}]},
