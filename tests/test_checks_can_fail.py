@@ -26,6 +26,17 @@ MUTATIONS = {
     "gpt2": ('[modules]\nembed_tokens = "transformer.wpe"\n', {"branch_inputs"}),
     # A tuple element that is not the hidden state.
     "llama": ("[attention]\nelement = 1\n", {"contribution", "edit_attentions_output"}),
+    # Mamba's output_hidden_states has no embeddings entry: read as the usual numbering, the
+    # ground truth is off by one block.
+    "mamba": ('[layer]\nhidden_states = "inputs"\n', {"layers_io", "read_order"}),
+    # Nemotron-H's MoE blocks called token mixers, its Mamba blocks MLPs: every sum still holds, but
+    # the MoE mixes no tokens and the Mamba mixer does.
+    "nemotron_h": (
+        '[attention]\nper_layer = { config_key = "layers_block_type", kinds = { linear_attention = "none", '
+        'mlp = "none", moe = "recurrent" }, mlp_modules = { linear_attention = "mixer", full_attention = "", '
+        'mlp = "mixer", moe = "" } }\n',
+        {"token_mixing"},
+    ),
 }
 
 
@@ -69,7 +80,7 @@ def test_out_of_order_read_names_the_standard_values() -> None:
     from nnspec.runtime.model import StandardizedTransformer
 
     model = StandardizedTransformer(checkpoint("gpt2"))
-    with pytest.raises(OutOfOrderReadError, match=r"layers_input\[0\] was requested, after layers_output\[1\].*layers_input, attentions_input"):
+    with pytest.raises(OutOfOrderReadError, match=r"layers_input\[0\] was requested, after layers_output\[1\].*layers_input, mixers_input, attentions_input"):
         with model.trace("Hello world"):
             model.layers_output[1].save()
             model.layers_input[0].save()

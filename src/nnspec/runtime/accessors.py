@@ -35,17 +35,41 @@ def layer_index(label: str, index: Any, num_layers: int) -> int:
 
 
 class _Indexed:
-    """Shared indexing for the per-layer accessors."""
+    """Shared indexing for the per-layer accessors.
 
-    def __init__(self, label: str, num_layers: int, unavailable: Optional[str] = None) -> None:
+    ``unavailable`` is the reason the accessor serves no layer of this model; ``refuse(i)`` gives
+    the reason it does not serve layer ``i`` (a hybrid whose layer ``i`` has another mixer, or no
+    MLP), or ``None`` where it does.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        num_layers: int,
+        unavailable: Optional[str] = None,
+        refuse: Optional[Callable[[int], Optional[str]]] = None,
+    ) -> None:
         self.label = label
         self.num_layers = num_layers
         self.unavailable = unavailable  # the spec's reason when this accessor cannot serve
+        self.refuse = refuse
 
     def _index(self, index: Any) -> int:
         if self.unavailable is not None:
             raise CapabilityUnavailableError(f"{self.label} is not available for this model: {self.unavailable}")
-        return layer_index(self.label, index, self.num_layers)
+        i = layer_index(self.label, index, self.num_layers)
+        reason = self.refuse(i) if self.refuse is not None else None
+        if reason is not None:
+            raise CapabilityUnavailableError(f"{self.label}[{i}] is not available: {reason}")
+        return i
+
+    def serves(self, index: Any) -> bool:
+        """Whether this accessor serves layer ``index`` on this model (no exception either way
+        for a valid index)."""
+        if self.unavailable is not None:
+            return False
+        i = layer_index(self.label, index, self.num_layers)
+        return self.refuse is None or self.refuse(i) is None
 
     def __len__(self) -> int:
         return self.num_layers
@@ -57,8 +81,15 @@ class _Indexed:
 class ModuleAccessor(_Indexed):
     """``model.layers[i]``, ``model.attentions[i]``, ``model.mlps[i]``: the NNsight envoy of a module."""
 
-    def __init__(self, label: str, num_layers: int, envoy: Callable[[int], Any], unavailable: Optional[str] = None) -> None:
-        super().__init__(label, num_layers, unavailable)
+    def __init__(
+        self,
+        label: str,
+        num_layers: int,
+        envoy: Callable[[int], Any],
+        unavailable: Optional[str] = None,
+        refuse: Optional[Callable[[int], Optional[str]]] = None,
+    ) -> None:
+        super().__init__(label, num_layers, unavailable, refuse)
         self._envoy = envoy
 
     def __getitem__(self, index: Any) -> Any:
@@ -71,10 +102,19 @@ class ModuleAccessor(_Indexed):
 class ValueAccessor(_Indexed):
     """``model.layers_output[i]`` and the like: get and set a standard tensor inside a trace."""
 
-    def __init__(self, label: str, num_layers: int, port: Callable[[int], Port], unavailable: Optional[str] = None) -> None:
-        super().__init__(label, num_layers, unavailable)
+    def __init__(
+        self,
+        label: str,
+        num_layers: int,
+        port: Callable[[int], Port],
+        unavailable: Optional[str] = None,
+        refuse: Optional[Callable[[int], Optional[str]]] = None,
+        ports: Optional[dict[int, Port]] = None,
+    ) -> None:
+        super().__init__(label, num_layers, unavailable, refuse)
         self._make = port
-        self._ports: dict[int, Port] = {}
+        # Two accessors may share their ports (attentions_output and mixers_output are one value).
+        self._ports: dict[int, Port] = {} if ports is None else ports
 
     def port(self, index: Any) -> Port:
         i = self._index(index)

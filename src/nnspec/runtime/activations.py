@@ -17,7 +17,10 @@ from .batching import Positions, columns, encode
 from .interventions import Layers, as_layers
 
 #: Per-layer values that can be collected.
-VALUES = ("layers_input", "layers_output", "attentions_input", "attentions_output", "mlps_input", "mlps_output")
+VALUES = (
+    "layers_input", "layers_output", "attentions_input", "attentions_output", "mixers_input", "mixers_output",
+    "mlps_input", "mlps_output",
+)
 
 
 def _batches(prompts: Iterable[Any], size: int, column: Optional[str]) -> Iterator[list[str]]:
@@ -69,6 +72,9 @@ def collect_activations(
     chosen = as_layers(model, layers)
     order = sorted(set(chosen))
     accessor = getattr(model, value)
+    for layer in order:  # a value a chosen layer lacks raises its reason before any forward
+        if not accessor.serves(layer):
+            accessor[layer]
     total = len(prompts) if hasattr(prompts, "__len__") else None
     if total == 0:
         raise InputError("prompts is empty: give at least one prompt")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Optional
 
 from ..compiler.loader import deep_merge, load_spec_file
-from ..compiler.schema import Condition, Spec
+from ..compiler.schema import ATTENTION_KINDS, Condition, Spec
 from ..errors import ModelStructureError
 
 
@@ -66,20 +66,40 @@ def condition_holds(condition: Condition, config: Any, versions: Optional[dict[s
     return True
 
 
+def _layer_entry(spec: Spec, config: Any, i: int) -> Any:
+    per_layer = spec.attention.per_layer
+    return None if per_layer is None else read_config(config, per_layer.config_key)[i]
+
+
 def attention_for_layer(spec: Spec, config: Any, i: int) -> Any:
-    """The attention facts of layer ``i``: the spec's, with a hybrid model's per-layer module and
-    kind substituted from the config list the spec names."""
+    """The token-mixer facts of layer ``i``: the spec's, with a hybrid model's per-layer module and
+    kind substituted from the config list the spec names (kind "none": the layer has no mixer)."""
     per_layer = spec.attention.per_layer
     if per_layer is None:
         return spec.attention
-    entries = read_config(config, per_layer.config_key)
-    entry = entries[i]
-    update = {}
+    entry = _layer_entry(spec, config, i)
+    update: dict[str, Any] = {}
     if entry in per_layer.modules:
         update["module"] = per_layer.modules[entry]
     if entry in per_layer.kinds:
         update["kind"] = per_layer.kinds[entry]
+    if update.get("kind", spec.attention.kind) == "none":
+        update["module"] = None
     return spec.attention.model_copy(update=update) if update else spec.attention
+
+
+def mlp_for_layer(spec: Spec, config: Any, i: int) -> Any:
+    """The MLP facts of layer ``i``: the spec's, with a hybrid model's per-layer MLP path (``None``
+    module: the layer has no MLP)."""
+    per_layer = spec.attention.per_layer
+    if per_layer is None or not per_layer.mlp_modules:
+        return spec.mlp
+    entry = _layer_entry(spec, config, i)
+    if entry not in per_layer.mlp_modules:
+        return spec.mlp
+    path = per_layer.mlp_modules[entry] or None
+    return spec.mlp.model_copy(update={"module": path, "input": None if path is None else spec.mlp.input,
+                                       "contribution": None if path is None else spec.mlp.contribution})
 
 
 def rename_dict(spec: Spec) -> dict[str, str]:
@@ -94,13 +114,34 @@ def rename_dict(spec: Spec) -> dict[str, str]:
         spec.modules.ln_final: "ln_final",
         spec.modules.lm_head: "lm_head",
     }
-    if spec.attention.module:
-        wanted[spec.attention.module] = "self_attn"
-    if spec.attention.per_layer is not None:
-        for path in spec.attention.per_layer.modules.values():
-            wanted[path] = "self_attn"
+    wanted.pop(None, None)  # a model without a final norm module
+    # Block-level paths: a hybrid's per-layer paths too. A path that plays different roles on
+    # different layers (Nemotron-H's `mixer` is Mamba, attention or MLP) keeps its own name.
+    per_layer = spec.attention.per_layer
+    kinds = {} if per_layer is None else per_layer.kinds
+    roles: dict[str, set[str]] = {}
+
+    def mixer_alias(kind: str) -> str:
+        return "self_attn" if kind in ATTENTION_KINDS else "mixer"
+
+    if spec.attention.module and spec.attention.kind != "none":
+        roles.setdefault(spec.attention.module, set()).add(mixer_alias(spec.attention.kind))
+    if per_layer is not None:
+        for entry, kind in kinds.items():
+            path = per_layer.modules.get(entry, spec.attention.module)
+            if path and kind != "none":
+                roles.setdefault(path, set()).add(mixer_alias(kind))
+        for entry, path in per_layer.modules.items():
+            if path and entry not in kinds:
+                roles.setdefault(path, set()).add(mixer_alias(spec.attention.kind))
+        for path in per_layer.mlp_modules.values():
+            if path:
+                roles.setdefault(path, set()).add("mlp")
     if spec.mlp.module:
-        wanted[spec.mlp.module] = "mlp"
+        roles.setdefault(spec.mlp.module, set()).add("mlp")
+    for path, aliases in roles.items():
+        if len(aliases) == 1:
+            wanted[path] = next(iter(aliases))
     return {path: alias for path, alias in wanted.items() if path != alias}
 
 

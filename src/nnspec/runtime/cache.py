@@ -18,8 +18,13 @@ from .readorder import LAYER_ORDER
 #: Per-layer values, in the documented read order (the same on every architecture).
 LAYER_VALUES = LAYER_ORDER
 MODEL_VALUES = ("token_embeddings", "logits")
-#: What ``run_with_cache`` collects when no names are given.
-DEFAULT_NAMES = ("layers_input", "attentions_input", "attentions_output", "mlps_input", "mlps_output", "layers_output")
+#: What ``run_with_cache`` collects when no names are given, on the layers that have each value
+#: (``mixers_*`` only where the token mixer is not attention: on attention layers they equal
+#: ``attentions_*``).
+DEFAULT_NAMES = (
+    "layers_input", "attentions_input", "attentions_output", "mixers_input", "mixers_output",
+    "mlps_input", "mlps_output", "layers_output",
+)
 
 
 class ActivationCache(dict):
@@ -54,14 +59,17 @@ class ActivationCache(dict):
         return torch.stack([self["layers_input.0"]] + [self[f"layers_output.{i}"] for i in range(self.num_layers)], 0)
 
     def decompose_resid(self) -> tuple[torch.Tensor, list[str]]:
-        """The final residual stream as a sum of parts: ``(1 + 2 * num_layers, batch, seq, hidden)``
-        (embedding, then each layer's attention and MLP contributions) and their labels. The parts
-        sum to ``layers_output[num_layers - 1]``."""
+        """The final residual stream as a sum of parts: ``(parts, batch, seq, hidden)`` (the embedding,
+        then each layer's token-mixer and MLP contributions, those it has: ``1 + 2 * num_layers``
+        parts on a transformer) and their labels (``"attention.3"``, ``"mixer.3"`` where the mixer
+        is not attention, ``"mlp.3"``). The parts sum to ``layers_output[num_layers - 1]``."""
         self._need_all_layers("decompose_resid")
         parts, labels = [self["layers_input.0"]], ["embed"]
         for i in range(self.num_layers):
-            parts += [self[f"attentions_output.{i}"], self[f"mlps_output.{i}"]]
-            labels += [f"attention.{i}", f"mlp.{i}"]
+            for name, label in (("attentions_output", "attention"), ("mixers_output", "mixer"), ("mlps_output", "mlp")):
+                if f"{name}.{i}" in self and not (label == "mixer" and f"attentions_output.{i}" in self):
+                    parts.append(self[f"{name}.{i}"])
+                    labels.append(f"{label}.{i}")
         return torch.stack(parts, 0), labels
 
     def _need_all_layers(self, what: str) -> None:
@@ -77,6 +85,25 @@ def _check_names(model: Any, names: Sequence[str]) -> list[str]:
             hint = f" (give {base!r} and choose layers with layers=)" if base in valid else did_you_mean(name, valid)
             raise UnknownNameError(f"{name!r} is not a cacheable value{hint}; names: {', '.join(valid)}")
     return list(names)
+
+
+def served(model: Any, names: Sequence[str], layers: Sequence[int], strict: bool) -> list[tuple[str, int]]:
+    """``(name, layer)`` pairs to read, layer by layer in the documented order. ``strict``: a name
+    the model does not serve on a chosen layer raises its reason before anything runs; otherwise
+    (default names) such pairs are left out, and ``mixers_*`` are kept only where the mixer is not
+    attention (elsewhere they repeat ``attentions_*``)."""
+    pairs = []
+    for layer in layers:
+        for name in names:
+            accessor = getattr(model, name)
+            if not accessor.serves(layer):
+                if strict:
+                    accessor[layer]  # raises CapabilityUnavailableError with the reason
+                continue
+            if not strict and name.startswith("mixers_") and model.attentions_output.serves(layer):
+                continue
+            pairs.append((name, layer))
+    return pairs
 
 
 def plan(model: Any, names: Sequence[str]) -> list[str]:
@@ -100,6 +127,7 @@ def run_with_cache(
     chosen = sorted(set(as_layers(model, layers)))
     wanted = _check_names(model, names if names is not None else DEFAULT_NAMES)
     per_layer = plan(model, wanted)
+    pairs = served(model, per_layer, chosen, strict=names is not None)
     keys: list[str] = []
     saved: list[Any] = []
 
@@ -110,9 +138,8 @@ def run_with_cache(
     with model.trace(prompts, remote=remote) as tracer:
         if "token_embeddings" in wanted:
             keep("token_embeddings", model.token_embeddings)
-        for layer in chosen:
-            for name in per_layer:
-                keep(f"{name}.{layer}", getattr(model, name)[layer])
+        for name, layer in pairs:
+            keep(f"{name}.{layer}", getattr(model, name)[layer])
         if "logits" in wanted:
             keep("logits", model.logits)
         else:

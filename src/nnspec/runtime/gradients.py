@@ -15,12 +15,15 @@ import torch
 
 from ..errors import InputError, UnknownNameError
 
-from .cache import _check_names, plan
+from .cache import _check_names, plan, served
 from .interventions import Layers, as_layers, as_prompts
 
 Metric = Callable[[torch.Tensor], torch.Tensor]
 #: Values whose gradient can be taken (what lies on the residual path and its branches).
-GRADIENT_VALUES = ("layers_input", "attentions_input", "attentions_output", "mlps_input", "mlps_output", "layers_output")
+GRADIENT_VALUES = (
+    "layers_input", "attentions_input", "attentions_output", "mixers_input", "mixers_output",
+    "mlps_input", "mlps_output", "layers_output",
+)
 
 
 def _scalar(value: Any) -> torch.Tensor:
@@ -63,14 +66,14 @@ def _trace(model: Any, prompts: list[str], metric: Metric, names: Sequence[str],
     grads: list[Any] = []
     values: list[Any] = []
     metric_out: list[Any] = []
+    pairs = served(model, per_layer, chosen, strict=True)  # an unserved value raises before the forward
     with torch.enable_grad(), model.trace(prompts, remote=remote):
-        for layer in chosen:
-            for name in per_layer:
-                port = getattr(model, name).port(layer)
-                keys.append(f"{name}.{layer}")
-                live.append(port.graph_value())
-                if keep_values:
-                    values.append(port.get().detach().save())
+        for name, layer in pairs:
+            port = getattr(model, name).port(layer)
+            keys.append(f"{name}.{layer}")
+            live.append(port.graph_value())
+            if keep_values:
+                values.append(port.get().detach().save())
         value = _scalar(metric(model.logits))
         metric_out.append(value.detach().save())
         # One autograd call for every value: no dependence on the order backward visits them.

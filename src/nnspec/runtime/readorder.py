@@ -17,6 +17,7 @@ from ..errors import OutOfOrderReadError
 #: One layer's values, in the order to read them inside a trace (the same on every architecture).
 LAYER_ORDER = (
     "layers_input",
+    "mixers_input",
     "attentions_input",
     "queries",
     "keys",
@@ -24,6 +25,7 @@ LAYER_ORDER = (
     "attention_probabilities",
     "attention_heads_output",
     "attentions_output",
+    "mixers_output",
     "mlps_input",
     "mlps_output",
     "layers_output",

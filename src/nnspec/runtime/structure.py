@@ -14,7 +14,7 @@ import torch
 
 from ..compiler.schema import Branch, Spec
 from ..errors import ModelStructureError, closest
-from .adapter import attention_for_layer, has_config, read_config
+from .adapter import attention_for_layer, has_config, mlp_for_layer, read_config
 
 
 @dataclass(frozen=True)
@@ -167,6 +167,8 @@ def check_structure(root: torch.nn.Module, config: Any, spec: Spec, source: str)
     where = type(root).__name__
     for key in ("embed_tokens", "layers", "ln_final", "lm_head"):
         path = getattr(spec.modules, key)
+        if path is None:  # ln_final = "": the model has no final norm module
+            continue
         if not (path in spec.modules.optional and module_absent(root, path)):
             _submodule(root, path, f"modules.{key}", source, where)
     for i, path in enumerate(spec.modules.before_lm_head):
@@ -194,10 +196,11 @@ def check_structure(root: torch.nn.Module, config: Any, spec: Spec, source: str)
                 f"{source}: attention.per_layer.config_key = {key!r} must list one entry per block ({len(blocks)}), got {entries!r}"
             )
     per_block = [attention_for_layer(spec, config, i) for i in range(len(blocks))]
+    per_block_mlp = [mlp_for_layer(spec, config, i) for i in range(len(blocks))]
     structure = Structure(
         num_layers=len(blocks),
         attention=_branch(blocks, spec.attention, "attention", config, source, per_block),
-        mlp=_branch(blocks, spec.mlp, "mlp", config, source),
+        mlp=_branch(blocks, spec.mlp, "mlp", config, source, per_block_mlp),
     )
     softmax = [i for i, a in enumerate(per_block) if a.kind == "softmax" and a.module]
     attention = per_block[softmax[0]] if softmax else spec.attention
@@ -210,4 +213,12 @@ def check_structure(root: torch.nn.Module, config: Any, spec: Spec, source: str)
         for key, path in inner.items():
             if path is not None:
                 _submodule(host, path, key, source, f"{type(host).__name__} (block {softmax[0]}'s {attention.module})")
+        if attention.sinks is not None:
+            for i in softmax:  # an attribute on every softmax layer; None where a layer has no sinks
+                module = blocks[i].get_submodule(per_block[i].module)
+                if not hasattr(module, attention.sinks):
+                    raise ModelStructureError(
+                        f"{source}: attention.sinks = {attention.sinks!r} is not an attribute of {type(module).__name__} "
+                        f"(block {i}'s {per_block[i].module})"
+                    )
     return structure
