@@ -69,7 +69,11 @@ class ConfigKeys(_Strict):
     """
 
     num_layers: str = Field("num_hidden_layers", description="Config key of the block count.")
-    num_heads: str = Field("num_attention_heads", description="Config key of the query head count.")
+    num_heads: Optional[str] = Field(
+        "num_attention_heads",
+        description="Config key of the query head count; null for models without attention (num_heads, "
+        "num_kv_heads and head_dim are then None).",
+    )
     num_kv_heads: Union[str, ConfigKey, None] = Field(
         "num_key_value_heads",
         description="Config key of the key/value head count; null (or a null value) means num_heads.",
@@ -105,7 +109,10 @@ class ModulePaths(_Strict):
 
     embed_tokens: str = Field(description="Token embedding module, e.g. 'model.embed_tokens'.")
     layers: str = Field(description="The ModuleList of blocks, e.g. 'model.layers'.")
-    ln_final: str = Field(description="Final norm applied before the unembedding.")
+    ln_final: Optional[str] = Field(
+        description="Final norm applied before the unembedding; \"\" where the model has none (post-norm blocks "
+        "that end in their own norm, or a norm applied as a function without a module).",
+    )
     lm_head: str = Field("lm_head", description="Unembedding module.")
     before_lm_head: list[str] = Field(
         default_factory=list,
@@ -120,12 +127,12 @@ class ModulePaths(_Strict):
 
     @field_validator("embed_tokens", "layers", "ln_final", "lm_head")
     @classmethod
-    def _paths(cls, value: str) -> str:
+    def _paths(cls, value: Optional[str]) -> Optional[str]:
         return _check_path(value)
 
     @model_validator(mode="after")
     def _optional_are_final(self) -> "ModulePaths":
-        final = [self.ln_final, *self.before_lm_head]
+        final = self.final()
         for path in self.optional:
             if path not in final:
                 raise ValueError(
@@ -135,8 +142,8 @@ class ModulePaths(_Strict):
         return self
 
     def final(self) -> list[str]:
-        """The modules between the last block and ``lm_head``, in order."""
-        return [self.ln_final, *self.before_lm_head]
+        """The modules between the last block and ``lm_head``, in order (no final norm: none)."""
+        return [p for p in (self.ln_final, *self.before_lm_head) if p is not None]
 
     @field_validator("before_lm_head", "optional")
     @classmethod
@@ -153,6 +160,12 @@ class LayerIO(_Strict):
         "tensor", description="What the block's forward returns (a tuple carries extras after the hidden state)."
     )
     hidden_element: int = Field(0, ge=0, description="Index of the hidden state when the block returns a tuple.")
+    hidden_states: Literal["inputs", "outputs"] = Field(
+        "inputs",
+        description="How the model's own output_hidden_states numbers the stream: 'inputs' (the usual: entry i enters "
+        "block i, the embeddings first) or 'outputs' (entry i leaves block i, no embeddings entry; Mamba). The "
+        "standard names mean the same either way; this only tells the checks how to read the ground truth.",
+    )
 
 
 class OpStep(_Strict):
@@ -178,6 +191,9 @@ class SourceRef(_Strict):
     io: Literal["input", "output"] = Field("output", description="Read the positional inputs or the output.")
     index: Optional[int] = Field(None, ge=0, description="Element of the positional inputs or of a tuple output.")
     transpose: bool = Field(False, description="Swap dims 1 and 2 to reach the standard layout.")
+    transpose_last: bool = Field(
+        False, description="Swap the last two dims: keys read as they enter q @ k^T, (batch, heads, head_dim, seq)."
+    )
     split_heads: bool = Field(False, description="The value has heads merged in its last dim (batch, seq, heads*d): split them.")
 
 
@@ -244,6 +260,21 @@ class PerLayer(_Strict):
     kinds: dict[str, MixerKind] = Field(
         default_factory=dict, description="Entry -> mixer kind for layers of that entry (default: attention.kind)."
     )
+    mlp_modules: dict[str, str] = Field(
+        default_factory=dict,
+        description="Entry -> MLP module path for layers of that entry (default: mlp.module); \"\" means the "
+        "layers of that entry have no MLP.",
+    )
+
+    @model_validator(mode="after")
+    def _mixer_or_mlp(self) -> "PerLayer":
+        for entry, kind in self.kinds.items():
+            if kind == "none" and self.mlp_modules.get(entry) == "":
+                raise ValueError(f"entry {entry!r} has neither a token mixer (kind 'none') nor an MLP (mlp_modules \"\")")
+        for entry, path in [*self.modules.items(), *self.mlp_modules.items()]:
+            if path != "":
+                _check_path(path)
+        return self
 
 
 class Attention(Branch):
@@ -266,6 +297,12 @@ class Attention(Branch):
         None, description="Score multiplier: a config key whose value s gives s**-0.5, or the number itself; null: the attention module's `scaling`, else head_dim**-0.5."
     )
     score_softcap: Optional[str] = Field(None, description="Config key of a tanh softcap applied to the scores.")
+    sinks: Optional[str] = Field(
+        None,
+        description="Attribute of the attention module holding one learned sink logit per head (None on layers "
+        "without sinks): it joins the softmax as an extra last column that attends to nothing and is dropped after "
+        "it, so attention_probabilities (over the real keys) sum to 1 minus the sink's share.",
+    )
     probabilities: Optional[SourceRef] = Field(None, description="Post-softmax weights (batch, heads, q, k) as the model uses them.")
     queries: Optional[SourceRef] = Field(None, description="Queries as they enter the score computation (batch, heads, seq, head_dim).")
     keys: Optional[SourceRef] = Field(None, description="Keys as they enter the score computation (batch, kv_heads, seq, head_dim).")

@@ -23,6 +23,7 @@ from ..compiler.schema import Branch
 from ..errors import CapabilityUnavailableError, ConformanceError
 from .adapter import read_config
 from .batching import positions_from_mask
+from .ports import pick, replace
 from .readorder import ATTENTION_INTERNALS, LAYER_ORDER
 
 #: float32 tolerances for every comparison, in one place.
@@ -67,6 +68,18 @@ class Subject:
     def __post_init__(self) -> None:
         with torch.no_grad():
             self.reference = self.hf(self.input_ids, output_hidden_states=True)
+
+    @property
+    def stream(self) -> list[torch.Tensor]:
+        """The residual stream from plain transformers: entry ``i`` enters block ``i`` (entry 0 the
+        embeddings), entry ``i + 1`` leaves it, for ``i < num_layers - 1``; read from
+        ``hidden_states`` in the numbering the spec declares (``layer.hidden_states``)."""
+        hs = list(self.reference.hidden_states)
+        if self.spec.layer.hidden_states == "inputs":
+            return hs
+        with torch.no_grad():  # no embeddings entry: the embedding module's own output
+            embeddings = self.hf.get_input_embeddings()(self.input_ids)
+        return [embeddings] + hs
 
     @property
     def num_layers(self) -> int:
@@ -115,14 +128,15 @@ def load_subject(name: str, path: Any, spec: Any = None, **model_kwargs: Any) ->
 
 
 def check_layers_io(s: Subject) -> float:
-    """``layers_input[i] == hidden_states[i]`` and ``layers_output[i] == hidden_states[i+1]`` (i < L-1)."""
+    """``layers_input[i] == hidden_states[i]`` and ``layers_output[i] == hidden_states[i+1]`` (i < L-1),
+    in the standard numbering (:attr:`Subject.stream`)."""
     m, n = s.model, s.num_layers
     inputs, outputs = [], []
     with m.trace(s.input_ids):
         for i in range(n):
             inputs.append(m.layers_input[i].save())
             outputs.append(m.layers_output[i].save())
-    hs = s.reference.hidden_states
+    hs = s.stream
     worst = 0.0
     for i in range(n):
         worst = max(worst, assert_close("layers_io", f"layers_input[{i}]", inputs[i], hs[i]))
@@ -131,8 +145,52 @@ def check_layers_io(s: Subject) -> float:
     return worst
 
 
+def _mixer_accessor(s: Subject, i: int) -> Optional[str]:
+    """The accessor holding layer ``i``'s token-mixer contribution: ``attentions_*`` on attention
+    layers, ``mixers_*`` on the others (the two are one value; :func:`check_contribution` proves
+    that ``attentions_*`` refuse where the mixer is not attention). ``None``: the layer has no mixer."""
+    if s.model.attentions_output.serves(i):
+        return "attentions"
+    return "mixers" if s.model.mixers_output.serves(i) else None
+
+
+def _branches(s: Subject, i: int) -> list[str]:
+    """The contribution accessors of layer ``i``'s branches (mixer, MLP), those it has."""
+    mixer = _mixer_accessor(s, i)
+    return ([f"{mixer}_output"] if mixer else []) + (["mlps_output"] if s.model.mlps_output.serves(i) else [])
+
+
+def _check_refusals(s: Subject) -> None:
+    """Per layer: ``attentions_*`` serve exactly the attention layers, ``mixers_*`` every layer with
+    a token mixer, ``mlps_*`` every layer with an MLP; and no layer lacks both branches."""
+    m = s.model
+    for i in range(s.num_layers):
+        kind = m.mixer_kind(i)
+        expected = {
+            "attentions": kind in ("softmax", "linear") and m.branch("attention", i).module is not None,
+            "mixers": kind != "none" and m.branch("attention", i).module is not None,
+            "mlps": m.branch("mlp", i).module is not None,
+        }
+        if not expected["mixers"] and not expected["mlps"]:
+            raise ConformanceError(f"contribution: layer {i} has neither a token mixer nor an MLP")
+        for plural, serves in expected.items():
+            for suffix in ("input", "output"):
+                accessor = getattr(m, f"{plural}_{suffix}")
+                if serves and not accessor.serves(i) and accessor.unavailable is None:
+                    raise ConformanceError(f"contribution: {plural}_{suffix}[{i}] is refused on a layer whose mixer is {kind!r}")
+                if not serves:
+                    try:  # the refusal comes from the index, before any forward runs
+                        accessor[i]
+                    except CapabilityUnavailableError:
+                        continue
+                    raise ConformanceError(f"contribution: {plural}_{suffix}[{i}] was served on a layer without that branch ({kind!r})")
+
+
 def check_contribution(s: Subject) -> float:
-    """``layers_input[i] + attentions_output[i] + mlps_output[i] == layers_output[i]`` on every layer.
+    """``layers_input[i] + mixers_output[i] + mlps_output[i] == layers_output[i]`` on every layer,
+    with ``attentions_output`` in place of ``mixers_output`` on attention layers and a branch the
+    layer lacks left out (a Mamba block is ``layers_input + mixers_output``); accessors of a
+    branch a layer lacks must refuse.
 
     Where the spec declares the identity unavailable, the runtime must refuse (not guess).
     """
@@ -141,25 +199,25 @@ def check_contribution(s: Subject) -> float:
     if reason:
         try:
             with m.trace(s.input_ids):
-                m.attentions_output[0]
+                getattr(m, f"{_mixer_accessor(s, 0) or 'mlps'}_output")[0]
         except CapabilityUnavailableError:
             return 0.0
         raise ConformanceError("contribution: the spec declares the identity unavailable, but the runtime served it")
+    _check_refusals(s)
     rows = []
     with m.trace(s.input_ids):
         for i in range(n):
             x = m.layers_input[i].save()
-            a = m.attentions_output[i].save()
-            f = m.mlps_output[i].save()
+            parts = {name: getattr(m, name)[i].save() for name in _branches(s, i)}
             y = m.layers_output[i].save()
-            rows.append((x, a, f, y))
+            rows.append((x, parts, y))
     worst = 0.0
-    for i, (x, a, f, y) in enumerate(rows):
-        worst = max(worst, assert_close(
-            "contribution", f"layer {i}: layers_input + attentions_output + mlps_output vs layers_output", x + a + f, y
-        ))
-        if max_diff(a, torch.zeros_like(a)) == 0 or max_diff(f, torch.zeros_like(f)) == 0:
-            raise ConformanceError(f"contribution: layer {i} has an all-zero branch contribution")
+    for i, (x, parts, y) in enumerate(rows):
+        total = x + sum(parts.values())
+        worst = max(worst, assert_close("contribution", f"layer {i}: layers_input + {' + '.join(parts)} vs layers_output", total, y))
+        for name, part in parts.items():
+            if max_diff(part, torch.zeros_like(part)) == 0:
+                raise ConformanceError(f"contribution: layer {i} has an all-zero {name}")
     return worst
 
 
@@ -171,22 +229,65 @@ def check_residual_kind(s: Subject) -> float:
         return 0.0
     worst = 0.0
     for i in range(s.num_layers):
+        mixer = _mixer_accessor(s, i)
+        if mixer is None or not m.mlps_input.serves(i):
+            continue  # one branch only: nothing to order
+        contribution = getattr(m, f"{mixer}_output")
         clean, edited = [], []
         with m.trace(s.input_ids):
             clean.append(m.mlps_input[i].save())
         with m.trace(s.input_ids):
-            m.attentions_output[i] = m.attentions_output[i] + s.delta(i)
+            contribution[i] = contribution[i] + s.delta(i)
             edited.append(m.mlps_input[i].save())
         moved = max_diff(edited[0], clean[0])
         if kind == "parallel" and moved > TOLERANCE["atol"]:
             raise ConformanceError(
-                f"residual: the spec says parallel, but mlps_input[{i}] moved by {moved:.3g} when attentions_output[{i}] changed"
+                f"residual: the spec says parallel, but mlps_input[{i}] moved by {moved:.3g} when {mixer}_output[{i}] changed"
             )
         if kind == "sequential" and moved <= MIN_EFFECT:
             raise ConformanceError(
-                f"residual: the spec says sequential, but mlps_input[{i}] did not move when attentions_output[{i}] changed"
+                f"residual: the spec says sequential, but mlps_input[{i}] did not move when {mixer}_output[{i}] changed"
             )
         worst = max(worst, moved if kind == "parallel" else 0.0)
+    return worst
+
+
+def check_token_mixing(s: Subject) -> float:
+    """What the spec calls the token mixer mixes tokens, and what it calls the MLP does not: a change
+    of ``mixers_input[i]`` at the first position moves ``mixers_output[i]`` at later positions, the
+    same change of ``mlps_input[i]`` leaves ``mlps_output[i]`` at later positions as it was. A truth
+    about the modules themselves, so a spec that swaps the two branches (or names a mixer that is
+    none) fails here whatever the other rows say."""
+    m, n = s.model, s.num_layers
+    if s.spec.limits.contribution:
+        return 0.0
+    plan = [(name, i) for i in range(n) for name in ("mixers", "mlps") if getattr(m, f"{name}_output").serves(i)]
+    clean: dict[tuple[str, int], Any] = {}
+    with m.trace(s.input_ids):
+        for i in range(n):
+            for name in ("mixers", "mlps"):
+                if (name, i) in plan:
+                    clean[(name, i)] = getattr(m, f"{name}_output")[i].save()
+    worst = 0.0
+    for name, i in plan:
+        with m.trace(s.input_ids):
+            inputs = getattr(m, f"{name}_input")
+            value = inputs[i].clone()
+            value[:, 0] = value[:, 0] + s.delta(i)[:, 0] * 10
+            inputs[i] = value
+            edited = getattr(m, f"{name}_output")[i].save()
+        moved = max_diff(edited[:, 1:], clean[(name, i)][:, 1:])
+        if name == "mixers" and moved <= MIN_EFFECT:
+            raise ConformanceError(
+                f"token_mixing: mixers_output[{i}] at later positions did not move when mixers_input[{i}] changed at the "
+                f"first one: the spec's token mixer ({m.branch('attention', i).module!r}, kind {m.mixer_kind(i)!r}) mixes no tokens"
+            )
+        if name == "mlps" and moved > TOLERANCE["atol"]:
+            raise ConformanceError(
+                f"token_mixing: mlps_output[{i}] at later positions moved by {moved:.3g} when mlps_input[{i}] changed at "
+                f"the first one: the spec's MLP ({m.branch('mlp', i).module!r}) mixes tokens, so it is a token mixer"
+            )
+        worst = max(worst, moved if name == "mlps" else 0.0)
     return worst
 
 
@@ -204,7 +305,7 @@ def _last_layer_output(s: Subject) -> torch.Tensor:
     captured: list[torch.Tensor] = []
 
     def grab(module: Any, args: Any, output: Any) -> None:
-        captured.append(output[s.spec.layer.hidden_element] if isinstance(output, tuple) else output)
+        captured.append(pick(output, s.spec.layer.hidden_element))
 
     s.hf_logits([(s.hf_block(s.num_layers - 1), grab)])
     return captured[0]
@@ -230,25 +331,29 @@ def check_logits(s: Subject) -> float:
 
 def _hook_add(element: int, delta: torch.Tensor, flat: bool = False) -> Callable:
     def hook(module: Any, args: Any, output: Any) -> Any:
-        target = output[element] if isinstance(output, tuple) else output
+        target = pick(output, element)
         edited = target + (delta.reshape(target.shape) if flat else delta)
-        return output[:element] + (edited,) + output[element + 1 :] if isinstance(output, tuple) else edited
+        return replace(output, element, edited)
 
     return hook
 
 
-def _edit_check(s: Subject, check: str, accessor: str, hook_for: Callable[[int, torch.Tensor], tuple]) -> float:
+def _edit_check(
+    s: Subject, check: str, accessor: Any, hook_for: Callable[[int, torch.Tensor], tuple], layers: Optional[list[int]] = None
+) -> float:
+    """``accessor`` (a name, or a function of the layer giving one) edited on ``layers`` (default: all)."""
     m, worst = s.model, 0.0
     base = s.reference.logits
-    for i in range(s.num_layers):
+    for i in range(s.num_layers) if layers is None else layers:
+        name = accessor(i) if callable(accessor) else accessor
         delta = s.delta(i)
         with m.trace(s.input_ids):
-            values = getattr(m, accessor)
+            values = getattr(m, name)
             values[i] = values[i] + delta
             edited = m.logits.save()
         expected = s.hf_logits([hook_for(i, delta)])
-        assert_effect(check, f"{accessor}[{i}] += delta", expected, base)
-        worst = max(worst, assert_close(check, f"logits after {accessor}[{i}] += delta", edited, expected))
+        assert_effect(check, f"{name}[{i}] += delta", expected, base)
+        worst = max(worst, assert_close(check, f"logits after {name}[{i}] += delta", edited, expected))
     return worst
 
 
@@ -258,11 +363,11 @@ def check_edit_layers_output(s: Subject) -> float:
     return _edit_check(s, "edit_layers_output", "layers_output", lambda i, d: (s.hf_block(i), _hook_add(element, d)))
 
 
-def _branch_hook(s: Subject, branch: Branch, scale: Optional[float]) -> Callable[[int, torch.Tensor], tuple]:
-    name = "attention" if branch is s.spec.attention else "mlp"
-
+def _branch_hook(s: Subject, name: str) -> Callable[[int, torch.Tensor], tuple]:
     def hook_for(i: int, delta: torch.Tensor) -> tuple:
-        module = s.hf_block(i).get_submodule(s.model.branch(name, i).contribution_path)
+        branch = s.model.branch(name, i)
+        module = s.hf_block(i).get_submodule(branch.contribution_path)
+        scale = _branch_scale(s, branch)
         raw_delta = delta / scale if scale is not None else delta
         # A module that adds the residual itself returns residual + contribution: the same delta applies.
         return module, _hook_add(branch.element, raw_delta, flat=branch.flattened)
@@ -276,21 +381,24 @@ def _branch_scale(s: Subject, branch: Branch) -> Optional[float]:
     return float(branch.scale if not isinstance(branch.scale, str) else read_config(s.hf.config, branch.scale))
 
 
-def _branch_edit(s: Subject, name: str, branch: Branch) -> float:
-    check = f"edit_{name}_output"
+def check_edit_attentions_output(s: Subject) -> float:
+    """Writing ``attentions_output[i]`` (``mixers_output[i]`` on layers whose token mixer is not
+    attention) equals the same change of the mixer's contribution made with a hook."""
     if s.spec.limits.contribution:
         return 0.0  # the runtime refuses the accessor (check_contribution proves it)
-    return _edit_check(s, check, f"{name}_output", _branch_hook(s, branch, _branch_scale(s, branch)))
-
-
-def check_edit_attentions_output(s: Subject) -> float:
-    """Writing ``attentions_output[i]`` equals the same change of the attention contribution with a hook."""
-    return _branch_edit(s, "attentions", s.spec.attention)
+    layers = [i for i in range(s.num_layers) if _mixer_accessor(s, i)]
+    return _edit_check(
+        s, "edit_attentions_output", lambda i: f"{_mixer_accessor(s, i)}_output", _branch_hook(s, "attention"), layers
+    )
 
 
 def check_edit_mlps_output(s: Subject) -> float:
-    """Writing ``mlps_output[i]`` equals the same change of the MLP contribution with a hook."""
-    return _branch_edit(s, "mlps", s.spec.mlp)
+    """Writing ``mlps_output[i]`` equals the same change of the MLP contribution with a hook (on
+    every layer that has an MLP)."""
+    if s.spec.limits.contribution:
+        return 0.0
+    layers = [i for i in range(s.num_layers) if s.model.mlps_output.serves(i)]
+    return _edit_check(s, "edit_mlps_output", "mlps_output", _branch_hook(s, "mlp"), layers)
 
 
 def check_steer(s: Subject) -> float:
@@ -328,9 +436,7 @@ def check_skip_layers(s: Subject) -> float:
         hidden["x"] = args[0] if args else next(iter(kwargs.values()))
 
     def pass_through(module: Any, args: Any, output: Any) -> Any:
-        if isinstance(output, tuple):
-            return output[:element] + (hidden["x"],) + output[element + 1 :]
-        return hidden["x"]
+        return replace(output, element, hidden["x"])
 
     first = s.hf_block(start)
     handle = first.register_forward_pre_hook(keep_input, with_kwargs=True)
@@ -346,26 +452,25 @@ def check_branch_inputs(s: Subject) -> float:
     """``attentions_input[i]`` / ``mlps_input[i]`` equal what the HF branch modules receive, shaped
     ``(batch, seq, hidden)``, and ``token_embeddings`` equals ``get_input_embeddings()(input_ids)``."""
     m, n = s.model, s.num_layers
-    got: dict[str, list] = {"attentions": [], "mlps": []}
+    plan = [(name, i) for i in range(n) for name in (_mixer_accessor(s, i), "mlps" if m.mlps_input.serves(i) else None) if name]
+    got: dict[tuple[str, int], Any] = {}
     with m.trace(s.input_ids):
         embeddings = m.token_embeddings.save()
-        for i in range(n):
-            got["attentions"].append(m.attentions_input[i].save())
-            got["mlps"].append(m.mlps_input[i].save())
-    seen: dict[str, list] = {"attentions": [], "mlps": []}
+        for name, i in plan:
+            got[(name, i)] = getattr(m, f"{name}_input")[i].save()
+    seen: dict[tuple[str, int], Any] = {}
 
-    def recorder(key: str, shape_like: bool) -> Callable:
+    def recorder(key: tuple[str, int]) -> Callable:
         def hook(module: Any, args: Any, kwargs: Any) -> None:
             value = args[0] if args else next(iter(kwargs.values()))
-            seen[key].append(value.reshape(s.reference.hidden_states[0].shape[:2] + value.shape[-1:]) if shape_like else value)
+            seen[key] = value.reshape(s.reference.hidden_states[0].shape[:2] + value.shape[-1:])
 
         return hook
 
     handles = []
-    for key, name in (("attentions", "attention"), ("mlps", "mlp")):
-        for i in range(n):
-            module = s.hf_block(i).get_submodule(m.branch(name, i).input_path)
-            handles.append(module.register_forward_pre_hook(recorder(key, True), with_kwargs=True))
+    for name, i in plan:
+        module = s.hf_block(i).get_submodule(m.branch("mlp" if name == "mlps" else "attention", i).input_path)
+        handles.append(module.register_forward_pre_hook(recorder((name, i)), with_kwargs=True))
     try:
         s.hf_logits()
     finally:
@@ -374,9 +479,8 @@ def check_branch_inputs(s: Subject) -> float:
     with torch.no_grad():  # ground truth from transformers' own accessor, not the spec's path
         expected = s.hf.get_input_embeddings()(s.input_ids)
     worst = assert_close("branch_inputs", "token_embeddings vs get_input_embeddings()(input_ids)", embeddings, expected)
-    for key in ("attentions", "mlps"):
-        for i in range(n):
-            worst = max(worst, assert_close("branch_inputs", f"{key}_input[{i}]", got[key][i], seen[key][i]))
+    for name, i in plan:
+        worst = max(worst, assert_close("branch_inputs", f"{name}_input[{i}]", got[(name, i)], seen[(name, i)]))
     return worst
 
 
@@ -416,18 +520,45 @@ def _expect_refusal(check: str, s: Subject, accessor: str, layer: int = 0) -> fl
     raise ConformanceError(f"{check}: the spec declares {accessor} unavailable, but the runtime served it")
 
 
+def _sinks(s: Subject, i: int) -> Optional[torch.Tensor]:
+    """Layer ``i``'s learned sink logits, one per head, where the spec declares ``attention.sinks``
+    and the layer has them (``None`` otherwise)."""
+    name = s.model.branch("attention", i).sinks
+    if name is None:
+        return None
+    return getattr(s.hf_block(i).get_submodule(s.model.branch("attention", i).module), name)
+
+
 @contextlib.contextmanager
-def _softmax_edit(module: torch.nn.Module, edit: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[list[int]]:
-    """Apply ``edit`` to every softmax computed inside ``module``'s forward (plain torch, no NNsight)."""
+def _softmax_edit(
+    module: torch.nn.Module,
+    edit: Callable[[torch.Tensor], torch.Tensor],
+    sink: bool = False,
+    shape: Optional[torch.Size] = None,
+) -> Iterator[list[int]]:
+    """Apply ``edit`` to every softmax computed inside ``module``'s forward (plain torch, no NNsight).
+
+    With ``sink``, the softmax runs over the real keys plus a last sink column: ``edit`` replaces
+    the probabilities over the real keys and the sink column is kept as computed (the model drops
+    it after the softmax), which is what setting ``attention_probabilities`` means there. With
+    ``shape`` (the standard ``(batch, heads, q, k)``), a softmax computed with the heads folded
+    into the batch, ``(batch*heads, q, k)``, is edited in the standard layout."""
     functional = torch.nn.functional
     original = functional.softmax
     inside, calls = [False], [0]
+
+    def apply(probs: torch.Tensor) -> torch.Tensor:
+        if shape is None or probs.shape == shape:
+            return edit(probs)
+        return edit(probs.reshape(shape)).reshape(probs.shape)
 
     def softmax(*args: Any, **kwargs: Any) -> torch.Tensor:
         out = original(*args, **kwargs)
         if inside[0]:
             calls[0] += 1
-            return edit(out)
+            if sink:
+                return torch.cat([apply(out[..., :-1]), out[..., -1:]], dim=-1)
+            return apply(out)
         return out
 
     handles = [
@@ -445,7 +576,8 @@ def _softmax_edit(module: torch.nn.Module, edit: Callable[[torch.Tensor], torch.
 
 def check_attention_probabilities(s: Subject) -> float:
     """``attention_probabilities[i]`` equals HF eager ``attentions[i]``; setting it equals the same
-    edit made to the softmax output inside the attention computation."""
+    edit made to the softmax output inside the attention computation (with attention sinks: to
+    the softmax output's columns of the real keys, the sink column kept)."""
     m = s.model
     layers = _served_layers("attention_probabilities", s, "attention_probabilities")
     if not layers:
@@ -470,7 +602,7 @@ def check_attention_probabilities(s: Subject) -> float:
             m.attention_probabilities[i] = edit(m.attention_probabilities[i])
             edited = m.logits.save()
         attention = s.hf_block(i).get_submodule(m.branch("attention", i).module)
-        with _softmax_edit(attention, edit) as calls:
+        with _softmax_edit(attention, edit, sink=_sinks(s, i) is not None, shape=probs[i].shape) as calls:
             expected = s.hf_logits()
         if calls[0] != 1:
             raise ConformanceError(f"attention_probabilities: layer {i}'s attention computed {calls[0]} softmaxes, expected 1")
@@ -502,7 +634,7 @@ def check_qkv(s: Subject) -> float:
     for i in layers:
         module = s.hf_block(i).get_submodule(m.branch("attention", i).module)
         handles.append(module.register_forward_pre_hook(lambda mod, a, kw, i=i: masks.__setitem__(i, kw.get("attention_mask")), with_kwargs=True))
-        handles.append(module.register_forward_hook(lambda mod, a, out, i=i: outputs.__setitem__(i, out[att.element] if isinstance(out, tuple) else out)))
+        handles.append(module.register_forward_hook(lambda mod, a, out, i=i: outputs.__setitem__(i, pick(out, att.element))))
     try:
         with torch.no_grad():
             probs_reference = _attentions_by_layer(s, s.hf(s.input_ids, output_attentions=True).attentions)
@@ -532,7 +664,13 @@ def check_qkv(s: Subject) -> float:
                 mask = torch.full((seq, seq), float("-inf")).triu(1)
             elif mask.dtype == torch.bool:
                 mask = torch.zeros(mask.shape).masked_fill(~mask, float("-inf"))
-            probs = (scores + mask).softmax(-1)
+            scores = scores + mask
+            sink = _sinks(s, i)
+            if sink is not None:  # one more logit per head, dropped after the softmax
+                column = sink.detach().float().reshape(1, -1, 1, 1).expand(*scores.shape[:-1], 1)
+                probs = torch.cat([scores, column], dim=-1).softmax(-1)[..., :-1]
+            else:
+                probs = scores.softmax(-1)
             worst = max(worst, assert_close("qkv", f"softmax(q k^T) of layer {i} vs attentions[{i}]", probs, probs_reference[i]))
         if m.attention_heads_output.unavailable is None and att.output_projection:
             with m.trace(s.input_ids):
@@ -577,7 +715,7 @@ def check_padding(s: Subject) -> float:
 def _serves(s: Subject, name: str, i: int) -> bool:
     """Whether the model serves ``name`` on layer ``i`` (declared limits and non-softmax layers aside)."""
     accessor = getattr(s.model, name)
-    if accessor.unavailable is not None:
+    if not accessor.serves(i):
         return False
     if name in ATTENTION_INTERNALS:
         return s.model.branch("attention", i).kind == "softmax" and accessor.port(i).available()
@@ -595,7 +733,7 @@ def check_read_order(s: Subject) -> float:
         for name, i in plan:
             together[(name, i)] = getattr(m, name)[i].save()
     worst = 0.0
-    hs = s.reference.hidden_states
+    hs = s.stream
     for i in range(n):
         worst = max(worst, assert_close("read_order", f"layers_input[{i}] read in order", together[("layers_input", i)], hs[i]))
     for name in LAYER_ORDER:
@@ -616,6 +754,7 @@ CHECKS: dict[str, Callable[[Subject], float]] = {
     "layers_io": check_layers_io,
     "contribution": check_contribution,
     "residual": check_residual_kind,
+    "token_mixing": check_token_mixing,
     "project_on_vocab": check_project_on_vocab,
     "logits": check_logits,
     "branch_inputs": check_branch_inputs,

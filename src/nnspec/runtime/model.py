@@ -9,10 +9,10 @@ from typing import Any, Optional, Union
 import torch
 from nnsight.modeling.transformers import TransformersModel
 
-from ..compiler.schema import Branch, Spec
+from ..compiler.schema import ATTENTION_KINDS, MIXER_KINDS, Branch, Spec
 from ..errors import CapabilityUnavailableError, InputError, InputTypeError, ModelStructureError, ShapeMismatchError, UnknownNameError
 from .accessors import ModuleAccessor, ValueAccessor, layer_index
-from .adapter import Adapter, attention_for_layer, read_config
+from .adapter import Adapter, attention_for_layer, mlp_for_layer, read_config
 from .batching import columns
 from .inputs import check_encoding, check_invoke, invoke_mask, position_limit, split_model_kwargs, warn_right_padding
 from .ports import ContributionPort, InputPort, OutputPort
@@ -58,6 +58,12 @@ class StandardizedTransformer(TransformersModel):
       ``(batch, heads, seq, head_dim)``, ``keys[i]`` / ``values[i]`` ``(batch, kv_heads, seq, head_dim)``
       as they enter the score computation (after rotary), and ``attention_heads_output[i]``
       ``(batch, seq, heads, head_dim)``, the per-head output before the output projection.
+      On models with attention sinks (a learned logit per head that joins the softmax and attends
+      to nothing: gpt-oss and others whose spec sets ``attention.sinks``),
+      ``attention_probabilities`` are the probabilities over the real keys, as eager attention
+      returns them: each row sums to less than 1 and the sink's share is ``1 - row sum``. Setting
+      them replaces the probabilities over the real keys; the sink's share never reaches the
+      output, since the model drops it after the softmax.
 
     Every value accessor also takes assignment (``model.layers_output[3] = h``), which checks the
     shape. Module accessors: ``embed_tokens``, ``layers[i]``, ``attentions[i]``, ``mlps[i]``,
@@ -165,13 +171,31 @@ class StandardizedTransformer(TransformersModel):
         self._final_modules = [
             p for p in modules.final() if not (p in modules.optional and module_absent(self._module, p))
         ]
+        # Why `ln_final` names no module on this model (None: it names one).
+        self._no_ln_final: Optional[str] = None
+        if modules.ln_final is None:
+            self._no_ln_final = (
+                f"the {adapter.name!r} spec declares no final norm module (modules.ln_final is empty): the last block's "
+                "output goes to the unembedding without one; project_on_vocab applies what the model does"
+            )
+        elif modules.ln_final not in self._final_modules:
+            self._no_ln_final = (
+                f"this config builds no {modules.ln_final!r} (modules.optional): the last block's output goes to the "
+                "unembedding without a final norm; project_on_vocab applies what the model does"
+            )
         self.num_layers: int = structure.num_layers
-        self.num_heads: int = adapter.config_value(hf_config, "num_heads")
-        self.num_kv_heads: int = adapter.config_value(hf_config, "num_kv_heads") or self.num_heads
+        # None on a model without attention heads (a state-space model).
+        self.num_heads: Optional[int] = adapter.config_value(hf_config, "num_heads")
+        self.num_kv_heads: Optional[int] = (
+            None if self.num_heads is None else adapter.config_value(hf_config, "num_kv_heads") or self.num_heads
+        )
         self.hidden_size: int = adapter.config_value(hf_config, "hidden_size")
         self.vocab_size: int = adapter.config_value(hf_config, "vocab_size")
-        self.head_dim: int = adapter.config_value(hf_config, "head_dim") or self.hidden_size // self.num_heads
+        self.head_dim: Optional[int] = None if self.num_heads is None else (
+            adapter.config_value(hf_config, "head_dim") or self.hidden_size // self.num_heads
+        )
         self._attention = [attention_for_layer(effective, hf_config, i) for i in range(self.num_layers)]
+        self._mlp = [mlp_for_layer(effective, hf_config, i) for i in range(self.num_layers)]
         self._block_shapes: dict[int, torch.Size] = {}
         self._positions: dict[tuple[str, Optional[str]], Optional[int]] = {}
         self._shape_hooks: list[Any] = []
@@ -184,6 +208,15 @@ class StandardizedTransformer(TransformersModel):
             self._install_shape_hooks()
 
     # -- construction ---------------------------------------------------------------------------
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup fails: `ln_final` on a model without a final norm module
+        # is refused with the reason instead of a bare AttributeError.
+        if name == "ln_final":
+            reason = self.__dict__.get("_no_ln_final")
+            if reason:
+                raise CapabilityUnavailableError(f"ln_final is not available for this model: {reason}")
+        return super().__getattr__(name)
 
     @property
     def spec(self) -> Spec:
@@ -213,12 +246,22 @@ class StandardizedTransformer(TransformersModel):
         return shape
 
     def branch(self, name: str, i: int) -> Branch:
-        """Layer ``i``'s facts for branch ``name`` (``"attention"`` or ``"mlp"``); hybrid models
-        differ per layer."""
-        return self._attention[i] if name == "attention" else self._spec.mlp
+        """Layer ``i``'s facts for branch ``name`` (``"attention"``, the token mixer, or ``"mlp"``);
+        hybrid models differ per layer. A branch the layer lacks has ``module = None``."""
+        return self._attention[i] if name == "attention" else self._mlp[i]
 
-    def _contribution(self, label: str, branch: Branch, facts: BranchFacts, i: int) -> ContributionPort:
-        branch = self.branch("attention", i) if branch is self._spec.attention else branch
+    def mixer_kind(self, i: int) -> str:
+        """What layer ``i``'s token mixer computes: ``"softmax"``, ``"linear"`` (attention),
+        ``"state_space"``, ``"recurrent"``, ``"convolution"``, or ``"none"`` (no mixer)."""
+        return self._attention[layer_index("mixer_kind", i, self.num_layers)].kind
+
+    @property
+    def mixer_kinds(self) -> list[str]:
+        """Every layer's mixer kind, in order (see :meth:`mixer_kind`)."""
+        return [a.kind for a in self._attention]
+
+    def _contribution(self, label: str, name: str, facts: BranchFacts, i: int) -> ContributionPort:
+        branch = self.branch(name, i)
         return ContributionPort(
             f"{label}[{i}]",
             self._in_block(i, branch.contribution_path),
@@ -228,16 +271,38 @@ class StandardizedTransformer(TransformersModel):
             residual_name=branch.includes_residual,
             clone=branch.clone,
             shape=self._flat_shape(i) if branch.flattened else None,
-            where=f"{self._adapter.source}: {label.split('_')[0].rstrip('s')}.element = {branch.element}",
+            where=f"{self._adapter.source}: {name}.element = {branch.element}",
         )
 
-    def _branch_input(self, label: str, branch: Branch, i: int) -> InputPort:
-        branch = self.branch("attention", i) if branch is self._spec.attention else branch
+    def _branch_input(self, label: str, name: str, i: int) -> InputPort:
+        branch = self.branch(name, i)
         return InputPort(
             f"{label}[{i}]",
             self._in_block(i, branch.input_path),
             shape=self._flat_shape(i) if branch.flattened else None,
         )
+
+    # Why a layer lacks a branch: each accessor asks per layer, and refuses with the reason.
+    def _no_mixer(self, i: int) -> Optional[str]:
+        attention = self._attention[i]
+        if attention.kind == "none" or attention.module is None:
+            return f"layer {i} has no token mixer (its block holds only an MLP, so layers_output = layers_input + mlps_output)"
+        return None
+
+    def _not_attention(self, i: int) -> Optional[str]:
+        reason = self._no_mixer(i)
+        if reason is None and self._attention[i].kind not in ATTENTION_KINDS:
+            kind = self._attention[i].kind
+            reason = (
+                f"layer {i}'s token mixer ({self._attention[i].module!r}) is {MIXER_KINDS[kind]}, kind '{kind}', not attention; "
+                f"read mixers_input[{i}] / mixers_output[{i}] for it"
+            )
+        return reason
+
+    def _no_mlp(self, i: int) -> Optional[str]:
+        if self._mlp[i].module is None:
+            return f"layer {i} has no MLP (its block is the token mixer alone, so layers_output = layers_input + mixers_output)"
+        return None
 
     def _install_accessors(self) -> None:
         spec, n, limits = self._spec, self.num_layers, self._spec.limits
@@ -249,28 +314,36 @@ class StandardizedTransformer(TransformersModel):
                 f"layers_output[{i}]", self._block(i), element, where=f"{self._adapter.source}: layer.hidden_element = {element}"
             )
         )
-        for name, branch, facts, module_limit in (
-            ("attention", spec.attention, self._structure.attention, limits.attention_module),
-            ("mlp", spec.mlp, self._structure.mlp, limits.mlp_module),
+        kinds = {a.kind for a in self._attention}
+        no_attention = None
+        if not kinds & set(ATTENTION_KINDS):
+            described = ", ".join(f"{MIXER_KINDS[k]} ('{k}')" for k in sorted(kinds))
+            no_attention = f"this model has no attention: its token mixer is {described}; read mixers_input / mixers_output"
+        no_mixer = None if any(a.module for a in self._attention) else "this model's blocks have no token mixer"
+        no_mlp = None if any(m.module for m in self._mlp) else (
+            "this model's blocks have no MLP: layers_output[i] = layers_input[i] + mixers_output[i]"
+        )
+        mixer_inputs: dict[int, Any] = {}
+        mixer_outputs: dict[int, Any] = {}
+        for plural, name, facts, unavailable, refuse, shared in (
+            ("mixers", "attention", self._structure.attention, no_mixer, self._no_mixer, (mixer_inputs, mixer_outputs)),
+            ("attentions", "attention", self._structure.attention, limits.attention_module or no_attention, self._not_attention,
+             (mixer_inputs, mixer_outputs)),
+            ("mlps", "mlp", self._structure.mlp, limits.mlp_module or no_mlp, self._no_mlp, (None, None)),
         ):
-            plural = "attentions" if name == "attention" else "mlps"
-            missing = module_limit or (None if branch.module else f"the spec names no {name} module")
-            setattr(self, plural, ModuleAccessor(plural, n, lambda i, b=name: self._in_block(i, self.branch(b, i).module), missing))
-            setattr(
-                self,
-                f"{plural}_input",
-                ValueAccessor(f"{plural}_input", n, lambda i, b=branch, l=f"{plural}_input": self._branch_input(l, b, i)),
-            )
-            setattr(
-                self,
-                f"{plural}_output",
-                ValueAccessor(
-                    f"{plural}_output",
-                    n,
-                    lambda i, b=branch, f=facts, l=f"{plural}_output": self._contribution(l, b, f, i),
-                    limits.contribution,
-                ),
-            )
+            module_reason = unavailable or (None if spec.attention.module or spec.attention.per_layer or name != "attention"
+                                            else f"the spec names no {name} module")
+            setattr(self, plural, ModuleAccessor(
+                plural, n, lambda i, b=name: self._in_block(i, self.branch(b, i).module), module_reason, refuse
+            ))
+            setattr(self, f"{plural}_input", ValueAccessor(
+                f"{plural}_input", n, lambda i, b=name, l=f"{plural}_input": self._branch_input(l, b, i),
+                unavailable, refuse, shared[0],
+            ))
+            setattr(self, f"{plural}_output", ValueAccessor(
+                f"{plural}_output", n, lambda i, b=name, f=facts, l=f"{plural}_output": self._contribution(l, b, f, i),
+                limits.contribution or unavailable, refuse, shared[1],
+            ))
         # Cloned: some models scale the embedding output in place (CTRL's `inputs_embeds *= sqrt(d)`).
         self._token_embeddings = OutputPort("token_embeddings", self.get(spec.modules.embed_tokens), clone=True)
         self._install_attention_sources()
@@ -292,7 +365,8 @@ class StandardizedTransformer(TransformersModel):
             ref = getattr(attention, field)
             reason = limits.get(capability)
             if reason is None and all(a.kind != "softmax" for a in self._attention):
-                reason = f"this model's attention is {attention.kind}, not softmax attention"
+                found = sorted({a.kind for a in self._attention})
+                reason = f"this model has no softmax attention (its token mixer is {', '.join(MIXER_KINDS[k] for k in found)})"
             if reason is None and (ref is None or attention.module is None):
                 reason = f"the spec ({self._adapter.source}) declares no attention.{field} source"
             setattr(self, name, ValueAccessor(name, self.num_layers, lambda i, n=name, r=ref: self._source_port(n, i, r), reason))
@@ -303,8 +377,8 @@ class StandardizedTransformer(TransformersModel):
         def check() -> None:
             if attention.kind != "softmax":
                 raise CapabilityUnavailableError(
-                    f"{name}[{i}] is not available: layer {i}'s attention is {attention.kind} ({attention.module}), "
-                    "not softmax attention"
+                    f"{name}[{i}] is not available: layer {i}'s token mixer ({attention.module!r}) is "
+                    f"{MIXER_KINDS[attention.kind]}, kind '{attention.kind}', not softmax attention"
                 )
             if name == "attention_probabilities":
                 self._require_eager()

@@ -19,20 +19,23 @@ from .readorder import worker_memo as _worker_memo
 def pick(raw: Any, element: int, where: Optional[str] = None) -> torch.Tensor:
     """The hidden state inside a module output that may be a tuple; with ``where`` (the spec file
     and key that chose ``element``), anything but a tensor there raises :class:`ModelStructureError`."""
-    value = raw[element] if isinstance(raw, tuple) and element < len(raw) else raw
-    if where is not None and (not isinstance(value, torch.Tensor) or (isinstance(raw, tuple) and element >= len(raw))):
+    value = raw[element] if isinstance(raw, (tuple, list)) and element < len(raw) else raw
+    if where is not None and (not isinstance(value, torch.Tensor) or (isinstance(raw, (tuple, list)) and element >= len(raw))):
         found = (
-            f"a tuple of {len(raw)} (element types: {', '.join(type(v).__name__ for v in raw)})"
-            if isinstance(raw, tuple) else type(raw).__name__
+            f"a {type(raw).__name__} of {len(raw)} (element types: {', '.join(type(v).__name__ for v in raw)})"
+            if isinstance(raw, (tuple, list)) else type(raw).__name__
         )
         raise ModelStructureError(f"{where}: the module returned {found}, so element {element} is not a hidden-state tensor")
     return value
 
 
 def replace(raw: Any, element: int, value: torch.Tensor) -> Any:
-    """``raw`` with its hidden state replaced (same container type)."""
+    """``raw`` with its hidden state replaced (same container type: a tuple, or a list as some
+    older modules return)."""
     if isinstance(raw, tuple):
         return raw[:element] + (value,) + raw[element + 1 :]
+    if isinstance(raw, list):
+        return raw[:element] + [value] + raw[element + 1 :]
     return value
 
 

@@ -35,7 +35,7 @@ LORA_RANK = 32
 SIZE_KEYS: dict[str, tuple[str, ...]] = {
     "hidden": ("hidden_size", "n_embd", "d_model", "model_dim"),
     "heads": ("num_attention_heads", "n_head", "n_heads", "num_heads"),
-    "kv_heads": ("num_key_value_heads", "num_kv_heads", "n_head_kv", "multi_query_group_num", "n_kv_heads"),
+    "kv_heads": ("num_key_value_heads", "num_kv_heads", "n_head_kv", "multi_query_group_num", "n_kv_heads", "kv_n_heads"),
     "head_dim": ("head_dim", "attention_head_dim"),
     "intermediate": ("intermediate_size", "ffn_dim", "n_inner", "ffn_hidden_size", "dense_intermediate_size"),
     "moe_intermediate": (
@@ -44,14 +44,14 @@ SIZE_KEYS: dict[str, tuple[str, ...]] = {
     ),
     "layers": ("num_hidden_layers", "n_layer", "num_layers", "n_layers"),
     "experts": ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts"),
-    "top_k": ("num_experts_per_tok", "moe_topk", "num_selected_experts", "moe_k"),
+    "top_k": ("num_experts_per_tok", "num_experts_per_token", "moe_topk", "num_selected_experts", "moe_k", "moe_top_k"),
     "vocab": ("vocab_size", "padded_vocab_size"),
     "positions": ("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len", "seq_length"),
     "original_positions": ("original_max_position_embeddings",),
     "lora": ("q_lora_rank", "kv_lora_rank"),
     "mla_head_dim": ("qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim"),
-    "linear_head_dim": ("linear_key_head_dim", "linear_value_head_dim"),
-    "linear_heads": ("linear_num_key_heads", "linear_num_value_heads"),
+    "linear_head_dim": ("linear_key_head_dim", "linear_value_head_dim", "linear_head_dim"),
+    "linear_heads": ("linear_num_key_heads", "linear_num_value_heads", "linear_num_heads"),
     "rotary_dim": ("rotary_dim",),
 }
 
@@ -65,6 +65,13 @@ LAYER_PERIOD_KEYS = (
 )
 #: Keys holding a list of layer indices.
 LAYER_INDEX_KEYS = ("mlp_only_layers", "attention_layers_indices", "swa_layers", "no_rope_layers_indices")
+#: Keys holding a list of 1-based layer numbers, one list per layer kind that together cover every
+#: layer (the tiny model keeps the first layer of each kind). They may sit in a nested table of
+#: options (``linear_attn_config``), which then counts the layers of the config around it.
+LAYER_NUMBER_KEYS = ("kda_layers", "full_attn_layers")
+#: Keys holding a string with one character per layer naming its kind (Nemotron-H's "M-M*-E..."):
+#: the tiny model keeps the shortest prefix in which every kind appears.
+LAYER_PATTERN_KEYS = ("hybrid_override_pattern",)
 #: Keys that weights storage, not the architecture, depends on: dropped from tiny checkpoints.
 DROPPED = ("quantization_config",)
 #: Token ids kept pointing at the tiny tokenizer's special tokens.
@@ -111,11 +118,24 @@ def _layer_count(config: dict[str, Any], old_layers: int) -> int:
         value = config.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value > 1:
             needed = max(needed, value)
+    for key in LAYER_PATTERN_KEYS:
+        value = config.get(key)
+        if isinstance(value, str) and value:
+            needed = max(needed, max(value.index(kind) for kind in set(value)) + 1)
     for key in ("first_k_dense_replace", "num_dense_layers"):
         value = config.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             needed = max(needed, 2)  # one dense layer, then the rest
+    for table in (config, *(v for v in config.values() if isinstance(v, dict) and not _has_layer_count(v))):
+        for key in LAYER_NUMBER_KEYS:
+            numbers = [i for i in table.get(key) or () if isinstance(i, int) and not isinstance(i, bool)]
+            if numbers:
+                needed = max(needed, min(numbers))  # the first layer of that kind
     return min(needed, old_layers) if old_layers >= 1 else needed
+
+
+def _has_layer_count(config: dict[str, Any]) -> bool:
+    return any(isinstance(config.get(k), int) for k in SIZE_KEYS["layers"])
 
 
 def _rotary_dim(config: dict[str, Any], head_dim: int) -> int:
@@ -142,7 +162,12 @@ def _shrink_rope(rope: Any, rotary_half: int, position_factor: float, path: str,
     return new
 
 
-def _shrink_level(config: dict[str, Any], vocab_size: int, special: dict[str, int], path: str, out: Shrunk) -> dict[str, Any]:
+def _shrink_level(
+    config: dict[str, Any], vocab_size: int, special: dict[str, int], path: str, out: Shrunk,
+    outer_layers: Optional[tuple[int, int]] = None,
+) -> dict[str, Any]:
+    """Shrink one level; ``outer_layers`` is the (old, new) layer count of the config around a
+    nested table that states none of its own."""
     new = dict(config)
 
     def put(key: str, value: Any) -> None:
@@ -159,6 +184,8 @@ def _shrink_level(config: dict[str, Any], vocab_size: int, special: dict[str, in
     layers_key = next((k for k in SIZE_KEYS["layers"] if isinstance(config.get(k), int)), None)
     old_layers = config.get(layers_key) if layers_key else None
     new_layers = _layer_count(config, old_layers) if isinstance(old_layers, int) else None
+    if layers_key is None and outer_layers is not None:
+        old_layers, new_layers = outer_layers
     hidden_key = next((k for k in SIZE_KEYS["hidden"] if isinstance(config.get(k), int)), None)
     old_hidden = config.get(hidden_key) if hidden_key else None
     head_dim = HEAD_DIM
@@ -176,7 +203,8 @@ def _shrink_level(config: dict[str, Any], vocab_size: int, special: dict[str, in
                 rotary_half = _rotary_dim(config, head_dim) // 2
                 new[key] = _shrink_rope(value, rotary_half, position_factor, f"{path}{key}", out)
             elif key.endswith("_config") or key.endswith("config"):
-                new[key] = _shrink_level(value, vocab_size, special, f"{path}{key}.", out)
+                outer = (old_layers, new_layers) if isinstance(old_layers, int) and new_layers is not None else None
+                new[key] = _shrink_level(value, vocab_size, special, f"{path}{key}.", out, outer)
             continue
         if role is None or not isinstance(value, int):
             continue
@@ -236,10 +264,18 @@ def _shrink_level(config: dict[str, Any], vocab_size: int, special: dict[str, in
                     put(key, new_layers if value >= old_layers else max(1, min(value, new_layers - 1)))
                 else:
                     put(key, min(value, 1))
+        for key in LAYER_PATTERN_KEYS:
+            value = config.get(key)
+            if isinstance(value, str) and len(value) == old_layers:
+                put(key, value[:new_layers])
         for key in LAYER_INDEX_KEYS:
             value = config.get(key)
             if isinstance(value, list):
                 put(key, [i for i in value if isinstance(i, int) and i < new_layers])
+        for key in LAYER_NUMBER_KEYS:
+            value = config.get(key)
+            if isinstance(value, list):
+                put(key, [i for i in value if isinstance(i, int) and 1 <= i <= new_layers])
     # Token ids index the vocabulary: the special ones point at the tiny tokenizer's.
     if any(k in config for k in SIZE_KEYS["vocab"]):
         for key in SPECIAL_IDS:
@@ -280,6 +316,7 @@ def shrink_config(config: dict[str, Any], vocab_size: int, special: dict[str, in
 SIZE_LIKE = (
     "word_embed_proj_dim", "sliding_window", "attention_chunk_size", "n_shared_experts", "num_shared_experts",
     "num_nextn_predict_layers", "query_pre_attn_scalar", "kv_channels", "n_group", "topk_group", "layer_types",
+    "attention_types",
 )
 
 
@@ -288,7 +325,9 @@ def is_size_key(key: str) -> bool:
     opposed to a behaviour option (norms, biases, softcaps, tying...)."""
     return (
         any(key in keys for keys in SIZE_KEYS.values())
-        or key in LAYER_COUNT_KEYS or key in LAYER_PERIOD_KEYS or key in LAYER_INDEX_KEYS or key in SIZE_LIKE
+        or key in LAYER_COUNT_KEYS or key in LAYER_PERIOD_KEYS or key in LAYER_INDEX_KEYS or key in LAYER_NUMBER_KEYS
+        or key in LAYER_PATTERN_KEYS
+        or key in SIZE_LIKE
         or key.endswith("_token_id") or key.endswith("_token_index")
     )
 

@@ -15,7 +15,7 @@ import torch
 
 from ..compiler.schema import OpStep, SourceRef
 from ..errors import CapabilityUnavailableError, did_you_mean
-from .ports import Port, check_value
+from .ports import Port, check_value, replace
 from .readorder import step as current_step
 from .readorder import worker_memo as _worker_memo
 
@@ -95,10 +95,13 @@ class SourcePort(Port):
     def _standard(self, raw: torch.Tensor) -> torch.Tensor:
         if self.ref.split_heads:
             raw = raw.view(*raw.shape[:-1], self.heads, raw.shape[-1] // self.heads)
+        if self.ref.transpose_last:
+            raw = raw.transpose(-1, -2)
         return raw.transpose(1, 2) if self.ref.transpose else raw
 
     def _raw(self, value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         value = value.transpose(1, 2) if self.ref.transpose else value
+        value = value.transpose(-1, -2) if self.ref.transpose_last else value
         return value.reshape(like.shape) if self.ref.split_heads else value
 
     def get(self) -> torch.Tensor:
@@ -125,7 +128,6 @@ class SourcePort(Port):
             i = self.ref.index or 0
             node.inputs = (args[:i] + (raw,) + args[i + 1 :], kwargs)
         elif self.ref.index is not None:
-            output = node.output
-            node.output = output[: self.ref.index] + (raw,) + output[self.ref.index + 1 :]
+            node.output = replace(node.output, self.ref.index, raw)
         else:
             node.output = raw
