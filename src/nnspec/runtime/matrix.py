@@ -252,6 +252,13 @@ def _row_passed(row: dict[str, Any]) -> bool:
     return not row["error"] and not row.get("unavailable") and all(c["passed"] for c in row["results"])
 
 
+def mixer_kinds(spec: Any) -> list[str]:
+    """The token-mixer kinds a spec's layers may use, in the spec's order (the base kind first)."""
+    attention = spec.attention
+    kinds = [attention.kind] + (list(attention.per_layer.kinds.values()) if attention.per_layer else [])
+    return list(dict.fromkeys(kinds))
+
+
 def support_markdown(report: dict[str, Any]) -> str:
     """``docs/architectures.md``: each spec with its model types, parent, which contract rows pass
     (on the base checkpoint and every variant) and its declared limits, then the model types no
@@ -287,8 +294,11 @@ def support_markdown(report: dict[str, Any]) -> str:
         "`src/nnspec/data/configs/`, each with its public source) with only sizes shrunk; the",
         "real-checkpoints column lists those a spec is proven on (a failing one is marked).",
         "",
-        "| spec | model types | extends | variants | real checkpoints | " + " | ".join(SHORT[c] for c in checks) + " | limits |",
-        "|---|---|---|---|---|" + "---|" * len(checks) + "---|",
+        "The mixers column lists the token-mixer kinds a spec's layers use (softmax or linear attention,",
+        "state_space, recurrent, convolution; none: a block with only an MLP).",
+        "",
+        "| spec | model types | extends | mixers | variants | real checkpoints | " + " | ".join(SHORT[c] for c in checks) + " | limits |",
+        "|---|---|---|---|---|---|" + "---|" * len(checks) + "---|",
     ]
     supported = 0
     for name, loaded in specs.items():
@@ -306,7 +316,7 @@ def support_markdown(report: dict[str, Any]) -> str:
         ]
         variants = sum(1 for r in runs if r["variant"] is not None and real_id(r["variant"]) is None)
         out.append(
-            f"| {name} | {', '.join(loaded.spec.model_types)} | {loaded.spec.extends or ''} | {variants} | "
+            f"| {name} | {', '.join(loaded.spec.model_types)} | {loaded.spec.extends or ''} | {', '.join(mixer_kinds(loaded.spec))} | {variants} | "
             f"{', '.join(real)} | " + " | ".join(cells) + f" | {limits.replace('|', '/')} |"
         )
     unsupported = tomllib.loads((BUNDLED_DIR.parent / "data" / "unsupported.toml").read_text(encoding="utf-8"))

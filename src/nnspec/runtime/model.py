@@ -52,6 +52,11 @@ class StandardizedTransformer(TransformersModel):
     - ``attentions_input[i]`` / ``mlps_input[i]``: what each branch reads (after its input norm).
     - ``attentions_output[i]`` / ``mlps_output[i]``: each branch's contribution to the residual
       stream, so that ``layers_input[i] + attentions_output[i] + mlps_output[i] == layers_output[i]``.
+    - ``mixers_input[i]`` / ``mixers_output[i]`` ``(batch, seq, hidden)``: the token-mixing branch
+      whatever its kind (:attr:`mixer_kinds`: softmax or linear attention, state space, recurrence,
+      short convolution); the same values as ``attentions_*`` on attention layers. Accessors of a
+      branch a layer lacks (attention on a Mamba layer, the MLP of a Mamba block) refuse with the
+      layer's mixer kind; the identity then leaves the missing branch out.
     - ``token_embeddings``, ``logits`` ``(batch, seq, vocab)``, ``next_token_probs`` ``(batch, vocab)``,
       ``input_ids``, ``attention_mask``.
     - ``attention_probabilities[i]`` ``(batch, heads, q, k)`` (eager attention), ``queries[i]``
@@ -66,8 +71,9 @@ class StandardizedTransformer(TransformersModel):
       output, since the model drops it after the softmax.
 
     Every value accessor also takes assignment (``model.layers_output[3] = h``), which checks the
-    shape. Module accessors: ``embed_tokens``, ``layers[i]``, ``attentions[i]``, ``mlps[i]``,
-    ``ln_final``, ``lm_head``; blocks also answer to ``self_attn`` and ``mlp``.
+    shape. Module accessors: ``embed_tokens``, ``layers[i]``, ``attentions[i]``, ``mixers[i]``,
+    ``mlps[i]``, ``ln_final``, ``lm_head``; blocks also answer to ``self_attn`` (attention),
+    ``mixer`` (another token mixer) and ``mlp``.
 
     Args:
         model: a hub id, a local checkpoint directory, or a loaded ``PreTrainedModel``.
