@@ -242,7 +242,7 @@ ATTENTION_KINDS = ("softmax", "linear")
 #: One line per mixer kind, for docs and errors.
 MIXER_KINDS = {
     "softmax": "softmax attention",
-    "linear": "linear attention (no softmax, so no probabilities)",
+    "linear": "linear attention",
     "state_space": "a selective state-space model (Mamba, Mamba-2)",
     "recurrent": "a gated recurrence (RG-LRU, RWKV, xLSTM)",
     "convolution": "a gated short convolution",

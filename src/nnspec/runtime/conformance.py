@@ -167,9 +167,9 @@ def _check_refusals(s: Subject) -> None:
     for i in range(s.num_layers):
         kind = m.mixer_kind(i)
         expected = {
-            "attentions": kind in ("softmax", "linear") and m.branch("attention", i).module is not None,
-            "mixers": kind != "none" and m.branch("attention", i).module is not None,
-            "mlps": m.branch("mlp", i).module is not None,
+            "attentions": kind in ("softmax", "linear") and m.branch("attention", i).contribution_path is not None,
+            "mixers": kind != "none" and m.branch("attention", i).contribution_path is not None,
+            "mlps": m.branch("mlp", i).contribution_path is not None,
         }
         if not expected["mixers"] and not expected["mlps"]:
             raise ConformanceError(f"contribution: layer {i} has neither a token mixer nor an MLP")

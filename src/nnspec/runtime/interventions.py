@@ -265,7 +265,9 @@ def _prefix_cache(model: Any, encoded: dict[str, torch.Tensor], end: int, copies
     if _takes(model, "position_ids"):
         kwargs["position_ids"] = positions_from_mask(encoded["attention_mask"])[:, :end].to(device)
     output = model._module(**kwargs)
-    cache = getattr(output, "cache", None) or output.past_key_values
+    cache = getattr(output, "cache", None) or getattr(output, "past_key_values", None)
+    if cache is None:  # a model that keeps no cache (GPT-1): run the whole prompt
+        return None
     # Only a plain key/value cache can be shared this way: recurrent or linear-attention state
     # (hybrid models) and model-specific caches run the whole prompt instead.
     layers = getattr(cache, "layers", None)

@@ -291,7 +291,7 @@ class StandardizedTransformer(TransformersModel):
     # Why a layer lacks a branch: each accessor asks per layer, and refuses with the reason.
     def _no_mixer(self, i: int) -> Optional[str]:
         attention = self._attention[i]
-        if attention.kind == "none" or attention.module is None:
+        if attention.kind == "none" or attention.contribution_path is None:
             return f"layer {i} has no token mixer (its block holds only an MLP, so layers_output = layers_input + mlps_output)"
         return None
 
@@ -306,7 +306,7 @@ class StandardizedTransformer(TransformersModel):
         return reason
 
     def _no_mlp(self, i: int) -> Optional[str]:
-        if self._mlp[i].module is None:
+        if self._mlp[i].contribution_path is None:
             return f"layer {i} has no MLP (its block is the token mixer alone, so layers_output = layers_input + mixers_output)"
         return None
 
@@ -325,20 +325,21 @@ class StandardizedTransformer(TransformersModel):
         if not kinds & set(ATTENTION_KINDS):
             described = ", ".join(f"{MIXER_KINDS[k]} ('{k}')" for k in sorted(kinds))
             no_attention = f"this model has no attention: its token mixer is {described}; read mixers_input / mixers_output"
-        no_mixer = None if any(a.module for a in self._attention) else "this model's blocks have no token mixer"
-        no_mlp = None if any(m.module for m in self._mlp) else (
+        # A branch exists where the spec names what it adds (OPT's MLP has no module of its own).
+        no_mixer = None if any(a.contribution_path for a in self._attention) else "this model's blocks have no token mixer"
+        no_mlp = None if any(m.contribution_path for m in self._mlp) else (
             "this model's blocks have no MLP: layers_output[i] = layers_input[i] + mixers_output[i]"
         )
         mixer_inputs: dict[int, Any] = {}
         mixer_outputs: dict[int, Any] = {}
-        for plural, name, facts, unavailable, refuse, shared in (
-            ("mixers", "attention", self._structure.attention, no_mixer, self._no_mixer, (mixer_inputs, mixer_outputs)),
-            ("attentions", "attention", self._structure.attention, limits.attention_module or no_attention, self._not_attention,
+        for plural, name, facts, unavailable, module_limit, refuse, shared in (
+            ("mixers", "attention", self._structure.attention, no_mixer, None, self._no_mixer, (mixer_inputs, mixer_outputs)),
+            ("attentions", "attention", self._structure.attention, no_attention, limits.attention_module, self._not_attention,
              (mixer_inputs, mixer_outputs)),
-            ("mlps", "mlp", self._structure.mlp, limits.mlp_module or no_mlp, self._no_mlp, (None, None)),
+            ("mlps", "mlp", self._structure.mlp, no_mlp, limits.mlp_module, self._no_mlp, (None, None)),
         ):
-            module_reason = unavailable or (None if spec.attention.module or spec.attention.per_layer or name != "attention"
-                                            else f"the spec names no {name} module")
+            # A limit on the module (no module to return) leaves the values served.
+            module_reason = module_limit or unavailable
             setattr(self, plural, ModuleAccessor(
                 plural, n, lambda i, b=name: self._in_block(i, self.branch(b, i).module), module_reason, refuse
             ))
