@@ -48,8 +48,10 @@ def subjects(
     specs: Optional[list[str]] = None, variants: bool = True, real: bool = True
 ) -> list[tuple[str, Optional[str]]]:
     """(spec, variant) pairs to run: each spec's base checkpoint, its variants, then one row per
-    real published config of a model type it serves (variant slot ``hub:<Hub id>``)."""
-    from .realconfigs import by_model_type, row_name
+    distinct tiny checkpoint of the real published configs of a model type it serves (variant
+    slot ``hub:<Hub id>``; configs that shrink to the same checkpoint share the row, see
+    :func:`~nnspec.runtime.realconfigs.distinct`)."""
+    from .realconfigs import by_model_type, distinct, row_name
     from .registry import adapter_by_name, spec_names
 
     chosen = specs or spec_names()
@@ -61,7 +63,7 @@ def subjects(
         if variants:
             pairs += [(name, v) for v in spec.variants]
         for model_type in spec.model_types:
-            pairs += [(name, row_name(r.hub_id)) for r in groups.get(model_type, [])]
+            pairs += [(name, row_name(hub_id)) for hub_id in distinct(groups.get(model_type, []))]
     return pairs
 
 
@@ -266,7 +268,7 @@ def support_markdown(report: dict[str, Any]) -> str:
     import sys
 
     from ..compiler.loader import BUNDLED_DIR, load_all
-    from .realconfigs import real_id
+    from .realconfigs import by_model_type, distinct, real_id
 
     if sys.version_info >= (3, 11):
         import tomllib
@@ -292,7 +294,8 @@ def support_markdown(report: dict[str, Any]) -> str:
         "",
         "Rows named by a Hub id are built from that checkpoint's published config.json (the corpus in",
         "`src/nnspec/data/configs/`, each with its public source) with only sizes shrunk; the",
-        "real-checkpoints column lists those a spec is proven on (a failing one is marked).",
+        "real-checkpoints column lists those a spec is proven on (a failing one is marked). Configs that",
+        "shrink to the same tiny checkpoint (Llama-3-8B and -70B) share one row, listed together.",
         "",
         "The mixers column lists the token-mixer kinds a spec's layers use (softmax or linear attention,",
         "state_space, recurrent, convolution; none: a block with only an MLP).",
@@ -310,8 +313,11 @@ def support_markdown(report: dict[str, Any]) -> str:
         ok = bool(runs) and all(not r["error"] for r in runs) and all(c == "pass" for c in cells)
         supported += ok
         limits = "; ".join(f"{k}: {v}" for k, v in loaded.spec.limits.declared().items())
+        covered = {}
+        for model_type in loaded.spec.model_types:
+            covered.update(distinct(by_model_type().get(model_type, [])))
         real = [
-            real_id(r["variant"]) + ("" if _row_passed(r) else " (**FAIL**)")
+            ", ".join(covered.get(real_id(r["variant"]), [real_id(r["variant"])])) + ("" if _row_passed(r) else " (**FAIL**)")
             for r in runs if real_id(r["variant"]) is not None
         ]
         variants = sum(1 for r in runs if r["variant"] is not None and real_id(r["variant"]) is None)

@@ -97,6 +97,40 @@ def by_model_type() -> dict[str, list[RealConfig]]:
     return groups
 
 
+#: Keys that leave the tiny checkpoint's behaviour as it is (names, dtype of the published
+#: weights, which class names the config lists, random-init scale): two configs that differ only
+#: in these, once shrunk, give the same tiny checkpoint.
+NOT_BEHAVIOUR = (
+    "_name_or_path", "name_or_path", "transformers_version", "torch_dtype", "dtype", "architectures", "auto_map",
+    "_commit_hash", "use_cache", "initializer_range", "model_name",
+)
+
+
+def fingerprint(real: RealConfig) -> str:
+    """What a real config's tiny checkpoint is made of: its shrunk config without
+    :data:`NOT_BEHAVIOUR` keys. Llama-3-8B and Llama-3-70B shrink to the same thing."""
+    import hashlib
+
+    from .shrink import shrink_config
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in NOT_BEHAVIOUR}
+        return value
+
+    shrunk = shrink_config(real.load(), 384, {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}).config
+    return hashlib.sha256(json.dumps(strip(shrunk), sort_keys=True, default=str).encode()).hexdigest()
+
+
+def distinct(reals: list[RealConfig]) -> dict[str, list[str]]:
+    """One representative Hub id per distinct tiny checkpoint (the first listed), with every Hub
+    id it stands for (itself first): the matrix runs one row per representative."""
+    groups: dict[str, list[str]] = {}
+    for real in reals:
+        groups.setdefault(fingerprint(real), []).append(real.hub_id)
+    return {ids[0]: ids for ids in groups.values()}
+
+
 def get(hub_id: str) -> RealConfig:
     """The corpus entry of ``hub_id``; raises :class:`TinyCheckpointError` with the closest ids."""
     entries = corpus()

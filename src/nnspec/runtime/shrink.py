@@ -29,14 +29,15 @@ TOP_K = 2
 MIN_LAYERS = 3
 MAX_POSITIONS = 2048
 LORA_RANK = 32
+SSM_STATE = 16
 
 #: Config keys that state a size, by role. Keys are matched at any nesting level (sub-configs of
 #: multimodal wrappers, ``text_config``...).
 SIZE_KEYS: dict[str, tuple[str, ...]] = {
     "hidden": ("hidden_size", "n_embd", "d_model", "model_dim"),
-    "heads": ("num_attention_heads", "n_head", "n_heads", "num_heads"),
+    "heads": ("num_attention_heads", "n_head", "n_heads", "num_heads", "index_n_heads"),
     "kv_heads": ("num_key_value_heads", "num_kv_heads", "n_head_kv", "multi_query_group_num", "n_kv_heads", "kv_n_heads"),
-    "head_dim": ("head_dim", "attention_head_dim"),
+    "head_dim": ("head_dim", "attention_head_dim", "index_head_dim"),
     "intermediate": ("intermediate_size", "ffn_dim", "n_inner", "ffn_hidden_size", "dense_intermediate_size"),
     "moe_intermediate": (
         "moe_intermediate_size", "shared_expert_intermediate_size", "expert_intermediate_size",
@@ -53,6 +54,13 @@ SIZE_KEYS: dict[str, tuple[str, ...]] = {
     "linear_head_dim": ("linear_key_head_dim", "linear_value_head_dim", "linear_head_dim"),
     "linear_heads": ("linear_num_key_heads", "linear_num_value_heads", "linear_num_heads"),
     "rotary_dim": ("rotary_dim",),
+    # State-space mixers: the state per channel, Mamba-2's heads (heads x head dim = expand x
+    # hidden), their groups, and Mamba's rank of the time-step projection.
+    "ssm_state": ("state_size", "ssm_state_size", "mamba_d_state"),
+    "ssm_heads": ("mamba_num_heads", "mamba_n_heads"),
+    "ssm_head_dim": ("mamba_head_dim", "mamba_d_head"),
+    "ssm_groups": ("n_groups", "mamba_n_groups"),
+    "time_step_rank": ("time_step_rank",),
 }
 
 #: Keys whose value counts layers (a layer index or a count of leading layers).
@@ -241,6 +249,17 @@ def _shrink_level(
             values = config.get("linear_num_value_heads")
             fewer = key == "linear_num_key_heads" and isinstance(values, int) and value < values
             put(key, HEADS // 2 if fewer else HEADS)
+        elif role == "ssm_state":
+            put(key, SSM_STATE)
+        elif role == "ssm_heads":
+            expand = config.get("expand") or config.get("mamba_expand") or 2
+            put(key, max(1, int(expand * HIDDEN) // HEAD_DIM))
+        elif role == "ssm_head_dim":
+            put(key, HEAD_DIM)
+        elif role == "ssm_groups":
+            put(key, min(value, 2))
+        elif role == "time_step_rank":
+            put(key, max(1, HIDDEN // 16))
         elif role == "rotary_dim" and isinstance(old_head_dim, int) and old_head_dim:
             put(key, max(2, round(value * head_dim / old_head_dim / 2) * 2))
 
@@ -316,7 +335,7 @@ def shrink_config(config: dict[str, Any], vocab_size: int, special: dict[str, in
 SIZE_LIKE = (
     "word_embed_proj_dim", "sliding_window", "attention_chunk_size", "n_shared_experts", "num_shared_experts",
     "num_nextn_predict_layers", "query_pre_attn_scalar", "kv_channels", "n_group", "topk_group", "layer_types",
-    "attention_types",
+    "attention_types", "layers_block_type", "chunk_size", "moe_shared_expert_intermediate_size",
 )
 
 
