@@ -197,6 +197,22 @@ class SourceRef(_Strict):
     split_heads: bool = Field(False, description="The value has heads merged in its last dim (batch, seq, heads*d): split them.")
 
 
+class BlockAttribute(_Strict):
+    """A number every block holds as an attribute, for factors the model derives from several
+    config values when it builds the blocks (e.g. ``scale_depth / sqrt(num_hidden_layers)``)."""
+
+    block_attribute: str = Field(
+        description="Attribute of each block holding the number; every block must hold the same value."
+    )
+
+    @field_validator("block_attribute")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value.isidentifier():
+            raise ValueError(f"{value!r} is not an attribute name")
+        return value
+
+
 class Branch(_Strict):
     """One residual branch (attention or MLP) of a block.
 
@@ -209,8 +225,10 @@ class Branch(_Strict):
     input: Optional[str] = Field(None, description="Module whose first input is the branch input; null means `module`.")
     contribution: Optional[str] = Field(None, description="Module whose output is added to the residual; null means `module`.")
     element: int = Field(0, ge=0, description="Element of the contribution module's output when it is a tuple.")
-    scale: Union[str, float, None] = Field(
-        None, description="Multiplier applied to the contribution before the add: a config key or a number."
+    scale: Union[str, float, BlockAttribute, None] = Field(
+        None,
+        description="Multiplier applied to the contribution before the add: a config key, a number, or "
+        "{ block_attribute = NAME } for a factor each block stores (derived from several config values).",
     )
     includes_residual: Optional[str] = Field(
         None, description="Forward argument holding the residual that the module adds itself (subtracted out)."

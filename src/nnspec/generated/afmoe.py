@@ -33,12 +33,10 @@ class AfmoeAdapter(Adapter):
                                 'index': 2},
                        'values': {'ops': [{'name': 'attention_interface'}],
                                   'io': 'input',
-                                  'index': 3}},
+                                  'index': 3},
+                       'per_head_output': {'module': 'o_proj', 'io': 'input', 'split_heads': True},
+                       'gated_output': True},
          'mlp': {'module': 'mlp', 'contribution': 'post_mlp_layernorm'},
-         'limits': {'per_head_output': 'the per-head output could not be verified against the '
-                                       'attention output (qkv: o_proj(attention_heads_output[0]) '
-                                       'vs attention output differs from plain transformers by '
-                                       '0.0398)'},
          'tiny': {'tokenizer': 'metaspace',
                   'config': {'hidden_size': 64,
                              'intermediate_size': 128,

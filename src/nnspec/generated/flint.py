@@ -22,7 +22,9 @@ class FlintAdapter(Adapter):
                      'ln_final': 'model.norm'},
          'attention': {'module': 'self_attn',
                        'output_projection': 'o_proj',
-                       'score': 'other',
+                       'sinks': 'sinks',
+                       'probabilities': {'ops': [{'name': 'attention_interface'},
+                                                 {'name': 'nn_functional_dropout'}]},
                        'queries': {'ops': [{'name': 'attention_interface'}],
                                    'io': 'input',
                                    'index': 1},
@@ -34,10 +36,6 @@ class FlintAdapter(Adapter):
                                   'index': 3},
                        'per_head_output': {'ops': [{'name': 'attention_interface'}], 'index': 0}},
          'mlp': {'module': 'mlp'},
-         'limits': {'attention_probabilities': 'the eager attention weights could not be verified '
-                                               'as one softmax over the scores (The size of tensor '
-                                               'a (10) must match the size of tensor b (9) at '
-                                               'non-singleton dimension 3)'},
          'tiny': {'tokenizer': 'metaspace',
                   'config': {'hidden_size': 64,
                              'intermediate_size': 128,

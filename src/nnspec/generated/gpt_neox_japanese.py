@@ -21,19 +21,16 @@ class GptNeoxJapaneseAdapter(Adapter):
                      'ln_final': 'gpt_neox_japanese.final_layer_norm',
                      'lm_head': 'embed_out'},
          'layer': {'returns': 'tuple'},
-         'attention': {'module': 'attention'},
+         'attention': {'module': 'attention',
+                       'output_projection': 'dense',
+                       'probabilities': {'module': 'attention_dropout'},
+                       'queries': {'ops': [{'name': 'self__attn'}], 'io': 'input', 'index': 0},
+                       'keys': {'ops': [{'name': 'self__attn'}], 'io': 'input', 'index': 1},
+                       'values': {'ops': [{'name': 'self__attn'}], 'io': 'input', 'index': 2},
+                       'per_head_output': {'ops': [{'name': 'self__attn'}],
+                                           'index': 0,
+                                           'transpose': True}},
          'mlp': {'module': 'mlp'},
-         'limits': {'attention_probabilities': 'no attention source is declared yet: '
-                                               'GPTNeoXJapaneseAttention.forward does not call the '
-                                               'attention interface; add [attention] '
-                                               'probabilities/queries/keys/values sources by hand',
-                    'qkv': 'no attention source is declared yet: GPTNeoXJapaneseAttention.forward '
-                           'does not call the attention interface; add [attention] '
-                           'probabilities/queries/keys/values sources by hand',
-                    'per_head_output': 'no attention source is declared yet: '
-                                       'GPTNeoXJapaneseAttention.forward does not call the '
-                                       'attention interface; add [attention] '
-                                       'probabilities/queries/keys/values sources by hand'},
          'tiny': {'config': {'hidden_size': 64,
                              'num_hidden_layers': 3,
                              'num_attention_heads': 4,

@@ -22,6 +22,8 @@ class GraniteSwaAdapter(Adapter):
          'attention': {'module': 'self_attn',
                        'scale': 'residual_multiplier',
                        'output_projection': 'o_proj',
+                       'probabilities': {'ops': [{'name': 'attention_interface'},
+                                                 {'name': 'F_dropout'}]},
                        'queries': {'ops': [{'name': 'attention_interface'}],
                                    'io': 'input',
                                    'index': 1},
@@ -30,19 +32,11 @@ class GraniteSwaAdapter(Adapter):
                                 'index': 2},
                        'values': {'ops': [{'name': 'attention_interface'}],
                                   'io': 'input',
-                                  'index': 3}},
+                                  'index': 3},
+                       'per_head_output': {'ops': [{'name': 'attention_interface'}], 'index': 0},
+                       'gated_output': True},
          'mlp': {'module': 'mlp', 'scale': 'residual_multiplier'},
          'logits': {'transforms': [{'op': 'divide', 'key': 'logits_scaling'}]},
-         'limits': {'attention_probabilities': 'the eager attention weights could not be verified '
-                                               'as one softmax over the scores '
-                                               '(attention_probabilities[0] '
-                                               '(model.model.layers.0.self_attn): no operation '
-                                               "named 'nn_functional_dropout' (did you mean "
-                                               "'F_dropout'?); operati)",
-                    'per_head_output': 'the per-head output could not be verified against the '
-                                       'attention output (qkv: attention_heads_output[0] vs '
-                                       'probabilities @ values differs from plain transformers by '
-                                       '0.238)'},
          'tiny': {'tokenizer': 'metaspace',
                   'config': {'hidden_size': 64,
                              'intermediate_size': 128,

@@ -53,5 +53,5 @@ class Lfm2Adapter(Adapter):
     rename = {'model.layers': 'layers',
      'model.embed_tokens': 'embed_tokens',
      'model.embedding_norm': 'ln_final',
-     'conv': 'self_attn',
+     'conv': 'mixer',
      'feed_forward': 'mlp'}

@@ -34,11 +34,7 @@ class Llama4TextAdapter(Adapter):
                                   'io': 'input',
                                   'index': 3},
                        'per_head_output': {'ops': [{'name': 'attention_interface'}], 'index': 0}},
-         'mlp': {'module': 'feed_forward'},
-         'residual': {'kind': 'post_norm'},
-         'limits': {'contribution': 'No decomposition of the block output into input + attention + '
-                                    'MLP holds (checked at draft time): the block normalises or '
-                                    'transforms the stream after the residual adds.'},
+         'mlp': {'module': 'feed_forward', 'flattened': True},
          'tiny': {'tokenizer': 'metaspace',
                   'config': {'hidden_size': 64,
                              'intermediate_size': 128,
@@ -56,7 +52,8 @@ class Llama4TextAdapter(Adapter):
                                              'full_attention']}},
          'variants': {'tied_embeddings': {'tie_word_embeddings': True},
                       'multi_query': {'num_key_value_heads': 1},
-                      'checkpoint_options': {'tie_word_embeddings': True}}}
+                      'checkpoint_options': {'tie_word_embeddings': True},
+                      'interleaved_moe': {'interleave_moe_layer_step': 2}}}
     )
     rename = {'model.layers': 'layers',
      'model.embed_tokens': 'embed_tokens',

@@ -20,26 +20,28 @@ class MinimaxAdapter(Adapter):
          'modules': {'embed_tokens': 'model.embed_tokens',
                      'layers': 'model.layers',
                      'ln_final': 'model.norm'},
-         'attention': {'module': 'self_attn', 'output_projection': 'o_proj'},
+         'attention': {'module': 'self_attn',
+                       'per_layer': {'config_key': 'layer_types',
+                                     'kinds': {'linear_attention': 'linear'}},
+                       'output_projection': 'o_proj',
+                       'probabilities': {'ops': [{'name': 'attention_interface'},
+                                                 {'name': 'nn_functional_dropout'}]},
+                       'queries': {'ops': [{'name': 'attention_interface'}],
+                                   'io': 'input',
+                                   'index': 1},
+                       'keys': {'ops': [{'name': 'attention_interface'}],
+                                'io': 'input',
+                                'index': 2},
+                       'values': {'ops': [{'name': 'attention_interface'}],
+                                  'io': 'input',
+                                  'index': 3},
+                       'per_head_output': {'ops': [{'name': 'attention_interface'}], 'index': 0}},
          'mlp': {'module': 'mlp'},
          'residual': {'kind': 'post_norm'},
-         'limits': {'contribution': 'No decomposition of the block output into input + attention + '
-                                    'MLP holds (checked at draft time): the block normalises or '
-                                    'transforms the stream after the residual adds.',
-                    'attention_probabilities': 'the eager attention weights could not be verified '
-                                               'as one softmax over the scores '
-                                               '(attention_probabilities[1] '
-                                               '(model.model.layers.1.self_attn): no operation '
-                                               "named 'attention_interface' (did you mean "
-                                               "'attn_output_intra', 'at)",
-                    'qkv': 'queries/keys/values could not be verified (queries[1] '
-                           '(model.model.layers.1.self_attn): no operation named '
-                           "'attention_interface' (did you mean 'attn_output_intra', "
-                           "'attn_output_inter')",
-                    'per_head_output': 'queries/keys/values could not be verified (queries[1] '
-                                       '(model.model.layers.1.self_attn): no operation named '
-                                       "'attention_interface' (did you mean 'attn_output_intra', "
-                                       "'attn_output_inter')"},
+         'limits': {'contribution': 'The block replaces the residual with the normalised input '
+                                    '(residual = input_layernorm(x)) and normalises the stream '
+                                    'again after the attention add, so the block output is not '
+                                    'layers_input plus additive branch contributions.'},
          'tiny': {'tokenizer': 'metaspace',
                   'config': {'hidden_size': 64,
                              'intermediate_size': 128,

@@ -21,18 +21,23 @@ class MptAdapter(Adapter):
                      'layers': 'transformer.blocks',
                      'ln_final': 'transformer.norm_f'},
          'layer': {'returns': 'tuple'},
-         'attention': {'module': 'attn', 'score': 'other'},
+         'attention': {'module': 'attn',
+                       'output_projection': 'out_proj',
+                       'score': 'other',
+                       'probabilities': {'ops': [{'name': 'nn_functional_dropout'}]},
+                       'queries': {'ops': [{'name': 'torch_matmul', 'occurrence': 0}],
+                                   'io': 'input',
+                                   'index': 0},
+                       'keys': {'ops': [{'name': 'torch_matmul', 'occurrence': 0}],
+                                'io': 'input',
+                                'index': 1,
+                                'transpose_last': True},
+                       'values': {'ops': [{'name': 'torch_matmul', 'occurrence': 1}],
+                                  'io': 'input',
+                                  'index': 1},
+                       'per_head_output': {'ops': [{'name': 'torch_matmul', 'occurrence': 1}],
+                                           'transpose': True}},
          'mlp': {'module': 'ffn', 'includes_residual': 'residual'},
-         'limits': {'attention_probabilities': 'no attention source is declared yet: '
-                                               'MptAttention.forward does not call the attention '
-                                               'interface; add [attention] '
-                                               'probabilities/queries/keys/values sources by hand',
-                    'qkv': 'no attention source is declared yet: MptAttention.forward does not '
-                           'call the attention interface; add [attention] '
-                           'probabilities/queries/keys/values sources by hand',
-                    'per_head_output': 'no attention source is declared yet: MptAttention.forward '
-                                       'does not call the attention interface; add [attention] '
-                                       'probabilities/queries/keys/values sources by hand'},
          'tiny': {'config': {'hidden_size': '',
                              'n_layer': '',
                              'n_head': '',

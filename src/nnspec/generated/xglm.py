@@ -20,20 +20,18 @@ class XglmAdapter(Adapter):
          'modules': {'embed_tokens': 'model.embed_tokens',
                      'layers': 'model.layers',
                      'ln_final': 'model.layer_norm'},
-         'attention': {'module': 'self_attn', 'score_scale': 1.0},
+         'attention': {'module': 'self_attn',
+                       'output_projection': 'out_proj',
+                       'score_scale': 1.0,
+                       'probabilities': {'ops': [{'name': 'attn_weights_view'}]},
+                       'queries': {'ops': [{'name': 'transpose', 'occurrence': 2}]},
+                       'keys': {'ops': [{'name': 'transpose', 'occurrence': 0}]},
+                       'values': {'ops': [{'name': 'transpose', 'occurrence': 1}]},
+                       'per_head_output': {'ops': [{'name': 'attn_output_transpose',
+                                                    'occurrence': 0}]}},
          'mlp': {'module': None, 'input': 'fc1', 'contribution': 'fc2'},
          'limits': {'mlp_module': 'the block calls fc1 ... fc2 inline; there is no MLP module '
-                                  '(mlps_input and mlps_output work)',
-                    'attention_probabilities': 'no attention source is declared yet: '
-                                               'XGLMAttention.forward does not call the attention '
-                                               'interface; add [attention] '
-                                               'probabilities/queries/keys/values sources by hand',
-                    'qkv': 'no attention source is declared yet: XGLMAttention.forward does not '
-                           'call the attention interface; add [attention] '
-                           'probabilities/queries/keys/values sources by hand',
-                    'per_head_output': 'no attention source is declared yet: XGLMAttention.forward '
-                                       'does not call the attention interface; add [attention] '
-                                       'probabilities/queries/keys/values sources by hand'},
+                                  '(mlps_input and mlps_output work)'},
          'tiny': {'config': {'hidden_size': '',
                              'word_embed_proj_dim': '',
                              'ffn_dim': 128,

@@ -28,15 +28,49 @@ def installed_version(package: str) -> Optional[str]:
         return None
 
 
+def _owner(config: Any, key: str) -> tuple[Any, str]:
+    """The config object holding the last part of a dotted ``key``, and that part."""
+    *parents, last = key.split(".")
+    for part in parents:
+        config = getattr(config, part)
+    return config, last
+
+
+def is_per_layer(config: Any, key: str) -> bool:
+    """Whether ``key`` is a per-layer attribute of a heterogeneous config (transformers' per-layer
+    configs: the value may differ between layers and is read from each layer's config)."""
+    try:
+        owner, last = _owner(config, key)
+    except AttributeError:
+        return False
+    return last in (getattr(owner, "per_layer_attributes", None) or ())
+
+
 def read_config(config: Any, key: str) -> Any:
-    """``config.<key>`` for a dotted key (nested configs); raises ``AttributeError`` when absent."""
-    value = config
-    for part in key.split("."):
-        value = getattr(value, part)
-    return value
+    """``config.<key>`` for a dotted key (nested configs); raises ``AttributeError`` when absent,
+    and :class:`ModelStructureError` for a key whose value differs by layer (see
+    :func:`read_config_per_layer`)."""
+    if is_per_layer(config, key):
+        raise ModelStructureError(
+            f"config key {key!r} is set per layer in this {type(config).__name__} (its value may differ between "
+            "layers): it has no single value"
+        )
+    owner, last = _owner(config, key)
+    return getattr(owner, last)
+
+
+def read_config_per_layer(config: Any, key: str, num_layers: int) -> list[Any]:
+    """``config.<key>`` for each of ``num_layers`` layers: each layer's own value where the config
+    sets the key per layer, else the one value repeated; raises ``AttributeError`` when absent."""
+    if not is_per_layer(config, key):
+        return [read_config(config, key)] * num_layers
+    owner, last = _owner(config, key)
+    return [getattr(owner.per_layer_config[i], last) for i in range(num_layers)]
 
 
 def has_config(config: Any, key: str) -> bool:
+    if is_per_layer(config, key):
+        return True
     try:
         read_config(config, key)
     except AttributeError:
@@ -106,7 +140,9 @@ def rename_dict(spec: Spec) -> dict[str, str]:
     """NNsight ``rename`` aliases giving the standard module names (native path -> alias).
 
     Model-level paths are keyed from the root; block-level paths are relative to a block, so they
-    bind on every block. Aliases equal to the native name are left out.
+    bind on every block. Aliases equal to the native name are left out, and so are aliases of a
+    path inside a module of the alias's name (``self_attn.0`` in a block whose ``self_attn`` is a
+    list of attention sublayers): binding one would hide that module.
     """
     wanted = {
         spec.modules.layers: "layers",
@@ -142,7 +178,7 @@ def rename_dict(spec: Spec) -> dict[str, str]:
     for path, aliases in roles.items():
         if len(aliases) == 1:
             wanted[path] = next(iter(aliases))
-    return {path: alias for path, alias in wanted.items() if path != alias}
+    return {path: alias for path, alias in wanted.items() if path != alias and not path.startswith(alias + ".")}
 
 
 class Adapter:
@@ -196,6 +232,11 @@ class Adapter:
         key = keys.key(attribute)
         if key is None:
             return None
+        if is_per_layer(config, key):
+            raise ModelStructureError(
+                f"spec {self.source!r}: config.{attribute} names config key {key!r}, which this "
+                f"{type(config).__name__} sets per layer: read it with config_values_per_layer"
+            )
         try:
             return read_config(config, key)
         except AttributeError:
@@ -205,6 +246,15 @@ class Adapter:
                 f"spec {self.source!r}: config.{attribute} names config key {key!r}, which "
                 f"{type(config).__name__} does not have"
             ) from None
+
+    def config_values_per_layer(self, config: Any, attribute: str, num_layers: int) -> list[Any]:
+        """:meth:`config_value` for each layer: where the config sets the key per layer (a
+        heterogeneous config, e.g. a larger head size on global-attention layers), each layer's
+        own value; else the one value repeated. ``None`` entries as in :meth:`config_value`."""
+        key = self.spec.config.key(attribute)
+        if key is None or not is_per_layer(config, key):
+            return [self.config_value(config, attribute)] * num_layers
+        return read_config_per_layer(config, key, num_layers)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} from {self.source}>"

@@ -19,12 +19,13 @@ from typing import Any, Callable, Iterator, Optional
 
 import torch
 
-from ..compiler.schema import Branch
+from ..compiler.schema import BlockAttribute, Branch
 from ..errors import CapabilityUnavailableError, ConformanceError
 from .adapter import read_config
 from .batching import positions_from_mask
 from .ports import pick, replace
 from .readorder import ATTENTION_INTERNALS, LAYER_ORDER
+from .structure import block_attribute_value
 
 #: float32 tolerances for every comparison, in one place.
 TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}
@@ -378,6 +379,9 @@ def _branch_hook(s: Subject, name: str) -> Callable[[int, torch.Tensor], tuple]:
 def _branch_scale(s: Subject, branch: Branch) -> Optional[float]:
     if branch.scale is None:
         return None
+    if isinstance(branch.scale, BlockAttribute):
+        blocks = [s.hf_block(i) for i in range(s.num_layers)]
+        return block_attribute_value(blocks, branch.scale.block_attribute, "scale", s.spec.name)
     return float(branch.scale if not isinstance(branch.scale, str) else read_config(s.hf.config, branch.scale))
 
 

@@ -192,14 +192,17 @@ class StandardizedTransformer(TransformersModel):
         self.num_layers: int = structure.num_layers
         # None on a model without attention heads (a state-space model).
         self.num_heads: Optional[int] = adapter.config_value(hf_config, "num_heads")
-        self.num_kv_heads: Optional[int] = (
-            None if self.num_heads is None else adapter.config_value(hf_config, "num_kv_heads") or self.num_heads
-        )
         self.hidden_size: int = adapter.config_value(hf_config, "hidden_size")
         self.vocab_size: int = adapter.config_value(hf_config, "vocab_size")
-        self.head_dim: Optional[int] = None if self.num_heads is None else (
-            adapter.config_value(hf_config, "head_dim") or self.hidden_size // self.num_heads
-        )
+        # Per layer: a config may set the head size or kv head count per layer (global-attention
+        # layers wider than sliding ones); `head_dim` / `num_kv_heads` are the value all layers share.
+        n = self.num_layers
+        self.num_kv_heads_per_layer: Optional[list[int]] = None if self.num_heads is None else [
+            value or self.num_heads for value in adapter.config_values_per_layer(hf_config, "num_kv_heads", n)
+        ]
+        self.head_dims: Optional[list[int]] = None if self.num_heads is None else [
+            value or self.hidden_size // self.num_heads for value in adapter.config_values_per_layer(hf_config, "head_dim", n)
+        ]
         self._attention = [attention_for_layer(effective, hf_config, i) for i in range(self.num_layers)]
         self._mlp = [mlp_for_layer(effective, hf_config, i) for i in range(self.num_layers)]
         self._block_shapes: dict[int, torch.Size] = {}
@@ -233,6 +236,29 @@ class StandardizedTransformer(TransformersModel):
     def adapter(self) -> Adapter:
         """The adapter the spec was compiled into."""
         return self._adapter
+
+    @property
+    def head_dim(self) -> Optional[int]:
+        """The per-head width every attention layer shares (``None`` without attention heads);
+        refused where it differs between layers: read ``head_dims[i]`` then."""
+        return self._shared("head_dim", "head_dims", self.head_dims)
+
+    @property
+    def num_kv_heads(self) -> Optional[int]:
+        """The key/value head count every attention layer shares (``None`` without attention
+        heads); refused where it differs between layers: read ``num_kv_heads_per_layer[i]`` then."""
+        return self._shared("num_kv_heads", "num_kv_heads_per_layer", self.num_kv_heads_per_layer)
+
+    def _shared(self, name: str, per_layer: str, values: Optional[list[int]]) -> Optional[int]:
+        if values is None:
+            return None
+        if len(set(values)) > 1:
+            key = self._spec.config.key(name)
+            raise CapabilityUnavailableError(
+                f"{name} differs between layers on this model (its config sets {key!r} per layer: "
+                f"{', '.join(str(v) for v in sorted(set(values)))}): read model.{per_layer}[i] for layer i"
+            )
+        return values[0] if values else None
 
     @property
     def limits(self) -> dict[str, str]:

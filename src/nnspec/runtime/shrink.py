@@ -30,6 +30,7 @@ MIN_LAYERS = 3
 MAX_POSITIONS = 2048
 LORA_RANK = 32
 SSM_STATE = 16
+SIDE_WIDTH = 16
 
 #: Config keys that state a size, by role. Keys are matched at any nesting level (sub-configs of
 #: multimodal wrappers, ``text_config``...).
@@ -41,10 +42,10 @@ SIZE_KEYS: dict[str, tuple[str, ...]] = {
     "intermediate": ("intermediate_size", "ffn_dim", "n_inner", "ffn_hidden_size", "dense_intermediate_size"),
     "moe_intermediate": (
         "moe_intermediate_size", "shared_expert_intermediate_size", "expert_intermediate_size",
-        "moe_ffn_hidden_size", "shared_intermediate_size",
+        "moe_ffn_hidden_size", "shared_intermediate_size", "expert_ffn_hidden_size",
     ),
     "layers": ("num_hidden_layers", "n_layer", "num_layers", "n_layers"),
-    "experts": ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts"),
+    "experts": ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts", "zero_expert_num"),
     "top_k": ("num_experts_per_tok", "num_experts_per_token", "moe_topk", "num_selected_experts", "moe_k", "moe_top_k"),
     "vocab": ("vocab_size", "padded_vocab_size"),
     "positions": ("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len", "seq_length"),
@@ -54,6 +55,13 @@ SIZE_KEYS: dict[str, tuple[str, ...]] = {
     "linear_head_dim": ("linear_key_head_dim", "linear_value_head_dim", "linear_head_dim"),
     "linear_heads": ("linear_num_key_heads", "linear_num_value_heads", "linear_num_heads"),
     "rotary_dim": ("rotary_dim",),
+    # Some layers' own attention shape (Gemma 4's global layers): a head size kept in its ratio to
+    # head_dim, and a kv head count kept fewer than the other layers' where it is.
+    "scaled_head_dim": ("global_head_dim",),
+    "other_kv_heads": ("num_global_key_value_heads",),
+    # Small side widths (per-layer input embeddings, low-rank residual adapters); 0 stays 0 (off).
+    "side_width": ("hidden_size_per_layer_input", "laurel_rank"),
+    "side_vocab": ("vocab_size_per_layer_input",),
     # State-space mixers: the state per channel, Mamba-2's heads (heads x head dim = expand x
     # hidden), their groups, and Mamba's rank of the time-step projection.
     "ssm_state": ("state_size", "ssm_state_size", "mamba_d_state"),
@@ -260,9 +268,20 @@ def _shrink_level(
             put(key, min(value, 2))
         elif role == "time_step_rank":
             put(key, max(1, HIDDEN // 16))
-        elif role == "rotary_dim" and isinstance(old_head_dim, int) and old_head_dim:
+        elif role in ("rotary_dim", "scaled_head_dim") and isinstance(old_head_dim, int) and old_head_dim:
             put(key, max(2, round(value * head_dim / old_head_dim / 2) * 2))
+        elif role == "other_kv_heads":
+            kv = next((config[k] for k in SIZE_KEYS["kv_heads"] if isinstance(config.get(k), int)), None)
+            put(key, 1 if isinstance(kv, int) and 1 < value < kv else _kv_heads(old_heads, value))
+        elif role == "side_width":
+            put(key, min(value, SIDE_WIDTH))
+        elif role == "side_vocab":
+            put(key, vocab_size)
 
+    # Latent-attention configs whose head_dim is the rope slice's width keep the two equal.
+    rope_dim = config.get("qk_rope_head_dim")
+    if isinstance(rope_dim, int) and config.get("head_dim") == rope_dim and isinstance(new.get("qk_rope_head_dim"), int):
+        put("head_dim", new["qk_rope_head_dim"])
     # OPT-style embedding projections: equal to the hidden size, or a different width.
     if isinstance(config.get("word_embed_proj_dim"), int) and isinstance(old_hidden, int):
         put("word_embed_proj_dim", HIDDEN if config["word_embed_proj_dim"] == old_hidden else HIDDEN // 2)
@@ -351,6 +370,15 @@ def is_size_key(key: str) -> bool:
     )
 
 
+def _single_value(config: Any, key: str, default: Any = None) -> Any:
+    """``config.<key>``, or ``default`` where the config lacks it or sets it per layer (a
+    heterogeneous config, where the value may differ between layers: the shrunk config states
+    those layers' values itself)."""
+    if key in (getattr(config, "per_layer_attributes", None) or ()):
+        return default
+    return getattr(config, key, default)
+
+
 def apply_sizes(loaded: Any, shrunk: Shrunk) -> list[str]:
     """Bring a loaded config object's size attributes to the shrunk values where its class ignored
     the key the published config used (Falcon configs of 2023 say ``n_head``/``n_layer``, which
@@ -364,12 +392,20 @@ def apply_sizes(loaded: Any, shrunk: Shrunk) -> list[str]:
             continue
         value = values.pop()
         for key in keys:
-            current = getattr(loaded, key, None)
+            if isinstance(getattr(type(loaded), key, None), property):
+                continue  # derived by the class from other keys (a layer count twice another), not ignored
+            current = _single_value(loaded, key, None)
             if isinstance(current, int) and not isinstance(current, bool) and current != value and key not in top:
                 setattr(loaded, key, value)
                 done.append(key)
-    heads = getattr(loaded, "num_attention_heads", None)
-    kv = getattr(loaded, "num_kv_heads", None)
+    # A latent-attention config without head_dim gets the class default; where that default is
+    # the real rope slice's width, it must follow the shrunk rope width (see _shrink_level).
+    rope = shrunk.changed.get("qk_rope_head_dim")
+    if rope and "head_dim" not in top and _single_value(loaded, "head_dim", None) == rope[0] != rope[1]:
+        loaded.head_dim = rope[1]
+        done.append("head_dim")
+    heads = _single_value(loaded, "num_attention_heads", None)
+    kv = _single_value(loaded, "num_kv_heads", None)
     if "num_attention_heads" in done and isinstance(kv, int) and not any(k in top for k in SIZE_KEYS["kv_heads"]):
         if isinstance(heads, int) and kv > heads:  # derived from the old head count
             loaded.num_kv_heads = heads

@@ -12,9 +12,9 @@ from typing import Any, Optional
 
 import torch
 
-from ..compiler.schema import Branch, Spec
+from ..compiler.schema import BlockAttribute, Branch, Spec
 from ..errors import ModelStructureError, closest
-from .adapter import attention_for_layer, has_config, mlp_for_layer, read_config
+from .adapter import attention_for_layer, has_config, is_per_layer, mlp_for_layer, read_config
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,11 @@ def module_absent(root: torch.nn.Module, path: str) -> bool:
 
 
 def _config_key(config: Any, key: str, spec_key: str, source: str) -> Any:
+    if is_per_layer(config, key):
+        raise ModelStructureError(
+            f"{source}: {spec_key} names config key {key!r}, which this {type(config).__name__} sets per layer "
+            "(it may differ between layers): it needs one value"
+        )
     if not has_config(config, key):
         names = [n for n in dir(config) if not n.startswith("_")]
         raise ModelStructureError(
@@ -96,6 +101,37 @@ def config_keys_read(spec: Spec) -> list[tuple[str, str]]:
     return keys
 
 
+def block_attribute_value(blocks: Any, attribute: str, spec_key: str, source: str) -> float:
+    """The number every block of ``blocks`` holds as ``attribute`` (a spec's ``{ block_attribute }``);
+    raises :class:`ModelStructureError` naming ``spec_key`` when a block lacks it, it is not a
+    number, or blocks hold different values (a single factor cannot describe them)."""
+    values = []
+    for i, block in enumerate(blocks):
+        value = getattr(block, attribute, None)
+        if value is None:
+            names = [n for n in vars(block) if not n.startswith("_")]
+            found = closest(attribute, names)
+            raise ModelStructureError(
+                f"{source}: {spec_key} names block attribute {attribute!r}, which block {i} ({type(block).__name__}) "
+                "does not have" + (" (closest: " + ", ".join(repr(n) for n in found) + ")" if found else "")
+            )
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ModelStructureError(
+                f"{source}: {spec_key} names block attribute {attribute!r}, which is not a number on block {i} ({value!r})"
+            )
+        values.append(float(value))
+    if len(set(values)) > 1:
+        raise ModelStructureError(
+            f"{source}: {spec_key} names block attribute {attribute!r}, whose value differs between blocks "
+            f"({sorted(set(values))}); one factor cannot describe every block"
+        )
+    if not values:
+        raise ModelStructureError(f"{source}: {spec_key} names block attribute {attribute!r}, but the model has no blocks")
+    return values[0]
+
+
 def _branch(
     blocks: torch.nn.ModuleList, branch: Branch, name: str, config: Any, source: str, per_block: Optional[list] = None
 ) -> BranchFacts:
@@ -108,6 +144,8 @@ def _branch(
     scale = branch.scale
     if isinstance(scale, str):
         scale = _config_key(config, scale, f"{name}.scale", source)
+    elif isinstance(scale, BlockAttribute):
+        scale = block_attribute_value(blocks, scale.block_attribute, f"{name}.scale", source)
     position = None
     if branch.includes_residual is not None:
         target = blocks[0].get_submodule(branch.contribution_path)
@@ -181,6 +219,8 @@ def check_structure(root: torch.nn.Module, config: Any, spec: Spec, source: str)
             "not a non-empty list of blocks"
         )
     for spec_key, key in config_keys_read(spec):
+        if spec_key in ("config.num_kv_heads", "config.head_dim") and is_per_layer(config, key):
+            continue  # a per-layer value: the model reads it layer by layer
         _config_key(config, key, spec_key, source)
     num_layers = read_config(config, spec.config.num_layers)
     if num_layers != len(blocks):
