@@ -42,8 +42,10 @@ class Gemma4TextAdapter(Adapter):
          'logits': {'transforms': [{'op': 'softcap', 'key': 'final_logit_softcapping'}]},
          'limits': {'contribution': 'each Gemma 4 block multiplies its whole output, the incoming '
                                     'residual stream included, by a learned per-layer scalar '
-                                    '(layer_scalar, well below 1 in published checkpoints), so a '
-                                    "block's output is not its input plus what its branches add"},
+                                    '(layer_scalar, far from 1 in published checkpoints), and '
+                                    'configs with per-layer inputs add a gated per-layer-embedding '
+                                    "term after the MLP, so a block's output is not its input plus "
+                                    'what its attention and MLP add'},
          'tiny': {'tokenizer': 'metaspace',
                   'config': {'hidden_size': 64,
                              'intermediate_size': 128,

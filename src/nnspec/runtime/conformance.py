@@ -700,7 +700,24 @@ def check_padding(s: Subject) -> float:
             batch_states.append(m.layers_output[i].save())
         batch_logits = m.logits.save()
         batch_probs = m.next_token_probs.save()
-    mask = m.tokenizer(prompts, return_tensors="pt", padding=True)["attention_mask"].bool()
+    encoded = m.tokenizer(prompts, return_tensors="pt", padding=True)
+    mask = encoded["attention_mask"].bool()
+    padded: list[Any] = []  # plain transformers on the same padded batch, computed when needed
+
+    def close(what: str, actual: torch.Tensor, alone: torch.Tensor, expected: Callable[[], torch.Tensor]) -> float:
+        try:
+            return assert_close("padding", what, actual, alone)
+        except ConformanceError as error:
+            # A model may itself compute a prompt slightly differently inside a longer padded
+            # batch (float sums over more, masked, positions; sharp attention amplifies them):
+            # nnspec then must give exactly what plain transformers gives on that batch.
+            if not padded:
+                padded.append(_hf_padded_batch(s, encoded))
+            try:
+                return assert_close("padding", what + " (vs plain transformers on the padded batch)", actual, expected())
+            except ConformanceError:
+                raise error from None
+
     worst = 0.0
     for row, prompt in enumerate(prompts):
         alone: list[Any] = []
@@ -709,11 +726,35 @@ def check_padding(s: Subject) -> float:
                 alone.append(m.layers_output[i].save())
             logits = m.logits.save()
         real = mask[row]
-        worst = max(worst, assert_close("padding", f"logits of prompt {row} in a padded batch", batch_logits[row][real], logits[0]))
-        worst = max(worst, assert_close("padding", f"next_token_probs of prompt {row}", batch_probs[row], logits[0, -1].softmax(-1)))
+        worst = max(worst, close(f"logits of prompt {row} in a padded batch", batch_logits[row][real], logits[0],
+                                 lambda r=row, k=real: padded[0][1][r][k]))
+        worst = max(worst, close(f"next_token_probs of prompt {row}", batch_probs[row], logits[0, -1].softmax(-1),
+                                 lambda r=row: padded[0][1][r, -1].softmax(-1)))
         for i in range(n):
-            worst = max(worst, assert_close("padding", f"layers_output[{i}] of prompt {row}", batch_states[i][row][real], alone[i][0]))
+            worst = max(worst, close(f"layers_output[{i}] of prompt {row}", batch_states[i][row][real], alone[i][0],
+                                     lambda r=row, k=real, i=i: padded[0][0][i][r][k]))
     return worst
+
+
+def _hf_padded_batch(s: Subject, encoded: Any) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Plain transformers on a left-padded batch (positions from the mask): each block's output
+    and the logits."""
+    element = s.spec.layer.hidden_element if s.spec.layer.returns == "tuple" else 0
+    outputs: dict[int, torch.Tensor] = {}
+
+    def keep(i: int) -> Callable:
+        def hook(module: Any, args: Any, output: Any) -> None:
+            outputs[i] = pick(output, element).detach().clone()
+        return hook
+
+    handles = [s.hf_block(i).register_forward_hook(keep(i)) for i in range(s.num_layers)]
+    try:
+        with torch.no_grad():
+            logits = s.hf(**encoded, position_ids=positions_from_mask(encoded["attention_mask"])).logits
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [outputs[i] for i in range(s.num_layers)], logits
 
 
 def _serves(s: Subject, name: str, i: int) -> bool:

@@ -46,7 +46,7 @@ SIZE_KEYS: dict[str, tuple[str, ...]] = {
     ),
     "layers": ("num_hidden_layers", "n_layer", "num_layers", "n_layers"),
     "experts": ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts", "zero_expert_num"),
-    "top_k": ("num_experts_per_tok", "num_experts_per_token", "moe_topk", "num_selected_experts", "moe_k", "moe_top_k"),
+    "top_k": ("num_experts_per_tok", "num_experts_per_token", "moe_topk", "num_selected_experts", "moe_k", "moe_top_k", "top_k_experts"),
     "vocab": ("vocab_size", "padded_vocab_size"),
     "positions": ("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len", "seq_length"),
     "original_positions": ("original_max_position_embeddings",),
