@@ -38,10 +38,10 @@ SIZE_KEYS: dict[str, tuple[str, ...]] = {
     "hidden": ("hidden_size", "n_embd", "d_model", "model_dim"),
     "heads": ("num_attention_heads", "n_head", "n_heads", "num_heads", "index_n_heads"),
     "kv_heads": ("num_key_value_heads", "num_kv_heads", "n_head_kv", "multi_query_group_num", "n_kv_heads", "kv_n_heads"),
-    "head_dim": ("head_dim", "attention_head_dim", "index_head_dim"),
-    "intermediate": ("intermediate_size", "ffn_dim", "n_inner", "ffn_hidden_size", "dense_intermediate_size"),
+    "head_dim": ("head_dim", "attention_head_dim", "index_head_dim", "dim_head"),
+    "intermediate": ("intermediate_size", "ffn_dim", "n_inner", "ffn_hidden_size", "dense_intermediate_size", "dim_ff"),
     "moe_intermediate": (
-        "moe_intermediate_size", "shared_expert_intermediate_size", "expert_intermediate_size",
+        "moe_intermediate_size", "shared_expert_intermediate_size", "shared_experts_intermediate_size", "expert_intermediate_size",
         "moe_ffn_hidden_size", "shared_intermediate_size", "expert_ffn_hidden_size",
     ),
     "layers": ("num_hidden_layers", "n_layer", "num_layers", "n_layers"),
@@ -282,6 +282,15 @@ def _shrink_level(
     rope_dim = config.get("qk_rope_head_dim")
     if isinstance(rope_dim, int) and config.get("head_dim") == rope_dim and isinstance(new.get("qk_rope_head_dim"), int):
         put("head_dim", new["qk_rope_head_dim"])
+    # Mamba-2 configs state their SSM heads as num_heads x head_dim = expand x hidden: keep that.
+    expand = config.get("expand")
+    if (
+        isinstance(expand, int) and not isinstance(expand, bool) and isinstance(old_hidden, int)
+        and any(k in config for k in SIZE_KEYS["ssm_state"])
+        and isinstance(config.get("num_heads"), int) and isinstance(config.get("head_dim"), int)
+        and config["num_heads"] * config["head_dim"] == expand * old_hidden
+    ):
+        put("num_heads", expand * HIDDEN // HEAD_DIM)
     # OPT-style embedding projections: equal to the hidden size, or a different width.
     if isinstance(config.get("word_embed_proj_dim"), int) and isinstance(old_hidden, int):
         put("word_embed_proj_dim", HIDDEN if config["word_embed_proj_dim"] == old_hidden else HIDDEN // 2)
@@ -358,9 +367,16 @@ SIZE_LIKE = (
 )
 
 
+#: Prefix of keys stating the sliding-window layers' own value of a size (``swa_num_attention_heads``).
+SLIDING_PREFIX = "swa_"
+
+
 def is_size_key(key: str) -> bool:
     """Whether ``key`` states a size, a count, a window, a per-layer pattern or a token id, as
-    opposed to a behaviour option (norms, biases, softcaps, tying...)."""
+    opposed to a behaviour option (norms, biases, softcaps, tying...); ``swa_`` + a size key is the
+    sliding-window layers' own value of that size."""
+    if key.startswith(SLIDING_PREFIX) and is_size_key(key[len(SLIDING_PREFIX):]):
+        return True
     return (
         any(key in keys for keys in SIZE_KEYS.values())
         or key in LAYER_COUNT_KEYS or key in LAYER_PERIOD_KEYS or key in LAYER_INDEX_KEYS or key in LAYER_NUMBER_KEYS
