@@ -166,6 +166,22 @@ class LayerIO(_Strict):
         "block i, the embeddings first) or 'outputs' (entry i leaves block i, no embeddings entry; Mamba). The "
         "standard names mean the same either way; this only tells the checks how to read the ground truth.",
     )
+    prefix: Union[str, int, None] = Field(
+        None,
+        description="Positions the model places in front of the input inside its forward (learned prompt tokens), "
+        "as a config key or a number: the embedding output and every block see (batch, prefix + seq, hidden), while "
+        "the model's own hidden_states and logits cover the input's positions only. The standard residual-stream "
+        "values (token_embeddings, layers_*, mixers_*, attentions_*, mlps_*) then cover the input's positions, "
+        "(batch, seq, hidden); writes leave the prefix positions as the model computed them. A forward continuing "
+        "from a KV cache, whose blocks see no more positions than the prefix, is served as it is.",
+    )
+
+    @field_validator("prefix", mode="before")
+    @classmethod
+    def _prefix(cls, value: Union[str, int, None]) -> Union[str, int, None]:
+        if isinstance(value, bool) or (isinstance(value, int) and value < 1):
+            raise ValueError(f"prefix must be a config key or a positive number of positions, not {value!r}")
+        return value
 
 
 class OpStep(_Strict):

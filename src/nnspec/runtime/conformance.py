@@ -23,7 +23,7 @@ from ..compiler.schema import BlockAttribute, Branch
 from ..errors import CapabilityUnavailableError, ConformanceError
 from .adapter import read_config
 from .batching import positions_from_mask
-from .ports import pick, replace
+from .ports import drop_prefix, pick, replace
 from .readorder import ATTENTION_INTERNALS, LAYER_ORDER
 from .structure import block_attribute_value
 
@@ -108,6 +108,22 @@ class Subject:
         generator = torch.Generator().manual_seed(1000 + i)
         shape = self.reference.hidden_states[0].shape
         return scale * torch.randn(shape, generator=generator)
+
+    @property
+    def prefix(self) -> int:
+        """Positions the model places in front of the input inside its blocks (``layer.prefix``):
+        HF modules see them, the standard values and ``hidden_states`` do not."""
+        return self.model.prefix_positions
+
+    def own(self, value: torch.Tensor) -> torch.Tensor:
+        """A value an HF module saw, on the input's positions only."""
+        return drop_prefix(value, self.prefix)
+
+    def widen(self, delta: torch.Tensor) -> torch.Tensor:
+        """An edit of the input's positions, as the HF modules see them (zero on the prefix)."""
+        if not self.prefix:
+            return delta
+        return torch.cat([delta.new_zeros((delta.shape[0], self.prefix, *delta.shape[2:])), delta], dim=1)
 
 
 def load_subject(name: str, path: Any, spec: Any = None, **model_kwargs: Any) -> Subject:
@@ -309,7 +325,7 @@ def _last_layer_output(s: Subject) -> torch.Tensor:
         captured.append(pick(output, s.spec.layer.hidden_element))
 
     s.hf_logits([(s.hf_block(s.num_layers - 1), grab)])
-    return captured[0]
+    return s.own(captured[0])
 
 
 def check_logits(s: Subject) -> float:
@@ -352,7 +368,7 @@ def _edit_check(
             values = getattr(m, name)
             values[i] = values[i] + delta
             edited = m.logits.save()
-        expected = s.hf_logits([hook_for(i, delta)])
+        expected = s.hf_logits([hook_for(i, s.widen(delta))])
         assert_effect(check, f"{name}[{i}] += delta", expected, base)
         worst = max(worst, assert_close(check, f"logits after {name}[{i}] += delta", edited, expected))
     return worst
@@ -420,7 +436,7 @@ def check_steer(s: Subject) -> float:
             delta += 1.5 * vector
         else:
             delta[:, positions] += 1.5 * vector
-        expected = s.hf_logits([(s.hf_block(i), _hook_add(element, delta)) for i in layers])
+        expected = s.hf_logits([(s.hf_block(i), _hook_add(element, s.widen(delta))) for i in layers])
         assert_effect("steer", f"steer(layers={layers})", expected, s.reference.logits)
         worst = max(worst, assert_close("steer", f"logits after steer(layers={layers}, positions={positions})", steered, expected))
     return worst
@@ -467,7 +483,8 @@ def check_branch_inputs(s: Subject) -> float:
     def recorder(key: tuple[str, int]) -> Callable:
         def hook(module: Any, args: Any, kwargs: Any) -> None:
             value = args[0] if args else next(iter(kwargs.values()))
-            seen[key] = value.reshape(s.reference.hidden_states[0].shape[:2] + value.shape[-1:])
+            batch, seq = s.reference.hidden_states[0].shape[:2]
+            seen[key] = s.own(value.reshape((batch, seq + s.prefix) + value.shape[-1:]))
 
         return hook
 
@@ -650,7 +667,8 @@ def check_qkv(s: Subject) -> float:
     for i in layers:
         q, k, v = got["queries"][i], got["keys"][i], got["values"][i]
         batch, seq = s.input_ids.shape
-        if q.shape[:3] != (batch, m.num_heads, seq) or k.shape[-2] != seq or k.shape[-1] != q.shape[-1] or m.num_heads % k.shape[1]:
+        n_heads = m.num_heads_per_layer[i]
+        if q.shape[:3] != (batch, n_heads, seq) or k.shape[-2] != seq or k.shape[-1] != q.shape[-1] or n_heads % k.shape[1]:
             raise ConformanceError(f"qkv: layer {i} has queries {tuple(q.shape)}, keys {tuple(k.shape)}: not (batch, heads, seq, head_dim)")
         if att.score == "scaled_dot_product":
             scale = att.score_scale
@@ -659,7 +677,7 @@ def check_qkv(s: Subject) -> float:
                 scale = getattr(hf_attention, "scaling", None) or q.shape[-1] ** -0.5
             elif isinstance(scale, str):
                 scale = float(read_config(config, scale)) ** -0.5
-            scores = q @ _repeat_kv(k, m.num_heads).transpose(-1, -2) * scale
+            scores = q @ _repeat_kv(k, n_heads).transpose(-1, -2) * scale
             cap = read_config(config, att.score_softcap) if att.score_softcap else None
             if cap:
                 scores = torch.tanh(scores / cap) * cap
@@ -680,7 +698,7 @@ def check_qkv(s: Subject) -> float:
             with m.trace(s.input_ids):
                 heads = m.attention_heads_output[i].save()
             if not att.gated_output:
-                expected = (probs_reference[i] @ _repeat_kv(v, m.num_heads)).transpose(1, 2)
+                expected = (probs_reference[i] @ _repeat_kv(v, n_heads)).transpose(1, 2)
                 worst = max(worst, assert_close("qkv", f"attention_heads_output[{i}] vs probabilities @ values", heads, expected))
             projection = s.hf_block(i).get_submodule(f"{m.branch('attention', i).module}.{att.output_projection}")
             with torch.no_grad():
@@ -744,7 +762,7 @@ def _hf_padded_batch(s: Subject, encoded: Any) -> tuple[list[torch.Tensor], torc
 
     def keep(i: int) -> Callable:
         def hook(module: Any, args: Any, output: Any) -> None:
-            outputs[i] = pick(output, element).detach().clone()
+            outputs[i] = s.own(pick(output, element).detach()).clone()
         return hook
 
     handles = [s.hf_block(i).register_forward_hook(keep(i)) for i in range(s.num_layers)]

@@ -15,7 +15,7 @@ from .accessors import ModuleAccessor, ValueAccessor, layer_index
 from .adapter import Adapter, attention_for_layer, mlp_for_layer, read_config
 from .batching import columns
 from .inputs import check_encoding, check_invoke, invoke_mask, position_limit, split_model_kwargs, warn_right_padding
-from .ports import ContributionPort, InputPort, OutputPort
+from .ports import ContributionPort, InputPort, OutputPort, with_prefix
 from .readorder import ATTENTION_INTERNALS, worker_memo
 from .registry import SpecArgument, resolve_adapter
 from .sources import SourcePort
@@ -29,6 +29,22 @@ def _load_config(model: Any, trust_remote_code: bool, revision: Optional[str]) -
     from transformers import AutoConfig
 
     return AutoConfig.from_pretrained(str(model), trust_remote_code=trust_remote_code, revision=revision), str(model)
+
+
+def _prefix_positions(spec: Spec, config: Any, source: str) -> int:
+    """How many positions the model places in front of the input (``layer.prefix``; 0: none)."""
+    prefix = spec.layer.prefix
+    if prefix is None or isinstance(prefix, int):
+        return prefix or 0
+    try:
+        value = read_config(config, prefix)
+    except AttributeError:
+        raise ModelStructureError(
+            f"spec {source!r}: layer.prefix names config key {prefix!r}, which {type(config).__name__} does not have"
+        ) from None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ModelStructureError(f"spec {source!r}: layer.prefix: config.{prefix} = {value!r} is not a number of positions")
+    return value
 
 
 def _load_tokenizer(model: Any, trust_remote_code: bool, revision: Optional[str], extra: Optional[dict] = None) -> Any:
@@ -190,19 +206,22 @@ class StandardizedTransformer(TransformersModel):
                 "unembedding without a final norm; project_on_vocab applies what the model does"
             )
         self.num_layers: int = structure.num_layers
-        # None on a model without attention heads (a state-space model).
-        self.num_heads: Optional[int] = adapter.config_value(hf_config, "num_heads")
         self.hidden_size: int = adapter.config_value(hf_config, "hidden_size")
         self.vocab_size: int = adapter.config_value(hf_config, "vocab_size")
-        # Per layer: a config may set the head size or kv head count per layer (global-attention
-        # layers wider than sliding ones); `head_dim` / `num_kv_heads` are the value all layers share.
+        # Per layer: a config may set the head count, head size or kv head count per layer (sliding
+        # layers with their own attention sizes); `num_heads` / `head_dim` / `num_kv_heads` are the
+        # value all layers share. None on a model without attention heads (a state-space model).
         n = self.num_layers
-        self.num_kv_heads_per_layer: Optional[list[int]] = None if self.num_heads is None else [
-            value or self.num_heads for value in adapter.config_values_per_layer(hf_config, "num_kv_heads", n)
+        heads = adapter.config_values_per_layer(hf_config, "num_heads", n)
+        self.num_heads_per_layer: Optional[list[int]] = None if heads[0] is None else list(heads)
+        self.num_kv_heads_per_layer: Optional[list[int]] = None if self.num_heads_per_layer is None else [
+            value or heads[i] for i, value in enumerate(adapter.config_values_per_layer(hf_config, "num_kv_heads", n))
         ]
-        self.head_dims: Optional[list[int]] = None if self.num_heads is None else [
-            value or self.hidden_size // self.num_heads for value in adapter.config_values_per_layer(hf_config, "head_dim", n)
+        self.head_dims: Optional[list[int]] = None if self.num_heads_per_layer is None else [
+            value or self.hidden_size // heads[i]
+            for i, value in enumerate(adapter.config_values_per_layer(hf_config, "head_dim", n))
         ]
+        self.prefix_positions: int = _prefix_positions(effective, hf_config, adapter.source)
         self._attention = [attention_for_layer(effective, hf_config, i) for i in range(self.num_layers)]
         self._mlp = [mlp_for_layer(effective, hf_config, i) for i in range(self.num_layers)]
         self._block_shapes: dict[int, torch.Size] = {}
@@ -236,6 +255,12 @@ class StandardizedTransformer(TransformersModel):
     def adapter(self) -> Adapter:
         """The adapter the spec was compiled into."""
         return self._adapter
+
+    @property
+    def num_heads(self) -> Optional[int]:
+        """The query head count every attention layer shares (``None`` without attention heads);
+        refused where it differs between layers: read ``num_heads_per_layer[i]`` then."""
+        return self._shared("num_heads", "num_heads_per_layer", self.num_heads_per_layer)
 
     @property
     def head_dim(self) -> Optional[int]:
@@ -304,6 +329,7 @@ class StandardizedTransformer(TransformersModel):
             clone=branch.clone,
             shape=self._flat_shape(i) if branch.flattened else None,
             where=f"{self._adapter.source}: {name}.element = {branch.element}",
+            prefix=self.prefix_positions,
         )
 
     def _branch_input(self, label: str, name: str, i: int) -> InputPort:
@@ -312,6 +338,7 @@ class StandardizedTransformer(TransformersModel):
             f"{label}[{i}]",
             self._in_block(i, branch.input_path),
             shape=self._flat_shape(i) if branch.flattened else None,
+            prefix=self.prefix_positions,
         )
 
     # Why a layer lacks a branch: each accessor asks per layer, and refuses with the reason.
@@ -340,10 +367,14 @@ class StandardizedTransformer(TransformersModel):
         spec, n, limits = self._spec, self.num_layers, self._spec.limits
         element = spec.layer.hidden_element
         self.layers = ModuleAccessor("layers", n, self._block)
-        self.layers_input = ValueAccessor("layers_input", n, lambda i: InputPort(f"layers_input[{i}]", self._block(i)))
+        prefix = self.prefix_positions
+        self.layers_input = ValueAccessor(
+            "layers_input", n, lambda i: InputPort(f"layers_input[{i}]", self._block(i), prefix=prefix)
+        )
         self.layers_output = ValueAccessor(
             "layers_output", n, lambda i: OutputPort(
-                f"layers_output[{i}]", self._block(i), element, where=f"{self._adapter.source}: layer.hidden_element = {element}"
+                f"layers_output[{i}]", self._block(i), element, where=f"{self._adapter.source}: layer.hidden_element = {element}",
+                prefix=prefix,
             )
         )
         kinds = {a.kind for a in self._attention}
@@ -378,7 +409,9 @@ class StandardizedTransformer(TransformersModel):
                 limits.contribution or unavailable, refuse, shared[1],
             ))
         # Cloned: some models scale the embedding output in place (CTRL's `inputs_embeds *= sqrt(d)`).
-        self._token_embeddings = OutputPort("token_embeddings", self.get(spec.modules.embed_tokens), clone=True)
+        self._token_embeddings = OutputPort(
+            "token_embeddings", self.get(spec.modules.embed_tokens), clone=True, prefix=self.prefix_positions
+        )
         self._install_attention_sources()
 
     # Probabilities, q/k/v and the per-head output live inside the attention computation.
@@ -417,7 +450,8 @@ class StandardizedTransformer(TransformersModel):
                 self._require_eager()
 
         return SourcePort(
-            f"{name}[{i}]", lambda: self._source_envoy(i, ref), ref, check, heads=self.num_heads,
+            f"{name}[{i}]", lambda: self._source_envoy(i, ref), ref, check,
+            heads=1 if self.num_heads_per_layer is None else self.num_heads_per_layer[i],
             before=lambda: self._fetch_early(name, i),
         )
 
@@ -707,12 +741,16 @@ class StandardizedTransformer(TransformersModel):
         if end < start:
             raise InputError(f"skip_layers: end_layer ({end_layer}) comes before start_layer ({start_layer})")
         if skip_with is None:
-            skip_with = self.layers_input[start]
+            # The block's whole input, with any positions the model placed in front of the input.
+            skip_with = self.layers[start].input if self.prefix_positions else self.layers_input[start]
         elif not isinstance(skip_with, torch.Tensor) or skip_with.ndim != 3 or skip_with.shape[-1] != self.hidden_size:
             shape = tuple(skip_with.shape) if isinstance(skip_with, torch.Tensor) else type(skip_with).__name__
             raise ShapeMismatchError(
                 f"skip_layers(skip_with=...): expected a residual-stream tensor (batch, seq, {self.hidden_size}), got {shape}"
             )
+        elif self.prefix_positions:
+            # The prefix positions pass through unchanged: the block returns them as it received them.
+            skip_with = with_prefix(self.layers[start].input, skip_with, self.prefix_positions)
         if self._spec.layer.returns == "tuple":
             slots = [None] * (self._spec.layer.hidden_element + 2)
             slots[self._spec.layer.hidden_element] = skip_with

@@ -58,6 +58,35 @@ def check_value(label: str, value: Any, expected: torch.Size, like: Optional[tor
     return cast
 
 
+def _has_prefix(value: torch.Tensor, prefix: int) -> bool:
+    """Whether ``value`` (``(batch, positions, ...)``) carries ``prefix`` positions the model placed
+    in front of the input: a forward continuing from a KV cache sees only its new positions."""
+    return prefix > 0 and value.ndim >= 2 and value.shape[1] > prefix
+
+
+def drop_prefix(value: torch.Tensor, prefix: int) -> torch.Tensor:
+    """``value`` without the first ``prefix`` positions (see ``layer.prefix`` in the spec)."""
+    return value[:, prefix:] if _has_prefix(value, prefix) else value
+
+
+def _own_shape(current: torch.Tensor, prefix: int, shape: Optional[torch.Size] = None) -> torch.Size:
+    full = shape if shape is not None else current.shape
+    if not (prefix > 0 and len(full) >= 2 and full[1] > prefix):
+        return torch.Size(full)
+    return torch.Size((full[0], full[1] - prefix, *full[2:]))
+
+
+def with_prefix(full: torch.Tensor, value: torch.Tensor, prefix: int) -> torch.Tensor:
+    """``value`` (the input's positions) behind the prefix positions of ``full``."""
+    if not _has_prefix(full, prefix):
+        return value
+    return torch.cat([full[:, :prefix].to(value.dtype), value], dim=1)
+
+
+def _grad_without_prefix(prefix: int, then: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda grad: drop_prefix(then(grad), prefix)
+
+
 class Port:
     """A standard value at one layer (or the model), with get and set."""
 
@@ -83,53 +112,81 @@ def _same(grad: torch.Tensor) -> torch.Tensor:
 class OutputPort(Port):
     """A module's output (the ``element``-th item when the module returns a tuple)."""
 
-    def __init__(self, label: str, envoy: Any, element: int = 0, clone: bool = False, where: Optional[str] = None) -> None:
+    def __init__(
+        self, label: str, envoy: Any, element: int = 0, clone: bool = False, where: Optional[str] = None, prefix: int = 0
+    ) -> None:
         super().__init__(label)
         self.envoy = envoy
         self.element = element
         self.clone = clone  # the model may scale this output in place afterwards
         self.where = where  # the spec file and key naming `element`, for errors
+        self.prefix = prefix  # positions the model placed in front of the input (left out)
 
     def get(self) -> torch.Tensor:
         value = pick(self.envoy.output, self.element, self.where)
+        value = drop_prefix(value, self.prefix)
         return value.clone() if self.clone else value
+
+    def graph_value(self) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+        if not self.prefix:
+            return self.get(), _same
+        return pick(self.envoy.output, self.element, self.where), _grad_without_prefix(self.prefix, _same)
 
     def set(self, value: torch.Tensor) -> None:
         raw = self.envoy.output
         current = pick(raw, self.element)
-        value = check_value(self.label, value, current.shape, current)
-        self.envoy.output = replace(raw, self.element, value)
+        value = check_value(self.label, value, _own_shape(current, self.prefix), current)
+        self.envoy.output = replace(raw, self.element, with_prefix(current, value, self.prefix))
 
 
 class InputPort(Port):
     """A module's first input (the hidden state it reads)."""
 
-    def __init__(self, label: str, envoy: Any, shape: Optional[Callable[[], torch.Size]] = None) -> None:
+    def __init__(self, label: str, envoy: Any, shape: Optional[Callable[[], torch.Size]] = None, prefix: int = 0) -> None:
         super().__init__(label)
         self.envoy = envoy
         self.shape = shape  # block shape for modules that see flattened tokens
+        self.prefix = prefix  # positions the model placed in front of the input (left out)
 
     def get(self) -> torch.Tensor:
         value = self.envoy.input
-        return value.view(self.shape()) if self.shape is not None else value
+        value = value.view(self.shape()) if self.shape is not None else value
+        return drop_prefix(value, self.prefix)
 
     def graph_value(self) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
         # The tensor a module reads may feed other modules too (Falcon's shared input norm); hand
         # this module an alias so the gradient is the one through this module alone, which is
         # what changing this input (the setter) changes.
-        value = self.envoy.input
-        alias = value.view_as(value)
-        self.envoy.input = alias
+        args, kwargs = self.envoy.inputs
+        if not args:
+            value = self.envoy.input
+            alias = value.view_as(value)
+            self.envoy.input = alias
+        else:
+            value = args[0]
+            alias = value.view_as(value)
+            self.envoy.inputs = (tuple(alias if arg is value else arg for arg in args), kwargs)
         if self.shape is None:
-            return alias, _same
+            return alias, _grad_without_prefix(self.prefix, _same)
         shape = self.shape()
-        return alias, lambda grad: grad.view(shape)
+        return alias, _grad_without_prefix(self.prefix, lambda grad: grad.view(shape))
 
     def set(self, value: torch.Tensor) -> None:
-        current = self.envoy.input
-        expected = self.shape() if self.shape is not None else current.shape
-        value = check_value(self.label, value, expected, current)
-        self.envoy.input = value.reshape(current.shape) if self.shape is not None else value
+        args, kwargs = self.envoy.inputs
+        if not args:
+            current = self.envoy.input
+        else:
+            current = args[0]
+        full = current.view(self.shape()) if self.shape is not None else current
+        value = check_value(self.label, value, _own_shape(full, self.prefix), current)
+        value = with_prefix(full, value, self.prefix)
+        value = value.reshape(current.shape) if self.shape is not None else value
+        if not args:
+            self.envoy.input = value
+            return
+        # A module may take the tensor it reads in several positional slots (an attention called
+        # as attention(h, h, ...) for queries and keys): it is one input, replaced in each.
+        self.envoy.inputs = (tuple(value if arg is current else arg for arg in args), kwargs)
 
 
 class ContributionPort(Port):
@@ -151,10 +208,12 @@ class ContributionPort(Port):
         clone: bool = False,
         shape: Optional[Callable[[], torch.Size]] = None,
         where: Optional[str] = None,
+        prefix: int = 0,
     ) -> None:
         super().__init__(label)
         self.envoy = envoy
         self.where = where
+        self.prefix = prefix  # positions the model placed in front of the input (left out)
         self.element = element
         self.scale = scale
         self.residual_position = residual_position
@@ -179,21 +238,30 @@ class ContributionPort(Port):
             _worker_memo()[(id(self), "prefetched", now)] = self._read_residual()
 
     def get(self) -> torch.Tensor:
-        residual = None
+        residual, element = None, None
         if self.residual_name is not None:
             residual = _worker_memo().pop((id(self), "prefetched", step()), None)
+            kept = _worker_memo().get(id(self))
+            if residual is None and kept is not None and kept[2] is not None and kept[2] == step():
+                # Read again in the same forward (attentions_output, then mixers_output: one port):
+                # the residual kept by the first read belongs to this output; the module's inputs
+                # are behind us now.
+                element = pick(self.envoy.output, self.element, self.where)
+                if kept[1] is element:
+                    residual = kept[0]
             if residual is None:
                 residual = self._read_residual()
-        element = pick(self.envoy.output, self.element, self.where)
+        if element is None:
+            element = pick(self.envoy.output, self.element, self.where)
         value = element.view(self.shape()) if self.shape is not None else element
         if residual is not None:
-            _worker_memo()[id(self)] = (residual, element)
+            _worker_memo()[id(self)] = (residual, element, step())
             value = value - residual
         if self.scale is not None:
             value = value * self.scale
         if self.clone and value is element:
             value = value.clone()
-        return value
+        return drop_prefix(value, self.prefix)
 
     def graph_value(self) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
         # contribution = (raw - residual) * scale, so d/d contribution = d/d raw / scale.
@@ -205,7 +273,7 @@ class ContributionPort(Port):
             grad = grad.view(shape)
             return grad / scale if scale is not None else grad
 
-        return raw, to_standard
+        return raw, _grad_without_prefix(self.prefix, to_standard)
 
     def set(self, value: torch.Tensor) -> None:
         residual, memo = None, None
@@ -219,13 +287,14 @@ class ContributionPort(Port):
                 f"{self.label} was read in an earlier forward than the one it is being set in; "
                 "read it again before setting it, or set it without reading it first"
             )
-        expected = self.shape() if self.shape is not None else current.shape
-        value = check_value(self.label, value, expected, current)
+        full = current.view(self.shape()) if self.shape is not None else current
+        value = check_value(self.label, value, _own_shape(full, self.prefix), current)
         new = value
         if self.scale is not None:
             new = new / self.scale
         if residual is not None:
-            new = new + residual
+            new = new + drop_prefix(residual.view(full.shape), self.prefix)
+        new = with_prefix(full, new, self.prefix)
         if self.shape is not None:
             new = new.reshape(current.shape)
         if self.clone and new is value:

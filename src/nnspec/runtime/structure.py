@@ -219,7 +219,7 @@ def check_structure(root: torch.nn.Module, config: Any, spec: Spec, source: str)
             "not a non-empty list of blocks"
         )
     for spec_key, key in config_keys_read(spec):
-        if spec_key in ("config.num_kv_heads", "config.head_dim") and is_per_layer(config, key):
+        if spec_key in ("config.num_heads", "config.num_kv_heads", "config.head_dim") and is_per_layer(config, key):
             continue  # a per-layer value: the model reads it layer by layer
         _config_key(config, key, spec_key, source)
     num_layers = read_config(config, spec.config.num_layers)
