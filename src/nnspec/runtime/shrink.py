@@ -68,7 +68,7 @@ SIZE_KEYS: dict[str, tuple[str, ...]] = {
     "ssm_heads": ("mamba_num_heads", "mamba_n_heads"),
     "ssm_head_dim": ("mamba_head_dim", "mamba_d_head"),
     "ssm_groups": ("n_groups", "mamba_n_groups"),
-    "time_step_rank": ("time_step_rank",),
+    "time_step_rank": ("time_step_rank", "mamba_dt_rank"),
 }
 
 #: Keys whose value counts layers (a layer index or a count of leading layers).
@@ -77,10 +77,10 @@ LAYER_COUNT_KEYS = ("first_k_dense_replace", "max_window_layers", "num_dense_lay
 LAYER_PERIOD_KEYS = (
     "full_attention_interval", "sliding_window_pattern", "_sliding_window_pattern", "decoder_sparse_step",
     "moe_layer_freq", "interleave_moe_layer_step", "attn_layer_period", "no_rope_layer_interval",
-    "global_attn_every_n_layers", "expert_interval",
+    "global_attn_every_n_layers", "expert_interval", "expert_layer_period",
 )
 #: Keys holding a list of layer indices.
-LAYER_INDEX_KEYS = ("mlp_only_layers", "attention_layers_indices", "swa_layers", "no_rope_layers_indices")
+LAYER_INDEX_KEYS = ("mlp_only_layers", "attention_layers_indices", "swa_layers", "no_rope_layers_indices", "attn_layer_indices")
 #: Keys holding a list of 1-based layer numbers, one list per layer kind that together cover every
 #: layer (the tiny model keeps the first layer of each kind). They may sit in a nested table of
 #: options (``linear_attn_config``), which then counts the layers of the config around it.
@@ -363,7 +363,8 @@ def shrink_config(config: dict[str, Any], vocab_size: int, special: dict[str, in
 SIZE_LIKE = (
     "word_embed_proj_dim", "sliding_window", "attention_chunk_size", "n_shared_experts", "num_shared_experts",
     "num_nextn_predict_layers", "query_pre_attn_scalar", "kv_channels", "n_group", "topk_group", "layer_types",
-    "attention_types", "layers_block_type", "chunk_size", "moe_shared_expert_intermediate_size",
+    "attention_types", "layers_block_type", "chunk_size", "moe_shared_expert_intermediate_size", "mamba_chunk_size",
+    "attn_layer_offset", "expert_layer_offset",
 )
 
 
