@@ -396,6 +396,12 @@ class Tiny(_Strict):
         default_factory=dict,
         description="Overrides of the HF config defaults; an empty string removes an inherited override.",
     )
+    nested: Optional[str] = Field(
+        None,
+        description="For a composite config (a vision-language wrapper whose causal-LM class builds the text model): "
+        "the sub-config (e.g. 'text_config') that `config` and the variants apply to; every other size of the "
+        "model type's default config is shrunk as a real config's would be.",
+    )
 
 
 class Condition(_Strict):

@@ -35,7 +35,7 @@ SIDE_WIDTH = 16
 #: Config keys that state a size, by role. Keys are matched at any nesting level (sub-configs of
 #: multimodal wrappers, ``text_config``...).
 SIZE_KEYS: dict[str, tuple[str, ...]] = {
-    "hidden": ("hidden_size", "n_embd", "d_model", "model_dim"),
+    "hidden": ("hidden_size", "n_embd", "d_model", "model_dim", "adapter_in_dim", "adapter_out_dim", "adapter_input_size", "adapter_output_size"),
     "heads": ("num_attention_heads", "n_head", "n_heads", "num_heads", "index_n_heads"),
     "kv_heads": ("num_key_value_heads", "num_kv_heads", "n_head_kv", "multi_query_group_num", "n_kv_heads", "kv_n_heads"),
     "head_dim": ("head_dim", "attention_head_dim", "index_head_dim", "dim_head"),
@@ -80,7 +80,7 @@ LAYER_PERIOD_KEYS = (
     "global_attn_every_n_layers", "expert_interval", "expert_layer_period",
 )
 #: Keys holding a list of layer indices.
-LAYER_INDEX_KEYS = ("mlp_only_layers", "attention_layers_indices", "swa_layers", "no_rope_layers_indices", "attn_layer_indices")
+LAYER_INDEX_KEYS = ("mlp_only_layers", "attention_layers_indices", "swa_layers", "no_rope_layers_indices", "attn_layer_indices", "cross_attention_layers")
 #: Keys holding a list of 1-based layer numbers, one list per layer kind that together cover every
 #: layer (the tiny model keeps the first layer of each kind). They may sit in a nested table of
 #: options (``linear_attn_config``), which then counts the layers of the config around it.
@@ -218,6 +218,16 @@ def _shrink_level(
             if key in ("rope_scaling", "rope_parameters"):
                 rotary_half = _rotary_dim(config, head_dim) // 2
                 new[key] = _shrink_rope(value, rotary_half, position_factor, f"{path}{key}", out)
+            elif value and all(isinstance(k, str) and k.isdigit() for k in value) and isinstance(old_layers, int):
+                # A table keyed by layer index (per-layer overrides): the tiny model's layers only,
+                # each entry's sizes shrunk like the config around it.
+                keep = new_layers if new_layers is not None else old_layers
+                new[key] = {
+                    k: _shrink_level(v, vocab_size, special, f"{path}{key}.{k}.", out) if isinstance(v, dict) else v
+                    for k, v in value.items() if int(k) < keep
+                }
+                if len(new[key]) != len(value):
+                    out.changed[f"{path}{key}"] = (f"{len(value)} layers", f"{len(new[key])} layers")
             elif key.endswith("_config") or key.endswith("config"):
                 outer = (old_layers, new_layers) if isinstance(old_layers, int) and new_layers is not None else None
                 new[key] = _shrink_level(value, vocab_size, special, f"{path}{key}.", out, outer)

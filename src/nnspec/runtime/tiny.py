@@ -161,6 +161,10 @@ def _write(config: Any, tok: Any, directory: Path, marker: dict[str, Any], seed:
     model.generation_config.pad_token_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)
+    if type(model.config) is not type(config):
+        # A causal-LM class that builds only the text model of a composite config saves the text
+        # config; a published checkpoint holds the whole one, which is what loading must read.
+        config.save_pretrained(directory)
     tok.save_pretrained(directory)
     (directory / _MARKER).write_text(json.dumps({**marker, "seed": seed, "format": FORMAT}, indent=2), encoding="utf-8")
     return directory
@@ -196,11 +200,31 @@ def build(spec: Spec, directory: Path | str, variant: Optional[str] = None, seed
     special = _special_ids(tok)
     model_type = spec.model_types[0]
     try:
-        config = AutoConfig.for_model(model_type, **{**values, **special})
+        if spec.tiny.nested:
+            config = AutoConfig.for_model(model_type, **_composite(model_type, spec.tiny.nested, values, len(tok), special))
+        else:
+            config = AutoConfig.for_model(model_type, **{**values, **special})
     except (ValueError, TypeError) as exc:
         raise TinyCheckpointError(f"spec {spec.name!r}: cannot build a {model_type} config from [tiny]: {exc}") from exc
     marker = {"spec": spec.name, "variant": variant, "config": values}
     return _write(config, tok, directory, marker, seed, f"spec {spec.name!r}")
+
+
+def _composite(model_type: str, nested: str, values: dict[str, Any], vocab_size: int, special: dict[str, int]) -> dict[str, Any]:
+    """A composite config's values: the model type's default config with every size shrunk (as a
+    real config's: vision and audio towers included), and sub-config ``nested`` (the text model the
+    spec describes) built from its defaults and ``values``, as the text spec's own checkpoint is."""
+    from transformers import AutoConfig
+
+    from .shrink import shrink_config
+
+    default = AutoConfig.for_model(model_type).to_dict()
+    if not isinstance(default.get(nested), dict):
+        raise TinyCheckpointError(f"tiny.nested = {nested!r}: the {model_type} config has no sub-config of that name")
+    shrunk = shrink_config(default, vocab_size, special).config
+    # The text model is built as its own spec builds it: its defaults plus the spec's sizes.
+    shrunk[nested] = {**values, **special}
+    return {k: v for k, v in shrunk.items() if k not in ("model_type", "transformers_version")}
 
 
 def tokenizer_kind_for(model_type: str) -> str:
