@@ -124,6 +124,34 @@ class ModulePaths(_Strict):
         description="ln_final or before_lm_head paths that some configs do not build (the attribute is None there), "
         "e.g. OPT-350m's missing final norm; where absent, the runtime skips them.",
     )
+    language_model: Optional[str] = Field(
+        None,
+        description="For a vision-language wrapper that extends its text spec: where the text model sits in the "
+        "wrapper (e.g. 'model.language_model'). The text spec's model-level paths are moved there: their first "
+        "component (the text causal-LM's base, e.g. 'model') is replaced by this path; lm_head stays as stated.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rebase(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not data.get("language_model"):
+            return data
+        root = data["language_model"]
+        _check_path(root)
+
+        def move(path: Any) -> Any:
+            if not isinstance(path, str) or not path or path == root or path.startswith(root + "."):
+                return path
+            return f"{root}.{path.split('.', 1)[1]}" if "." in path else f"{root}.{path}"
+
+        moved = dict(data)
+        for key in ("embed_tokens", "layers", "ln_final"):
+            if key in moved:
+                moved[key] = move(moved[key])
+        for key in ("before_lm_head", "optional"):
+            if isinstance(moved.get(key), list):
+                moved[key] = [move(p) for p in moved[key]]
+        return moved
 
     @field_validator("embed_tokens", "layers", "ln_final", "lm_head")
     @classmethod

@@ -135,7 +135,7 @@ def load_subject(name: str, path: Any, spec: Any = None, **model_kwargs: Any) ->
     hf = AutoModelForCausalLM.from_pretrained(str(path), attn_implementation="eager", dtype=torch.float32)
     hf.eval()
     model = StandardizedTransformer(str(path), spec=spec, attn_implementation="eager", dtype=torch.float32, **model_kwargs)
-    vocab = int(read_config(hf.config, model.spec.config.vocab_size))
+    vocab = int(read_config(hf.config.get_text_config(), model.spec.config.vocab_size))
     generator = torch.Generator().manual_seed(0)
     input_ids = torch.randint(4, min(vocab, 300), (2, 9), generator=generator)
     return Subject(name=name, hf=hf, model=model, input_ids=input_ids)
@@ -398,7 +398,7 @@ def _branch_scale(s: Subject, branch: Branch) -> Optional[float]:
     if isinstance(branch.scale, BlockAttribute):
         blocks = [s.hf_block(i) for i in range(s.num_layers)]
         return block_attribute_value(blocks, branch.scale.block_attribute, "scale", s.spec.name)
-    return float(branch.scale if not isinstance(branch.scale, str) else read_config(s.hf.config, branch.scale))
+    return float(branch.scale if not isinstance(branch.scale, str) else read_config(s.hf.config.get_text_config(), branch.scale))
 
 
 def check_edit_attentions_output(s: Subject) -> float:
@@ -663,7 +663,7 @@ def check_qkv(s: Subject) -> float:
         for handle in handles:
             handle.remove()
     worst = 0.0
-    config = s.hf.config
+    config = s.hf.config.get_text_config()
     for i in layers:
         q, k, v = got["queries"][i], got["keys"][i], got["values"][i]
         batch, seq = s.input_ids.shape

@@ -47,6 +47,13 @@ def _prefix_positions(spec: Spec, config: Any, source: str) -> int:
     return value
 
 
+def _text_config(config: Any) -> Any:
+    """The config the standard names read: a composite (vision-language) config's text config,
+    else the config itself."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else None
+    return text if text is not None else config
+
+
 def _load_tokenizer(model: Any, trust_remote_code: bool, revision: Optional[str], extra: Optional[dict] = None) -> Any:
     from transformers import AutoTokenizer
 
@@ -150,8 +157,10 @@ class StandardizedTransformer(TransformersModel):
         for key, value in split_model_kwargs(kwargs, config).items():
             setattr(config, key, value)  # config overrides, as from_pretrained applies them
         adapter = resolve_adapter(spec, getattr(config, "model_type", None), source)
-        effective = adapter.effective(config)
-        check_overrides(config, adapter.spec, adapter.source)
+        # Standard names describe the text model: a vision-language config's keys are read from its
+        # text config (the config itself for a text-only model).
+        effective = adapter.effective(_text_config(config))
+        check_overrides(_text_config(config), adapter.spec, adapter.source)
         check_module_paths(effective, adapter.source)
         if tokenizer is None:
             tokenizer = _load_tokenizer(model, trust_remote_code, revision, tokenizer_kwargs)
@@ -170,7 +179,7 @@ class StandardizedTransformer(TransformersModel):
         )
         self._adapter = adapter
         # Overrides may hold only for the attention implementation the built model runs.
-        built = adapter.effective(self._module.config)
+        built = adapter.effective(_text_config(self._module.config))
         if adapter.rename_for(built) != adapter.rename_for(effective):
             raise ModelStructureError(
                 f"{adapter.source}: an override conditioned on the attention implementation changes module paths; "
@@ -183,7 +192,7 @@ class StandardizedTransformer(TransformersModel):
 
         warn_if_unverified(adapter.name, installed_version("transformers"), installed_version("nnsight"))
         self._enable_attention_probs = enable_attention_probs
-        hf_config = self._module.config
+        hf_config = _text_config(self._module.config)
         if check_renaming:
             structure = check_structure(self._module, hf_config, effective, adapter.source)
         else:
@@ -680,7 +689,7 @@ class StandardizedTransformer(TransformersModel):
         for path in self._final_modules:
             x = self.get(path)(x)
         x = self.lm_head(x)
-        config = self._module.config
+        config = _text_config(self._module.config)
         for transform in self._spec.logits.transforms:
             value = read_config(config, transform.key)
             if value is None:

@@ -338,14 +338,15 @@ def _shrink_level(
         for key in SPECIAL_IDS:
             if key in config and config[key] is not None:
                 put(key, special[key])
-        # Other token ids beyond the tiny vocabulary take the last ids, one each, in key order.
-        others = sorted(
-            key for key, value in config.items()
-            if (key.endswith("_token_id") or key.endswith("_token_index")) and key not in SPECIAL_IDS
-            and isinstance(value, int) and not isinstance(value, bool) and value >= vocab_size
-        )
-        for n, key in enumerate(others):
-            put(key, vocab_size - 1 - n)
+    # Other token ids beyond the tiny vocabulary take the last ids, one each, in key order; at any
+    # level (a wrapper's image token id sits outside its text config).
+    others = sorted(
+        key for key, value in config.items()
+        if (key.endswith("_token_id") or key.endswith("_token_index")) and key not in SPECIAL_IDS
+        and isinstance(value, int) and not isinstance(value, bool) and value >= vocab_size
+    )
+    for n, key in enumerate(others):
+        put(key, vocab_size - 1 - n)
     return new
 
 
@@ -374,7 +375,7 @@ SIZE_LIKE = (
     "word_embed_proj_dim", "sliding_window", "attention_chunk_size", "n_shared_experts", "num_shared_experts",
     "num_nextn_predict_layers", "query_pre_attn_scalar", "kv_channels", "n_group", "topk_group", "layer_types",
     "attention_types", "layers_block_type", "chunk_size", "moe_shared_expert_intermediate_size", "mamba_chunk_size",
-    "attn_layer_offset", "expert_layer_offset",
+    "attn_layer_offset", "expert_layer_offset", "image_size", "patch_size", "mm_tokens_per_image",
 )
 
 

@@ -222,8 +222,18 @@ def _composite(model_type: str, nested: str, values: dict[str, Any], vocab_size:
     if not isinstance(default.get(nested), dict):
         raise TinyCheckpointError(f"tiny.nested = {nested!r}: the {model_type} config has no sub-config of that name")
     shrunk = shrink_config(default, vocab_size, special).config
-    # The text model is built as its own spec builds it: its defaults plus the spec's sizes.
-    shrunk[nested] = {**values, **special}
+    # A value naming another part of the composite config ({vision_config = {...}} or a top-level
+    # key such as mm_tokens_per_image) goes there; the rest builds the text model as its own spec
+    # does: its defaults plus the spec's sizes.
+    text = {}
+    for key, value in values.items():
+        if key != nested and isinstance(value, dict) and isinstance(shrunk.get(key), dict):
+            shrunk[key] = {**shrunk[key], **value}
+        elif key != nested and key in default and key not in default[nested]:
+            shrunk[key] = value
+        else:
+            text[key] = value
+    shrunk[nested] = {**text, **special}
     return {k: v for k, v in shrunk.items() if k not in ("model_type", "transformers_version")}
 
 
