@@ -21,7 +21,7 @@ class XlstmAdapter(Adapter):
          'modules': {'embed_tokens': 'backbone.embeddings',
                      'layers': 'backbone.blocks',
                      'ln_final': 'backbone.out_norm'},
-         'layer': {'returns': 'tuple'},
+         'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'state']},
          'attention': {'module': 'mlstm_layer', 'kind': 'recurrent'},
          'mlp': {'module': 'ffn'},
          'logits': {'transforms': [{'op': 'softcap', 'key': 'output_logit_soft_cap'}]},
