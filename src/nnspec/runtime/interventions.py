@@ -217,7 +217,10 @@ def _patch_run(model: Any, targets: TargetPromptBatch, layers: list[int], states
     cols = columns(mask, targets.index_to_patch, "index_to_patch")
     copies = len(layers)
     start = int(cols.min())
-    prefix = None if remote or start == 0 else _prefix_cache(model, encoded, start, copies)
+    # Models that place learned positions in front of the input (CPM-Ant) rebuild them on every
+    # forward, so a cache of the target's first columns does not line up: run the whole prompt.
+    shareable = not remote and start > 0 and not getattr(model, "prefix_positions", 0)
+    prefix = _prefix_cache(model, encoded, start, copies) if shareable else None
     if prefix is None:
         start = 0
     ids = encoded["input_ids"][:, start:].repeat_interleave(copies, 0)
