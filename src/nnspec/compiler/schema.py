@@ -204,6 +204,30 @@ class LayerIO(_Strict):
         "from a KV cache, whose blocks see no more positions than the prefix, is served as it is.",
     )
 
+    skip_returns: Optional[list[str]] = Field(
+        None,
+        description="What a skipped block (skip_layers) returns, one entry per element of the tuple the block returns: "
+        "'hidden' (the skip value) at hidden_element, the name of a forward argument the block passes on updated (a "
+        "recurrent state: a skipped block passes on the one it received), or '' (None). Null: the hidden state, then "
+        "None.",
+    )
+
+    @model_validator(mode="after")
+    def _skip_returns(self) -> "LayerIO":
+        if self.skip_returns is None:
+            return self
+        if self.returns != "tuple":
+            raise ValueError("skip_returns describes a tuple: it needs returns = 'tuple'")
+        hidden = [i for i, entry in enumerate(self.skip_returns) if entry == "hidden"]
+        if hidden != [self.hidden_element]:
+            raise ValueError(
+                f"skip_returns must hold 'hidden' once, at hidden_element ({self.hidden_element}); got {self.skip_returns!r}"
+            )
+        for entry in self.skip_returns:
+            if entry not in ("hidden", "") and not entry.isidentifier():
+                raise ValueError(f"skip_returns: {entry!r} is not 'hidden', '' or a forward argument name")
+        return self
+
     @field_validator("prefix", mode="before")
     @classmethod
     def _prefix(cls, value: Union[str, int, None]) -> Union[str, int, None]:
@@ -328,14 +352,32 @@ class PerLayer(_Strict):
         "layers of that entry have no MLP.",
     )
 
+    contributions: dict[str, str] = Field(
+        default_factory=dict,
+        description="Entry -> module whose output is the token mixer's contribution in layers of that entry (default: "
+        "attention.contribution); \"\" means the mixer module itself (blocks whose norms differ by layer kind).",
+    )
+    mlp_contributions: dict[str, str] = Field(
+        default_factory=dict,
+        description="Entry -> module whose output is the MLP's contribution in layers of that entry (default: "
+        "mlp.contribution); \"\" means the MLP module itself.",
+    )
+
     @model_validator(mode="after")
     def _mixer_or_mlp(self) -> "PerLayer":
         for entry, kind in self.kinds.items():
             if kind == "none" and self.mlp_modules.get(entry) == "":
                 raise ValueError(f"entry {entry!r} has neither a token mixer (kind 'none') nor an MLP (mlp_modules \"\")")
-        for entry, path in [*self.modules.items(), *self.mlp_modules.items()]:
+        for entry, path in [*self.modules.items(), *self.mlp_modules.items(), *self.contributions.items(),
+                            *self.mlp_contributions.items()]:
             if path != "":
                 _check_path(path)
+        for entry in self.mlp_contributions:
+            if self.mlp_modules.get(entry) == "":
+                raise ValueError(f"mlp_contributions names entry {entry!r}, whose layers have no MLP (mlp_modules \"\")")
+        for entry in self.contributions:
+            if self.kinds.get(entry) == "none":
+                raise ValueError(f"contributions names entry {entry!r}, whose layers have no token mixer (kind 'none')")
         return self
 
 

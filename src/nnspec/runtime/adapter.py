@@ -117,6 +117,8 @@ def attention_for_layer(spec: Spec, config: Any, i: int) -> Any:
         update["module"] = per_layer.modules[entry]
     if entry in per_layer.kinds:
         update["kind"] = per_layer.kinds[entry]
+    if entry in per_layer.contributions:
+        update["contribution"] = per_layer.contributions[entry] or None
     if update.get("kind", spec.attention.kind) == "none":
         update["module"] = None
     return spec.attention.model_copy(update=update) if update else spec.attention
@@ -126,9 +128,12 @@ def mlp_for_layer(spec: Spec, config: Any, i: int) -> Any:
     """The MLP facts of layer ``i``: the spec's, with a hybrid model's per-layer MLP path (``None``
     module: the layer has no MLP)."""
     per_layer = spec.attention.per_layer
-    if per_layer is None or not per_layer.mlp_modules:
+    if per_layer is None or not (per_layer.mlp_modules or per_layer.mlp_contributions):
         return spec.mlp
     entry = _layer_entry(spec, config, i)
+    if entry in per_layer.mlp_contributions:
+        return spec.mlp.model_copy(update={"contribution": per_layer.mlp_contributions[entry] or None,
+                                           "module": per_layer.mlp_modules.get(entry, spec.mlp.module)})
     if entry not in per_layer.mlp_modules:
         return spec.mlp
     path = per_layer.mlp_modules[entry] or None

@@ -682,6 +682,14 @@ def check_qkv(s: Subject) -> float:
             if cap:
                 scores = torch.tanh(scores / cap) * cap
             mask = masks[i]
+            if isinstance(mask, dict):
+                # Masks by use (the attention's, a convolution's...): the one shaped like the scores.
+                shaped = [value for value in mask.values() if isinstance(value, torch.Tensor) and value.ndim == 4]
+                if len(shaped) != 1:
+                    raise ConformanceError(
+                        f"qkv: layer {i}'s attention receives masks {sorted(mask)}, not one (batch, heads, q, k) mask"
+                    )
+                mask = shaped[0]
             if mask is None:
                 mask = torch.full((seq, seq), float("-inf")).triu(1)
             elif mask.dtype == torch.bool:

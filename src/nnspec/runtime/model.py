@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -469,8 +470,14 @@ class StandardizedTransformer(TransformersModel):
         documented after it need and the model computes before it (see :mod:`.readorder`), so
         that :data:`~nnspec.runtime.readorder.LAYER_ORDER` works on every architecture."""
         contribution = self.attentions_output
-        if contribution.unavailable is None and self.branch("attention", i).includes_residual:
-            contribution.port(i).prefetch()  # the residual the attention module receives
+        branch = self.branch("attention", i)
+        # The residual the attention module receives, where the module that adds it runs the
+        # attention inside it; a module called after the attention is read after it anyway.
+        surrounds = branch.module is not None and (
+            branch.contribution_path == branch.module or branch.module.startswith(f"{branch.contribution_path}.")
+        )
+        if contribution.unavailable is None and branch.includes_residual and surrounds:
+            contribution.port(i).prefetch()
         mine = self._position(name, i)
         if mine is None:
             return
@@ -760,15 +767,32 @@ class StandardizedTransformer(TransformersModel):
         elif self.prefix_positions:
             # The prefix positions pass through unchanged: the block returns them as it received them.
             skip_with = with_prefix(self.layers[start].input, skip_with, self.prefix_positions)
-        if self._spec.layer.returns == "tuple":
-            slots = [None] * (self._spec.layer.hidden_element + 2)
-            slots[self._spec.layer.hidden_element] = skip_with
-            replacement: Any = tuple(slots)
-        else:
-            replacement = skip_with
+        layer = self._spec.layer
         worker_memo().setdefault("skipped", set()).update(range(start, end + 1))
         for i in range(start, end + 1):
+            if layer.returns != "tuple":
+                replacement: Any = skip_with
+            elif layer.skip_returns is None:
+                slots = [None] * (layer.hidden_element + 2)
+                slots[layer.hidden_element] = skip_with
+                replacement = tuple(slots)
+            else:
+                # Arguments the block passes on (a recurrent state) go on as the block received them.
+                replacement = tuple(
+                    skip_with if entry == "hidden" else (self._block_argument(i, entry) if entry else None)
+                    for entry in layer.skip_returns
+                )
             self.layers[i].skip(replacement)
+
+    def _block_argument(self, i: int, name: str) -> Any:
+        """Forward argument ``name`` of block ``i`` as the block receives it (None when not passed)."""
+        args, kwargs = self.layers[i].inputs
+        if name in kwargs:
+            return kwargs[name]
+        block = self._module.get_submodule(self._spec.modules.layers)[i]
+        parameters = list(inspect.signature(type(block).forward).parameters)[1:]
+        position = parameters.index(name)
+        return args[position] if position < len(args) else None
 
     def skip_layer(self, layer: int, skip_with: Optional[torch.Tensor] = None) -> None:
         """Skip one block: it returns ``skip_with`` (default: its input) instead of running."""

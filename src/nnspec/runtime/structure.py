@@ -218,6 +218,15 @@ def check_structure(root: torch.nn.Module, config: Any, spec: Spec, source: str)
             f"{source}: modules.layers = {spec.modules.layers!r} is a {type(blocks).__name__}, "
             "not a non-empty list of blocks"
         )
+    for entry in spec.layer.skip_returns or ():
+        if entry in ("hidden", ""):
+            continue
+        parameters = list(inspect.signature(type(blocks[0]).forward).parameters)[1:]
+        if entry not in parameters:
+            raise ModelStructureError(
+                f"{source}: layer.skip_returns names {entry!r}, which is not an argument of "
+                f"{type(blocks[0]).__name__}.forward (arguments: {', '.join(parameters)})"
+            )
     for spec_key, key in config_keys_read(spec):
         if spec_key in ("config.num_heads", "config.num_kv_heads", "config.head_dim") and is_per_layer(config, key):
             continue  # a per-layer value: the model reads it layer by layer

@@ -148,6 +148,26 @@ def _special_ids(tok: Any) -> dict[str, int]:
     }
 
 
+def _fill_zero_matrices(model: Any, seed: int) -> list[str]:
+    """Give random values to weight matrices the model's initialisation leaves at zero.
+
+    Some initialisations zero a projection so that a fresh model starts as if a branch were
+    absent (a zero gate, a zero output projection). With random weights that branch would add
+    exactly nothing, and no check could tell it from a missing one; a trained checkpoint has no
+    such zeros. Vectors (biases, norm weights) are left as initialised. Returns the names filled.
+    """
+    import torch
+
+    generator = torch.Generator().manual_seed(seed + 1)
+    filled = []
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if parameter.ndim >= 2 and parameter.is_floating_point() and parameter.numel() and not parameter.any():
+                parameter.copy_(0.02 * torch.randn(parameter.shape, generator=generator, dtype=torch.float32).to(parameter.dtype))
+                filled.append(name)
+    return filled
+
+
 def _write(config: Any, tok: Any, directory: Path, marker: dict[str, Any], seed: int, what: str) -> Path:
     """Random weights for ``config`` (float32), saved with ``tok`` and the marker file."""
     import torch
@@ -158,6 +178,7 @@ def _write(config: Any, tok: Any, directory: Path, marker: dict[str, Any], seed:
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     except Exception as exc:  # noqa: BLE001 - any constructor failure is reported with its source
         raise TinyCheckpointError(f"{what}: {config.model_type} cannot be built from this config: {exc}") from exc
+    _fill_zero_matrices(model, seed)
     model.generation_config.pad_token_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)
