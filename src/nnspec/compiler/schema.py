@@ -305,6 +305,11 @@ class Branch(_Strict):
     flattened: bool = Field(
         False, description="The branch sees tokens flattened to (batch*seq, hidden); restore the block's shape."
     )
+    mixes_tokens: bool = Field(
+        False,
+        description="MLP only: the branch's output passes a step that mixes positions (a short causal convolution) "
+        "before the add, so the MLP branch, unlike a plain MLP, mixes tokens (the mixing check then expects it).",
+    )
 
     @field_validator("module", "input", "contribution")
     @classmethod

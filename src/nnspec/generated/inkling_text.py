@@ -36,7 +36,7 @@ class InklingTextAdapter(Adapter):
                                   'io': 'input',
                                   'index': 3},
                        'per_head_output': {'ops': [{'name': 'attention_interface'}], 'index': 0}},
-         'mlp': {'module': 'mlp', 'contribution': 'mlp_sconv'},
+         'mlp': {'module': 'mlp', 'contribution': 'mlp_sconv', 'mixes_tokens': True},
          'logits': {'transforms': [{'op': 'divide', 'key': 'logits_mup_width_multiplier'}]},
          'tiny': {'tokenizer': 'metaspace',
                   'config': {'hidden_size': 64,

@@ -299,6 +299,13 @@ def check_token_mixing(s: Subject) -> float:
                 f"token_mixing: mixers_output[{i}] at later positions did not move when mixers_input[{i}] changed at the "
                 f"first one: the spec's token mixer ({m.branch('attention', i).module!r}, kind {m.mixer_kind(i)!r}) mixes no tokens"
             )
+        if name == "mlps" and m.branch("mlp", i).mixes_tokens:
+            if moved <= MIN_EFFECT:
+                raise ConformanceError(
+                    f"token_mixing: the spec says the MLP branch mixes tokens (mlp.mixes_tokens), but mlps_output[{i}] at "
+                    f"later positions did not move when mlps_input[{i}] changed at the first one"
+                )
+            continue
         if name == "mlps" and moved > TOLERANCE["atol"]:
             raise ConformanceError(
                 f"token_mixing: mlps_output[{i}] at later positions moved by {moved:.3g} when mlps_input[{i}] changed at "
