@@ -66,6 +66,7 @@ SIZE_KEYS: dict[str, tuple[str, ...]] = {
     # hidden), their groups, and Mamba's rank of the time-step projection.
     "ssm_state": ("state_size", "ssm_state_size", "mamba_d_state"),
     "ssm_heads": ("mamba_num_heads", "mamba_n_heads"),
+    "ssm_inner": ("mamba_d_ssm",),
     "ssm_head_dim": ("mamba_head_dim", "mamba_d_head"),
     "ssm_groups": ("n_groups", "mamba_n_groups"),
     "time_step_rank": ("time_step_rank", "mamba_dt_rank"),
@@ -272,6 +273,8 @@ def _shrink_level(
         elif role == "ssm_heads":
             expand = config.get("expand") or config.get("mamba_expand") or 2
             put(key, max(1, int(expand * HIDDEN) // HEAD_DIM))
+        elif role == "ssm_inner":
+            put(key, (config.get("mamba_expand") or config.get("expand") or 2) * HIDDEN)
         elif role == "ssm_head_dim":
             put(key, HEAD_DIM)
         elif role == "ssm_groups":
