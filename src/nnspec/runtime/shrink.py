@@ -67,8 +67,8 @@ SIZE_KEYS: dict[str, tuple[str, ...]] = {
     "ssm_state": ("state_size", "ssm_state_size", "mamba_d_state"),
     "ssm_heads": ("mamba_num_heads", "mamba_n_heads"),
     "ssm_inner": ("mamba_d_ssm",),
-    "ssm_head_dim": ("mamba_head_dim", "mamba_d_head"),
-    "ssm_groups": ("n_groups", "mamba_n_groups"),
+    "ssm_head_dim": ("mamba_head_dim", "mamba_d_head", "mamba_headdim"),
+    "ssm_groups": ("n_groups", "mamba_n_groups", "mamba_ngroups"),
     "time_step_rank": ("time_step_rank", "mamba_dt_rank"),
 }
 
