@@ -238,6 +238,12 @@ def test_patchscope_on_every_spec(spec_name: str) -> None:
     layers = list(range(model.num_layers))
     targets = [TargetPrompt("king king\n1135 1135\nhello hello\n?", -1), TargetPrompt("The capital of France is", 3)]
     latents = torch.randn(len(layers), 2, model.hidden_size, generator=torch.Generator().manual_seed(1))
+    if "padding" in model.limits:  # targets of different lengths need a padded batch: refused, with the reason
+        from nnspec.errors import CapabilityUnavailableError
+
+        with pytest.raises(CapabilityUnavailableError, match="padding is not available"):
+            patchscope_lens(model, target_patch_prompts=targets, layers=layers, latents=latents)
+        return
     batched = patchscope_lens(model, target_patch_prompts=targets, layers=layers, latents=latents)
     for s, target in enumerate(targets):
         for layer in layers:

@@ -40,6 +40,10 @@ class RecurrentGemmaAdapter(Adapter):
                        'per_head_output': {'ops': [{'name': 'attention_interface'}], 'index': 0}},
          'mlp': {'module': 'mlp_block'},
          'logits': {'transforms': [{'op': 'softcap', 'key': 'logits_soft_cap'}]},
+         'limits': {'padding': 'The RG-LRU recurrence and its short convolution take no attention '
+                               'mask and run over every position, pad tokens included, so a '
+                               "left-padded prompt's state holds the pads and its values differ "
+                               'from the prompt run alone.'},
          'tiny': {'tokenizer': 'metaspace',
                   'config': {'hidden_size': 64,
                              'intermediate_size': 128,

@@ -25,6 +25,9 @@ class XlstmAdapter(Adapter):
          'attention': {'module': 'mlstm_layer', 'kind': 'recurrent'},
          'mlp': {'module': 'ffn'},
          'logits': {'transforms': [{'op': 'softcap', 'key': 'output_logit_soft_cap'}]},
+         'limits': {'padding': 'The mLSTM recurrence takes no attention mask and runs over every '
+                               "position, pad tokens included, so a left-padded prompt's state "
+                               'holds the pads and its values differ from the prompt run alone.'},
          'tiny': {'tokenizer': 'metaspace',
                   'config': {'hidden_size': 128,
                              'num_hidden_layers': 3,

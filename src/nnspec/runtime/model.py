@@ -599,6 +599,13 @@ class StandardizedTransformer(TransformersModel):
                 tokenizer.padding_side = side
         check_encoding(kwargs, self.vocab_size, self._position_limit)
         self._batch_mask = kwargs.get("attention_mask")
+        reason = self._spec.limits.padding
+        mask = self._batch_mask
+        if reason and isinstance(mask, torch.Tensor) and mask.ndim == 2 and not bool(mask.all()):
+            raise CapabilityUnavailableError(
+                f"padding is not available for this model: {reason} Batch prompts of the same token length, or run "
+                "them one at a time"
+            )
         return args, kwargs
 
     # -- model-level values -----------------------------------------------------------------------
