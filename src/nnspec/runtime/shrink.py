@@ -162,6 +162,21 @@ def _rotary_dim(config: dict[str, Any], head_dim: int) -> int:
     return head_dim
 
 
+def _apportion(parts: list[int], total: int) -> list[int]:
+    """``parts`` scaled to sum to ``total``, each at least 1 (largest remainders get the rest)."""
+    scale = total / sum(parts)
+    shares = [max(1, math.floor(n * scale)) for n in parts]
+    order = sorted(range(len(parts)), key=lambda i: parts[i] * scale - shares[i], reverse=True)
+    i = 0
+    while sum(shares) < total:
+        shares[order[i % len(order)]] += 1
+        i += 1
+    while sum(shares) > total:
+        j = max(range(len(shares)), key=lambda k: shares[k])
+        shares[j] -= 1
+    return shares
+
+
 def _shrink_rope(rope: Any, rotary_half: int, position_factor: float, path: str, out: Shrunk) -> Any:
     if not isinstance(rope, dict):
         return rope
@@ -171,6 +186,15 @@ def _shrink_rope(rope: Any, rotary_half: int, position_factor: float, path: str,
         if isinstance(value, list) and len(value) > rotary_half:
             new[key] = value[:rotary_half]
             out.changed[f"{path}.{key}"] = (f"{len(value)} entries", f"{rotary_half} entries")
+    # Multimodal rotary positions split the rotary frequencies between position streams (time,
+    # height, width): the split keeps its proportions and covers the new rotary width.
+    section = rope.get("mrope_section")
+    if (
+        isinstance(section, list) and section and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in section)
+        and sum(section) != rotary_half and rotary_half >= len(section)
+    ):
+        new["mrope_section"] = _apportion(section, rotary_half)
+        out.changed[f"{path}.mrope_section"] = (section, new["mrope_section"])
     for key in SIZE_KEYS["original_positions"]:
         value = rope.get(key)
         if isinstance(value, int) and position_factor > 1:
@@ -379,6 +403,7 @@ SIZE_LIKE = (
     "num_nextn_predict_layers", "query_pre_attn_scalar", "kv_channels", "n_group", "topk_group", "layer_types",
     "attention_types", "layers_block_type", "chunk_size", "moe_shared_expert_intermediate_size", "mamba_chunk_size",
     "attn_layer_offset", "expert_layer_offset", "image_size", "patch_size", "mm_tokens_per_image",
+    "attention_hidden_size", "n_mamba_heads", "adapter_rank", "attention_window_size", "router_hidden_size",
 )
 
 
