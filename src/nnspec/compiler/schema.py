@@ -181,6 +181,32 @@ class ModulePaths(_Strict):
         return value
 
 
+class Repeats(_Strict):
+    """A section of consecutive blocks the model runs several times per forward (looped or
+    recurrent-depth models): blocks ``start`` to ``end - 1`` (or ``start + count - 1``) run in order,
+    then again, ``passes`` times in all, before the blocks after them run once.
+
+    The standard per-layer values of a block in that section (``layers_input[i]``,
+    ``layers_output[i]``, its branches and attention internals) are those of its **last pass**, the
+    one the blocks after the section read; edits, ``steer`` and ``skip_layers`` apply to that pass,
+    and the earlier passes run as the model runs them. Each number is a config key or a number."""
+
+    start: Union[str, int] = Field(description="The first block of the section (config key or number).")
+    end: Union[str, int, None] = Field(None, description="One past the last block of the section (or give `count`).")
+    count: Union[str, int, None] = Field(None, description="How many blocks the section holds (or give `end`).")
+    passes: Union[str, int] = Field(description="How many times the section runs per forward (config key or number).")
+
+    @model_validator(mode="after")
+    def _one_extent(self) -> "Repeats":
+        if (self.end is None) == (self.count is None):
+            raise ValueError("repeats needs exactly one of `end` (one past the last block) and `count` (how many blocks)")
+        for name in ("start", "end", "count", "passes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or (isinstance(value, int) and value < (1 if name == "passes" else 0)):
+                raise ValueError(f"repeats.{name} must be a config key or a non-negative number of blocks, not {value!r}")
+        return self
+
+
 class LayerIO(_Strict):
     """How one block hands the residual stream on."""
 
@@ -202,6 +228,25 @@ class LayerIO(_Strict):
         "values (token_embeddings, layers_*, mixers_*, attentions_*, mlps_*) then cover the input's positions, "
         "(batch, seq, hidden); writes leave the prefix positions as the model computed them. A forward continuing "
         "from a KV cache, whose blocks see no more positions than the prefix, is served as it is.",
+    )
+
+    streams: Union[str, int, None] = Field(
+        None,
+        description="Where the residual stream is several streams of hidden_size side by side (hyper-connections): "
+        "their number, as a config key or a number. Every residual-stream value (layers_input, layers_output, what "
+        "the model's hidden_states reports) then has that many times hidden_size features, laid out as "
+        "stream_layout says; steer vectors, skip_with and project_on_vocab take that shape, and ln_final names the "
+        "module that folds the streams into one. Null: one stream of hidden_size.",
+    )
+    stream_layout: Literal["concatenated", "stacked"] = Field(
+        "concatenated",
+        description="How several streams (`streams`) are laid out: 'concatenated', (batch, seq, streams * hidden), or "
+        "'stacked', (batch, seq, streams, hidden).",
+    )
+    repeats: Optional[Repeats] = Field(
+        None,
+        description="A section of blocks the model runs several times per forward (looped, recurrent-depth models); "
+        "per-layer values there are those of the last pass. Null: every block runs once.",
     )
 
     skip_returns: Optional[list[str]] = Field(
@@ -227,6 +272,13 @@ class LayerIO(_Strict):
             if entry not in ("hidden", "") and not entry.isidentifier():
                 raise ValueError(f"skip_returns: {entry!r} is not 'hidden', '' or a forward argument name")
         return self
+
+    @field_validator("streams", mode="before")
+    @classmethod
+    def _streams(cls, value: Union[str, int, None]) -> Union[str, int, None]:
+        if isinstance(value, bool) or (isinstance(value, int) and value < 2):
+            raise ValueError(f"streams must be a config key or a number of streams (2 or more), not {value!r}")
+        return value
 
     @field_validator("prefix", mode="before")
     @classmethod
@@ -408,8 +460,9 @@ class Attention(Branch):
     score_softcap: Optional[str] = Field(None, description="Config key of a tanh softcap applied to the scores.")
     sinks: Optional[str] = Field(
         None,
-        description="Attribute of the attention module holding one learned sink logit per head (None on layers "
-        "without sinks): it joins the softmax as an extra last column that attends to nothing and is dropped after "
+        description="Attribute of the attention module holding one learned sink logit per head, or the module "
+        "computing one sink logit per head and token from the attention input (None on layers without sinks): it "
+        "joins the softmax as an extra last column that attends to nothing and is dropped after "
         "it, so attention_probabilities (over the real keys) sum to 1 minus the sink's share.",
     )
     probabilities: Optional[SourceRef] = Field(None, description="Post-softmax weights (batch, heads, q, k) as the model uses them.")
@@ -456,6 +509,11 @@ class Limits(_Strict):
     qkv: Optional[str] = None
     per_head_output: Optional[str] = None
     padding: Optional[str] = None
+    project_on_vocab: Optional[str] = Field(
+        None,
+        description="Why project_on_vocab(layers_output[-1]) cannot equal the logits (the final norm reads something "
+        "other than the last block's output); project_on_vocab is then refused with this reason.",
+    )
 
     def declared(self) -> dict[str, str]:
         return {k: v for k, v in self.model_dump().items() if v}

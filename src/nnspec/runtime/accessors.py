@@ -6,6 +6,7 @@ the port (values) or envoy (modules) for that layer, built once and reused.
 
 from __future__ import annotations
 
+import contextlib
 import operator
 from typing import Any, Callable, Iterator, Optional
 
@@ -32,6 +33,24 @@ def layer_index(label: str, index: Any, num_layers: int) -> int:
             f"(valid: 0..{num_layers - 1}, or -{num_layers}..-1 from the end)"
         )
     return i % num_layers
+
+
+@contextlib.contextmanager
+def at_occurrence(occurrence: int) -> Iterator[None]:
+    """Bind the NNsight reads and writes made inside to the ``occurrence``-th call of each module
+    (0: the first, NNsight's default): a block the model runs several times per forward."""
+    if not occurrence:
+        yield
+        return
+    from nnsight.intervention.interleaver import Mediator
+
+    mediator = Mediator.current("a value of a block that runs several times")
+    previous = mediator.iteration
+    mediator.iteration = occurrence
+    try:
+        yield
+    finally:
+        mediator.iteration = previous
 
 
 class _Indexed:
@@ -113,6 +132,8 @@ class ValueAccessor(_Indexed):
     ) -> None:
         super().__init__(label, num_layers, unavailable, refuse)
         self._make = port
+        # Per layer, which call of the block the value belongs to (a looped block's last pass).
+        self.occurrences: Optional[list[int]] = None
         # Two accessors may share their ports (attentions_output and mixers_output are one value).
         self._ports: dict[int, Port] = {} if ports is None else ports
 
@@ -122,10 +143,16 @@ class ValueAccessor(_Indexed):
             self._ports[i] = self._make(i)
         return self._ports[i]
 
+    def occurrence(self, index: Any) -> int:
+        """Which call of layer ``index``'s block the value belongs to (0 but in a looped section)."""
+        return 0 if self.occurrences is None else self.occurrences[layer_index(self.label, index, self.num_layers)]
+
     def __getitem__(self, index: Any) -> torch.Tensor:
         port = self.port(index)
-        return guarded(port.label, port.get)
+        with at_occurrence(self.occurrence(index)):
+            return guarded(port.label, port.get)
 
     def __setitem__(self, index: Any, value: torch.Tensor) -> None:
         port = self.port(index)
-        guarded(port.label, lambda: port.set(value))
+        with at_occurrence(self.occurrence(index)):
+            guarded(port.label, lambda: port.set(value))

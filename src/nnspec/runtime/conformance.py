@@ -1,7 +1,7 @@
 """Conformance checks: every contract row of the standard interface against plain transformers.
 
-A :class:`Subject` is one tiny checkpoint loaded twice: as a plain ``AutoModelForCausalLM``
-(eager attention, float32) giving the ground truth through ``output_hidden_states`` and torch
+A :class:`Subject` is one tiny checkpoint loaded twice: as the plain transformers class the runtime
+builds (eager attention, float32) giving the ground truth through ``output_hidden_states`` and torch
 forward hooks, and as a :class:`StandardizedTransformer`. Each check compares the two on every
 layer within :data:`TOLERANCE` and raises :class:`ConformanceError` naming the check, the layer
 and the size of the disagreement. Edit checks also require the edit to change the logits, so a
@@ -72,6 +72,79 @@ class Subject:
     def __post_init__(self) -> None:
         with torch.no_grad():
             self.reference = self.hf(self.input_ids, output_hidden_states=True)
+        self._last_inputs: Optional[list[torch.Tensor]] = None
+
+    @property
+    def repeats(self) -> bool:
+        """Whether some blocks run several times per forward (``layer.repeats``): the standard
+        values of those blocks are their last pass, and the hooks below act on that pass."""
+        return any(p > 1 for p in self.model.layer_passes)
+
+    @property
+    def calls(self) -> list[int]:
+        """The blocks in the order the model calls them in one forward (a looped section repeated)."""
+        passes = self.model.layer_passes
+        looped = [i for i, p in enumerate(passes) if p > 1]
+        if not looped:
+            return list(range(self.num_layers))
+        start, end = looped[0], looped[-1] + 1
+        return list(range(start)) + list(range(start, end)) * passes[start] + list(range(end, self.num_layers))
+
+    def last_call(self, i: int) -> int:
+        """Where block ``i``'s last call falls in :attr:`calls`."""
+        return len(self.calls) - 1 - self.calls[::-1].index(i)
+
+    def passes_of(self, module: torch.nn.Module) -> int:
+        """How many times ``module`` runs per forward: its block's passes (1 outside the blocks)."""
+        for i in range(self.num_layers):
+            if self.model.layer_passes[i] > 1 and any(m is module for m in self.hf_block(i).modules()):
+                return self.model.layer_passes[i]
+        return 1
+
+    def on_last_pass(self, module: torch.nn.Module, hook: Callable) -> Callable:
+        """``hook`` acting on ``module``'s last call of a forward only (its block's last pass)."""
+        passes = self.passes_of(module) if self.repeats else 1
+        if passes == 1:
+            return hook
+        calls = [0]
+
+        def last(*args: Any) -> Any:
+            calls[0] += 1
+            return hook(*args) if calls[0] == passes else None
+
+        return last
+
+    def stream_input(self, i: int) -> torch.Tensor:
+        """Plain transformers' residual stream entering block ``i``; where blocks repeat, what its
+        last call receives (a pass may restart from a state no block returned)."""
+        if not self.repeats:
+            return self.stream[i]
+        if self._last_inputs is None:
+            seen: dict[int, torch.Tensor] = {}
+
+            def keep(i: int) -> Callable:
+                def hook(module: Any, args: Any, kwargs: Any) -> None:
+                    seen[i] = self.own(args[0] if args else next(iter(kwargs.values()))).detach().clone()
+
+                return hook
+
+            handles = [self.hf_block(j).register_forward_pre_hook(keep(j), with_kwargs=True) for j in range(self.num_layers)]
+            try:
+                with torch.no_grad():
+                    self.hf(self.input_ids)
+            finally:
+                for handle in handles:
+                    handle.remove()
+            self._last_inputs = [seen[j] for j in range(self.num_layers)]
+        return self._last_inputs[i]
+
+    def stream_output(self, i: int) -> Optional[torch.Tensor]:
+        """Plain transformers' residual stream leaving block ``i`` (its last pass where blocks
+        repeat), from ``hidden_states``; ``None`` where ``hidden_states`` holds the final norm's
+        output instead (the last call)."""
+        hs = self.stream
+        position = (self.last_call(i) if self.repeats else i) + 1
+        return hs[position] if position < len(hs) - 1 else None
 
     @property
     def stream(self) -> list[torch.Tensor]:
@@ -97,8 +170,9 @@ class Subject:
         return self.hf.get_submodule(self.spec.modules.layers)[i]
 
     def hf_logits(self, hooks: list[tuple[torch.nn.Module, Callable]] = ()) -> torch.Tensor:
-        """Plain-transformers logits with forward hooks ``(module, hook)`` installed for one run."""
-        handles = [module.register_forward_hook(hook) for module, hook in hooks]
+        """Plain-transformers logits with forward hooks ``(module, hook)`` installed for one run
+        (on a looped block's last pass only, where blocks repeat)."""
+        handles = [module.register_forward_hook(self.on_last_pass(module, hook)) for module, hook in hooks]
         try:
             with torch.no_grad():
                 return self.hf(self.input_ids).logits
@@ -131,13 +205,15 @@ class Subject:
 
 def load_subject(name: str, path: Any, spec: Any = None, **model_kwargs: Any) -> Subject:
     """Load ``path`` both ways; ``spec`` is passed to :class:`StandardizedTransformer` (None: registry)."""
-    from transformers import AutoModelForCausalLM
-
     from .model import StandardizedTransformer
 
-    hf = AutoModelForCausalLM.from_pretrained(str(path), attn_implementation="eager", dtype=torch.float32)
-    hf.eval()
     model = StandardizedTransformer(str(path), spec=spec, attn_implementation="eager", dtype=torch.float32, **model_kwargs)
+    # The plain model is the class the runtime builds (a vision-language wrapper's whole model).
+    hf = type(model._module).from_pretrained(
+        str(path), attn_implementation="eager", dtype=torch.float32,
+        **{k: v for k, v in model_kwargs.items() if k == "trust_remote_code"},
+    )
+    hf.eval()
     vocab = int(read_config(hf.config.get_text_config(), model.spec.config.vocab_size))
     generator = torch.Generator().manual_seed(0)
     input_ids = torch.randint(4, min(vocab, 300), (2, 9), generator=generator)
@@ -156,12 +232,12 @@ def check_layers_io(s: Subject) -> float:
         for i in range(n):
             inputs.append(m.layers_input[i].save())
             outputs.append(m.layers_output[i].save())
-    hs = s.stream
     worst = 0.0
     for i in range(n):
-        worst = max(worst, assert_close("layers_io", f"layers_input[{i}]", inputs[i], hs[i]))
-        if i < n - 1:
-            worst = max(worst, assert_close("layers_io", f"layers_output[{i}]", outputs[i], hs[i + 1]))
+        worst = max(worst, assert_close("layers_io", f"layers_input[{i}]", inputs[i], s.stream_input(i)))
+        expected = s.stream_output(i)
+        if expected is not None:
+            worst = max(worst, assert_close("layers_io", f"layers_output[{i}]", outputs[i], expected))
     return worst
 
 
@@ -319,8 +395,22 @@ def check_token_mixing(s: Subject) -> float:
 
 
 def check_project_on_vocab(s: Subject) -> float:
-    """``project_on_vocab(layers_output[-1]) == logits`` (final norm, unembedding, final transforms)."""
+    """``project_on_vocab(layers_output[-1]) == logits`` (final norm, unembedding, final transforms);
+    where the spec declares that unavailable, ``project_on_vocab`` must refuse, inside and outside
+    a trace."""
     m = s.model
+    if s.spec.limits.project_on_vocab:
+        for inside in (True, False):
+            try:
+                if inside:
+                    with m.trace(s.input_ids):
+                        m.project_on_vocab(m.layers_output[-1]).save()
+                else:
+                    m.project_on_vocab(s.reference.hidden_states[0])
+            except CapabilityUnavailableError:
+                continue
+            raise ConformanceError("project_on_vocab: the spec declares it unavailable, but the runtime served it")
+        return 0.0
     with m.trace(s.input_ids):
         projected = m.project_on_vocab(m.layers_output[-1]).save()
     outside = m.project_on_vocab(_last_layer_output(s))
@@ -335,7 +425,7 @@ def _last_layer_output(s: Subject) -> torch.Tensor:
         captured.append(pick(output, s.spec.layer.hidden_element))
 
     s.hf_logits([(s.hf_block(s.num_layers - 1), grab)])
-    return s.own(captured[0])
+    return s.own(captured[-1])
 
 
 def check_logits(s: Subject) -> float:
@@ -435,7 +525,7 @@ def check_edit_mlps_output(s: Subject) -> float:
 def check_steer(s: Subject) -> float:
     """``steer`` equals adding ``factor * vector`` to the chosen blocks' outputs with hooks."""
     m, n = s.model, s.num_layers
-    vector = torch.randn(m.hidden_size, generator=torch.Generator().manual_seed(7))
+    vector = torch.randn(m.residual_shape, generator=torch.Generator().manual_seed(7))
     element = s.spec.layer.hidden_element
     worst = 0.0
     for layers, positions in (([0, n - 1], None), ([n // 2], [1, -1])):
@@ -463,7 +553,7 @@ def check_skip_layers(s: Subject) -> float:
     element = s.spec.layer.hidden_element
     hidden: dict[int, torch.Tensor] = {}
 
-    def keep_input(module: Any, args: Any, kwargs: Any) -> None:
+    def keep_input(module: Any, args: Any, kwargs: Any) -> None:  # a looped block: its last call's
         hidden["x"] = args[0] if args else next(iter(kwargs.values()))
 
     def pass_through(module: Any, args: Any, output: Any) -> Any:
@@ -495,7 +585,7 @@ def check_branch_inputs(s: Subject) -> float:
         def hook(module: Any, args: Any, kwargs: Any) -> None:
             value = args[0] if args else next(iter(kwargs.values()))
             batch, seq = s.reference.hidden_states[0].shape[:2]
-            seen[key] = s.own(value.reshape((batch, seq + s.prefix) + value.shape[-1:]))
+            seen[key] = s.own(value.reshape((batch, seq + s.prefix) + value.shape[-1:]))  # a looped block: last call
 
         return hook
 
@@ -534,11 +624,13 @@ def _served_layers(check: str, s: Subject, accessor: str) -> list[int]:
 
 
 def _attentions_by_layer(s: Subject, attentions: tuple) -> dict[int, torch.Tensor]:
-    """HF's ``attentions`` output keyed by layer (hybrid models report softmax layers only)."""
+    """HF's ``attentions`` output keyed by layer (hybrid models report softmax layers only; where
+    blocks repeat, one entry per call: each layer's last)."""
     layers = _softmax_layers(s)
     found = [a for a in attentions if a is not None]
-    if len(found) == len(layers):
-        return dict(zip(layers, found))
+    order = [i for i in s.calls if i in layers]
+    if len(found) == len(order):
+        return {i: found[len(order) - 1 - order[::-1].index(i)] for i in layers}
     return {i: attentions[i] for i in layers}
 
 
@@ -567,6 +659,7 @@ def _softmax_edit(
     edit: Callable[[torch.Tensor], torch.Tensor],
     sink: bool = False,
     shape: Optional[torch.Size] = None,
+    passes: int = 1,
 ) -> Iterator[list[int]]:
     """Apply ``edit`` to every softmax computed inside ``module``'s forward (plain torch, no NNsight).
 
@@ -574,10 +667,11 @@ def _softmax_edit(
     the probabilities over the real keys and the sink column is kept as computed (the model drops
     it after the softmax), which is what setting ``attention_probabilities`` means there. With
     ``shape`` (the standard ``(batch, heads, q, k)``), a softmax computed with the heads folded
-    into the batch, ``(batch*heads, q, k)``, is edited in the standard layout."""
+    into the batch, ``(batch*heads, q, k)``, is edited in the standard layout. Where the module runs
+    ``passes`` times per forward (a looped block), only its last call is edited."""
     functional = torch.nn.functional
     original = functional.softmax
-    inside, calls = [False], [0]
+    inside, calls, entered = [False], [0], [0]
 
     def apply(probs: torch.Tensor) -> torch.Tensor:
         if shape is None or probs.shape == shape:
@@ -593,10 +687,14 @@ def _softmax_edit(
             return apply(out)
         return out
 
-    handles = [
-        module.register_forward_pre_hook(lambda *a: inside.__setitem__(0, True)),
-        module.register_forward_hook(lambda *a: inside.__setitem__(0, False)),
-    ]
+    def enter(*a: Any) -> None:
+        entered[0] += 1
+        inside[0] = entered[0] == passes
+
+    def leave(*a: Any) -> None:
+        inside[0] = False
+
+    handles = [module.register_forward_pre_hook(enter), module.register_forward_hook(leave)]
     functional.softmax = softmax
     try:
         yield calls
@@ -634,7 +732,8 @@ def check_attention_probabilities(s: Subject) -> float:
             m.attention_probabilities[i] = edit(m.attention_probabilities[i])
             edited = m.logits.save()
         attention = s.hf_block(i).get_submodule(m.branch("attention", i).module)
-        with _softmax_edit(attention, edit, sink=_sinks(s, i) is not None, shape=probs[i].shape) as calls:
+        with _softmax_edit(attention, edit, sink=_sinks(s, i) is not None, shape=probs[i].shape,
+                           passes=s.passes_of(attention) if s.repeats else 1) as calls:
             expected = s.hf_logits()
         if calls[0] != 1:
             raise ConformanceError(f"attention_probabilities: layer {i}'s attention computed {calls[0]} softmaxes, expected 1")
@@ -665,6 +764,7 @@ def check_qkv(s: Subject) -> float:
     handles = []
     for i in layers:
         module = s.hf_block(i).get_submodule(m.branch("attention", i).module)
+        # A looped block's attention runs once per pass: the last call's values are kept.
         handles.append(module.register_forward_pre_hook(lambda mod, a, kw, i=i: masks.__setitem__(i, kw.get("attention_mask")), with_kwargs=True))
         handles.append(module.register_forward_hook(lambda mod, a, out, i=i: outputs.__setitem__(i, pick(out, att.element))))
     try:
@@ -707,6 +807,10 @@ def check_qkv(s: Subject) -> float:
                 mask = torch.zeros(mask.shape).masked_fill(~mask, float("-inf"))
             scores = scores + mask
             sink = _sinks(s, i)
+            if isinstance(sink, torch.nn.Module):
+                raise ConformanceError(
+                    f"qkv: layer {i}'s sinks are computed per token by a module; declare attention.score = 'other'"
+                )
             if sink is not None:  # one more logit per head, dropped after the softmax
                 column = sink.detach().float().reshape(1, -1, 1, 1).expand(*scores.shape[:-1], 1)
                 probs = torch.cat([scores, column], dim=-1).softmax(-1)[..., :-1]
@@ -792,7 +896,7 @@ def _hf_padded_batch(s: Subject, encoded: Any) -> tuple[list[torch.Tensor], torc
 
     def keep(i: int) -> Callable:
         def hook(module: Any, args: Any, output: Any) -> None:
-            outputs[i] = s.own(pick(output, element).detach()).clone()
+            outputs[i] = s.own(pick(output, element).detach()).clone()  # a looped block: its last call
         return hook
 
     handles = [s.hf_block(i).register_forward_hook(keep(i)) for i in range(s.num_layers)]
@@ -826,9 +930,9 @@ def check_read_order(s: Subject) -> float:
         for name, i in plan:
             together[(name, i)] = getattr(m, name)[i].save()
     worst = 0.0
-    hs = s.stream
     for i in range(n):
-        worst = max(worst, assert_close("read_order", f"layers_input[{i}] read in order", together[("layers_input", i)], hs[i]))
+        worst = max(worst, assert_close("read_order", f"layers_input[{i}] read in order", together[("layers_input", i)],
+                                        s.stream_input(i)))
     for name in LAYER_ORDER:
         layers = [i for other, i in plan if other == name]
         if not layers:

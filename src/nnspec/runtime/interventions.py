@@ -158,10 +158,12 @@ def _latents(model: Any, source_prompts: Any, latents: Optional[torch.Tensor], c
         raise InputError("give exactly one of source_prompts= and latents=")
     if latents is None:
         return last_token_states(model, as_prompts(source_prompts, "source_prompts"), chosen, remote)
-    if not isinstance(latents, torch.Tensor) or latents.ndim != 3 or latents.shape[0] != len(chosen) or latents.shape[2] != model.hidden_size:
+    width = tuple(model.residual_shape)  # (hidden,), or several residual streams
+    if (not isinstance(latents, torch.Tensor) or latents.ndim != 2 + len(width) or latents.shape[0] != len(chosen)
+            or tuple(latents.shape[2:]) != width):
         shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
         raise ShapeMismatchError(
-            f"latents: expected (num_layers={len(chosen)}, num_sources, hidden={model.hidden_size}), got {shape}"
+            f"latents: expected (num_layers={len(chosen)}, num_sources, hidden={', '.join(map(str, width))}), got {shape}"
         )
     return latents
 

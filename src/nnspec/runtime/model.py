@@ -12,10 +12,11 @@ from nnsight.modeling.transformers import TransformersModel
 
 from ..compiler.schema import ATTENTION_KINDS, MIXER_KINDS, Branch, Spec
 from ..errors import CapabilityUnavailableError, InputError, InputTypeError, ModelStructureError, ShapeMismatchError, UnknownNameError
-from .accessors import ModuleAccessor, ValueAccessor, layer_index
+from .accessors import ModuleAccessor, ValueAccessor, at_occurrence, layer_index
 from .adapter import Adapter, attention_for_layer, mlp_for_layer, read_config
 from .batching import columns
 from .inputs import check_encoding, check_invoke, invoke_mask, position_limit, split_model_kwargs, warn_right_padding
+from .loading import auto_class, pipeline_accepts
 from .ports import ContributionPort, InputPort, OutputPort, with_prefix
 from .readorder import ATTENTION_INTERNALS, worker_memo
 from .registry import SpecArgument, resolve_adapter
@@ -46,6 +47,51 @@ def _prefix_positions(spec: Spec, config: Any, source: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ModelStructureError(f"spec {source!r}: layer.prefix: config.{prefix} = {value!r} is not a number of positions")
     return value
+
+
+def _layer_count(spec: Spec, config: Any, source: str, key: str, value: Union[str, int]) -> int:
+    """A block count the spec states in ``[layer]`` as a config key or a number."""
+    if isinstance(value, int):
+        return value
+    try:
+        number = read_config(config, value)
+    except AttributeError:
+        raise ModelStructureError(
+            f"spec {source!r}: layer.{key} names config key {value!r}, which {type(config).__name__} does not have"
+        ) from None
+    if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+        raise ModelStructureError(f"spec {source!r}: layer.{key}: config.{value} = {number!r} is not a count")
+    return number
+
+
+def _residual_shape(spec: Spec, config: Any, source: str, hidden: int) -> tuple[int, ...]:
+    """The trailing shape of every residual-stream value: ``(hidden,)``, or several streams of it
+    (``layer.streams``) concatenated or stacked."""
+    if spec.layer.streams is None:
+        return (hidden,)
+    streams = _layer_count(spec, config, source, "streams", spec.layer.streams)
+    if streams < 1:
+        raise ModelStructureError(f"spec {source!r}: layer.streams: the config gives {streams} residual streams")
+    return (streams * hidden,) if spec.layer.stream_layout == "concatenated" else (streams, hidden)
+
+
+def _layer_passes(spec: Spec, config: Any, source: str, num_layers: int) -> list[int]:
+    """How many times each block runs per forward (``layer.repeats``; 1 everywhere without it)."""
+    repeats = spec.layer.repeats
+    if repeats is None:
+        return [1] * num_layers
+    start = _layer_count(spec, config, source, "repeats.start", repeats.start)
+    if repeats.end is not None:
+        end = _layer_count(spec, config, source, "repeats.end", repeats.end)
+    else:
+        end = start + _layer_count(spec, config, source, "repeats.count", repeats.count)
+    passes = _layer_count(spec, config, source, "repeats.passes", repeats.passes)
+    if not 0 <= start <= end <= num_layers or passes < 1:
+        raise ModelStructureError(
+            f"spec {source!r}: layer.repeats: blocks {start}..{end - 1} run {passes} times, which does not fit a model "
+            f"with {num_layers} blocks"
+        )
+    return [passes if start <= i < end else 1 for i in range(num_layers)]
 
 
 def _text_config(config: Any) -> Any:
@@ -170,6 +216,8 @@ class StandardizedTransformer(TransformersModel):
         aliases.update(rename or {})
         if not isinstance(model, torch.nn.Module):
             kwargs.setdefault("config", config)  # already loaded: NNsight need not read it again
+        # The class that builds what the spec describes (a vision-language wrapper's whole model).
+        self._auto_class = auto_class(config, adapter.spec)
         super().__init__(
             model,
             task="text-generation",
@@ -232,6 +280,11 @@ class StandardizedTransformer(TransformersModel):
             for i, value in enumerate(adapter.config_values_per_layer(hf_config, "head_dim", n))
         ]
         self.prefix_positions: int = _prefix_positions(effective, hf_config, adapter.source)
+        # The trailing shape of residual-stream values: (hidden,), or several streams side by side.
+        self.residual_shape: tuple[int, ...] = _residual_shape(effective, hf_config, adapter.source, self.hidden_size)
+        # How many times each block runs per forward (a looped section runs several times; the
+        # standard values of its blocks are those of the last pass).
+        self.layer_passes: list[int] = _layer_passes(effective, hf_config, adapter.source, self.num_layers)
         self._attention = [attention_for_layer(effective, hf_config, i) for i in range(self.num_layers)]
         self._mlp = [mlp_for_layer(effective, hf_config, i) for i in range(self.num_layers)]
         self._block_shapes: dict[int, torch.Size] = {}
@@ -246,6 +299,47 @@ class StandardizedTransformer(TransformersModel):
             self._install_shape_hooks()
 
     # -- construction ---------------------------------------------------------------------------
+
+    def _vision_language_class(self) -> Any:
+        """The image-text-to-text auto class where it builds this model (None: the causal-LM one)."""
+        auto = self.__dict__.get("_auto_class")
+        return None if auto is None or auto.__name__ == "AutoModelForCausalLM" else auto
+
+    def _load_meta(self, repo_id: str, *args: Any, **kwargs: Any) -> torch.nn.Module:
+        auto = self._vision_language_class()
+        if auto is None or "config" not in kwargs:
+            return super()._load_meta(repo_id, *args, **kwargs)
+        # NNsight's meta build with the class the spec describes; the text-generation pipeline
+        # around it gives text prompts the tokenizer, as for any causal LM.
+        import copy
+
+        from transformers import pipeline
+
+        arch = {
+            k: v for k, v in kwargs.items()
+            if k in ("trust_remote_code", "torch_dtype", "dtype", "attn_implementation") and v != "auto"
+        }
+        module = auto.from_config(copy.deepcopy(kwargs["config"]), **arch)
+        trust = {"trust_remote_code": kwargs["trust_remote_code"]} if "trust_remote_code" in kwargs else {}
+        with pipeline_accepts(type(module).__name__):
+            self.pipeline = pipeline(self.task, model=module, device="meta", **self._preprocessor_sources(), **trust)
+        self._sync()
+        return module
+
+    def _load(self, repo_id: str, *args: Any, **kwargs: Any) -> torch.nn.Module:
+        auto = self._vision_language_class()
+        if auto is None or "config" not in kwargs:
+            return super()._load(repo_id, *args, **kwargs)
+        from nnsight.modeling.quantization import resolve_load_kwargs
+        from nnsight.modeling.transformers import _split_pipeline_kwargs
+
+        top_level, model_kwargs = _split_pipeline_kwargs(resolve_load_kwargs(kwargs))
+        for name in ("config", "dtype", "torch_dtype", "device_map", "trust_remote_code", "token"):
+            if name in top_level:
+                model_kwargs[name] = top_level[name]
+        module = auto.from_pretrained(repo_id, revision=self.revision, **model_kwargs)
+        with pipeline_accepts(type(module).__name__):
+            return self._wrap(module, **top_level)
 
     def __getattr__(self, name: str) -> Any:
         # Only reached when normal lookup fails: `ln_final` on a model without a final norm module
@@ -423,6 +517,12 @@ class StandardizedTransformer(TransformersModel):
             "token_embeddings", self.get(spec.modules.embed_tokens), clone=True, prefix=self.prefix_positions
         )
         self._install_attention_sources()
+        if any(p > 1 for p in self.layer_passes):
+            # A looped block's standard values are those of its last pass (the one the blocks
+            # after the section read): every read and write binds to that call of its modules.
+            for name, value in vars(self).items():
+                if isinstance(value, ValueAccessor):
+                    value.occurrences = [p - 1 for p in self.layer_passes]
 
     # Probabilities, q/k/v and the per-head output live inside the attention computation.
     _SOURCES = (
@@ -685,16 +785,25 @@ class StandardizedTransformer(TransformersModel):
     # -- helpers -----------------------------------------------------------------------------------
 
     def project_on_vocab(self, hidden_state: torch.Tensor) -> torch.Tensor:
-        """Logits for residual-stream states ``(..., hidden)`` -> ``(..., vocab)``.
+        """Logits for residual-stream states ``(..., hidden)`` -> ``(..., vocab)`` (``hidden`` is
+        :attr:`residual_shape`: wider where the spec declares several residual streams).
 
         Applies ``ln_final``, any modules the spec lists before ``lm_head``, ``lm_head``, then every
         final transform the model applies (softcapping, logit scale, divisors), so that
         ``project_on_vocab(layers_output[-1])`` equals ``logits``. Works inside and outside a trace.
+        Refused with the spec's reason where that cannot hold (``limits.project_on_vocab``: the final
+        norm reads something other than the last block's output).
         """
-        if not isinstance(hidden_state, torch.Tensor) or hidden_state.shape[-1] != self.hidden_size:
+        reason = self._spec.limits.project_on_vocab
+        if reason:
+            raise CapabilityUnavailableError(
+                f"project_on_vocab is not available for this model: {reason} The final modules are still there to "
+                "apply by hand (model.ln_final, model.lm_head)"
+            )
+        if not self._is_residual(hidden_state, 0, None):
             shape = tuple(hidden_state.shape) if isinstance(hidden_state, torch.Tensor) else type(hidden_state).__name__
             raise ShapeMismatchError(
-                f"project_on_vocab(hidden_state): expected (..., {self.hidden_size}), got {shape}"
+                f"project_on_vocab(hidden_state): expected (..., {self._residual_text()}), got {shape}"
             )
         if not self.dispatched:
             self.dispatch()
@@ -724,13 +833,14 @@ class StandardizedTransformer(TransformersModel):
         positions: Union[int, list[int], torch.Tensor, None] = None,
     ) -> None:
         """Add ``factor * steering_vector`` to ``layers_output`` of each layer (at ``positions``,
-        default all). ``steering_vector`` has shape ``(hidden,)``. Positions count within each
+        default all). ``steering_vector`` has the residual stream's shape, :attr:`residual_shape`
+        (``(hidden,)`` on a single-stream model). Positions count within each
         prompt's own tokens (``0`` is every prompt's first real token in a left-padded batch;
         negative positions count from the end)."""
-        if not isinstance(steering_vector, torch.Tensor) or steering_vector.shape != (self.hidden_size,):
+        if not self._is_residual(steering_vector, 0, 0):
             shape = tuple(steering_vector.shape) if isinstance(steering_vector, torch.Tensor) else type(steering_vector).__name__
             raise ShapeMismatchError(
-                f"steer(steering_vector=...): expected shape ({self.hidden_size},), got {shape}"
+                f"steer(steering_vector=...): expected shape ({self._residual_text()},), got {shape}"
             )
         chosen = [layers] if not isinstance(layers, (list, tuple, range)) else list(layers)
         where = None
@@ -765,31 +875,38 @@ class StandardizedTransformer(TransformersModel):
             raise InputError(f"skip_layers: end_layer ({end_layer}) comes before start_layer ({start_layer})")
         if skip_with is None:
             # The block's whole input, with any positions the model placed in front of the input.
-            skip_with = self.layers[start].input if self.prefix_positions else self.layers_input[start]
-        elif not isinstance(skip_with, torch.Tensor) or skip_with.ndim != 3 or skip_with.shape[-1] != self.hidden_size:
+            with at_occurrence(self.layer_passes[start] - 1):
+                skip_with = self.layers[start].input if self.prefix_positions else self.layers_input[start]
+        elif not self._is_residual(skip_with, 2, 2):
             shape = tuple(skip_with.shape) if isinstance(skip_with, torch.Tensor) else type(skip_with).__name__
             raise ShapeMismatchError(
-                f"skip_layers(skip_with=...): expected a residual-stream tensor (batch, seq, {self.hidden_size}), got {shape}"
+                f"skip_layers(skip_with=...): expected a residual-stream tensor (batch, seq, {self._residual_text()}), "
+                f"got {shape}"
             )
         elif self.prefix_positions:
             # The prefix positions pass through unchanged: the block returns them as it received them.
             skip_with = with_prefix(self.layers[start].input, skip_with, self.prefix_positions)
-        layer = self._spec.layer
         worker_memo().setdefault("skipped", set()).update(range(start, end + 1))
         for i in range(start, end + 1):
-            if layer.returns != "tuple":
-                replacement: Any = skip_with
-            elif layer.skip_returns is None:
-                slots = [None] * (layer.hidden_element + 2)
-                slots[layer.hidden_element] = skip_with
-                replacement = tuple(slots)
-            else:
-                # Arguments the block passes on (a recurrent state) go on as the block received them.
-                replacement = tuple(
-                    skip_with if entry == "hidden" else (self._block_argument(i, entry) if entry else None)
-                    for entry in layer.skip_returns
-                )
-            self.layers[i].skip(replacement)
+            with at_occurrence(self.layer_passes[i] - 1):  # a looped block: its last pass
+                self._skip_block(i, skip_with)
+
+    def _skip_block(self, i: int, skip_with: Any) -> None:
+        """Block ``i`` returns ``skip_with`` (in the tuple it returns) instead of running."""
+        layer = self._spec.layer
+        if layer.returns != "tuple":
+            replacement: Any = skip_with
+        elif layer.skip_returns is None:
+            slots = [None] * (layer.hidden_element + 2)
+            slots[layer.hidden_element] = skip_with
+            replacement = tuple(slots)
+        else:
+            # Arguments the block passes on (a recurrent state) go on as the block received them.
+            replacement = tuple(
+                skip_with if entry == "hidden" else (self._block_argument(i, entry) if entry else None)
+                for entry in layer.skip_returns
+            )
+        self.layers[i].skip(replacement)
 
     def _block_argument(self, i: int, name: str) -> Any:
         """Forward argument ``name`` of block ``i`` as the block receives it (None when not passed)."""
@@ -808,16 +925,30 @@ class StandardizedTransformer(TransformersModel):
     def get_topk_closest_tokens(self, hidden_state: torch.Tensor, k: int = 5) -> Union[dict[str, float], list[dict[str, float]]]:
         """Top-``k`` tokens of ``softmax(project_on_vocab(h))`` for ``h`` of shape ``(hidden,)``
         (one dict token -> probability) or ``(batch, hidden)`` (a list of dicts)."""
-        if hidden_state.ndim not in (1, 2):
+        if not self._is_residual(hidden_state, 0, 1):
+            shape = tuple(hidden_state.shape) if isinstance(hidden_state, torch.Tensor) else type(hidden_state).__name__
             raise ShapeMismatchError(
-                f"get_topk_closest_tokens(hidden_state): expected ({self.hidden_size},) or (batch, {self.hidden_size}), "
-                f"got {tuple(hidden_state.shape)}"
+                f"get_topk_closest_tokens(hidden_state): expected ({self._residual_text()},) or "
+                f"(batch, {self._residual_text()}), got {shape}"
             )
+        single = hidden_state.ndim == len(self.residual_shape)
         probs = self.project_on_vocab(hidden_state).softmax(-1)
         top = torch.topk(probs, k=k, dim=-1)
-        rows = [(top.indices, top.values)] if hidden_state.ndim == 1 else list(zip(top.indices, top.values))
+        rows = [(top.indices, top.values)] if single else list(zip(top.indices, top.values))
         dicts = [
             dict(zip(self.tokenizer.convert_ids_to_tokens(ids.tolist()), values.detach().tolist()))
             for ids, values in rows
         ]
-        return dicts[0] if hidden_state.ndim == 1 else dicts
+        return dicts[0] if single else dicts
+
+    def _is_residual(self, value: Any, least: int, most: Optional[int]) -> bool:
+        """Whether ``value`` is a tensor ending in the residual stream's shape, with ``least`` to
+        ``most`` (None: any number of) leading dims."""
+        if not isinstance(value, torch.Tensor):
+            return False
+        lead = value.ndim - len(self.residual_shape)
+        return lead >= least and (most is None or lead <= most) and tuple(value.shape[lead:]) == self.residual_shape
+
+    def _residual_text(self) -> str:
+        """The residual stream's trailing shape for error messages: ``64``, or ``4, 64`` for stacked streams."""
+        return ", ".join(str(d) for d in self.residual_shape)

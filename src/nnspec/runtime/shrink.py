@@ -407,6 +407,16 @@ SIZE_LIKE = (
 )
 
 
+#: Sizes and counts of hyper-connections, token indexers, block residuals and looped sections:
+#: stream-mixing ranks, indexer heads and token budgets, relative-bias widths and extents, layers
+#: per residual block, the bounds of a looped section of blocks.
+SIZE_LIKE += (
+    "unpadded_vocab_size", "hc_lowrank", "indexer_n_heads", "indexer_kv_heads", "indexer_head_dim", "indexer_budget",
+    "indexer_compress_ratio", "d_rel", "rel_extent", "n_layers_per_attn_res_block", "loop_layer_index_start",
+    "loop_layer_index_end", "loop_gate_rank", "n_input_layers", "n_recurrent_layers", "n_output_layers",
+)
+
+
 #: Prefix of keys stating the sliding-window layers' own value of a size (``swa_num_attention_heads``).
 SLIDING_PREFIX = "swa_"
 

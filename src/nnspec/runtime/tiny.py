@@ -168,14 +168,18 @@ def _fill_zero_matrices(model: Any, seed: int) -> list[str]:
     return filled
 
 
-def _write(config: Any, tok: Any, directory: Path, marker: dict[str, Any], seed: int, what: str) -> Path:
-    """Random weights for ``config`` (float32), saved with ``tok`` and the marker file."""
+def _write(
+    config: Any, tok: Any, directory: Path, marker: dict[str, Any], seed: int, what: str, spec: Optional[Spec] = None,
+) -> Path:
+    """Random weights for ``config`` (float32) built by the class the runtime loads for ``spec``,
+    saved with ``tok`` and the marker file."""
     import torch
-    from transformers import AutoModelForCausalLM
+
+    from .loading import auto_class
 
     torch.manual_seed(seed)
     try:
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model = auto_class(config, spec).from_config(config, dtype=torch.float32)
     except Exception as exc:  # noqa: BLE001 - any constructor failure is reported with its source
         raise TinyCheckpointError(f"{what}: {config.model_type} cannot be built from this config: {exc}") from exc
     _fill_zero_matrices(model, seed)
@@ -228,7 +232,7 @@ def build(spec: Spec, directory: Path | str, variant: Optional[str] = None, seed
     except (ValueError, TypeError) as exc:
         raise TinyCheckpointError(f"spec {spec.name!r}: cannot build a {model_type} config from [tiny]: {exc}") from exc
     marker = {"spec": spec.name, "variant": variant, "config": values}
-    return _write(config, tok, directory, marker, seed, f"spec {spec.name!r}")
+    return _write(config, tok, directory, marker, seed, f"spec {spec.name!r}", spec)
 
 
 def _composite(model_type: str, nested: str, values: dict[str, Any], vocab_size: int, special: dict[str, int]) -> dict[str, Any]:
@@ -258,6 +262,17 @@ def _composite(model_type: str, nested: str, values: dict[str, Any], vocab_size:
     return {k: v for k, v in shrunk.items() if k not in ("model_type", "transformers_version")}
 
 
+def _spec_for(model_type: str) -> Optional[Spec]:
+    """The bundled spec serving ``model_type`` (None: none does)."""
+    from ..errors import UnsupportedArchitectureError
+    from .registry import adapter_for_model_type
+
+    try:
+        return adapter_for_model_type(model_type).spec
+    except UnsupportedArchitectureError:
+        return None
+
+
 def tokenizer_kind_for(model_type: str) -> str:
     """The tiny tokenizer style of the spec serving ``model_type`` (byte-level when none does)."""
     from ..errors import UnsupportedArchitectureError
@@ -267,6 +282,43 @@ def tokenizer_kind_for(model_type: str) -> str:
         return adapter_for_model_type(model_type).spec.tiny.tokenizer
     except UnsupportedArchitectureError:
         return "byte_level"
+
+
+def _sub_config_sizes(config: Any) -> Any:
+    """``config`` with the sizes its sub-configs leave to their class defaults stated (a
+    vision-language config often gives only what differs from the text or vision class's default,
+    which is the full-size model): stated, the shrinker shrinks them like every other size."""
+    from transformers import AutoConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    from .shrink import SIZE_KEYS
+
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if model_type not in CONFIG_MAPPING:
+        return config
+    parent = CONFIG_MAPPING[model_type]
+    sizes = {key for keys in SIZE_KEYS.values() for key in keys}
+    out = dict(config)
+    for key, kind in (getattr(parent, "sub_configs", None) or {}).items():
+        value = config.get(key)
+        if not isinstance(value, dict):
+            continue
+        own = value.get("model_type")
+        if own in CONFIG_MAPPING and CONFIG_MAPPING[own] is not parent:
+            kind = CONFIG_MAPPING[own]
+        if kind is None or kind is AutoConfig:
+            continue
+        try:
+            default = kind().to_dict()
+        except Exception:  # noqa: BLE001 - a class without usable defaults keeps the config as it is
+            continue
+        missing = {
+            k: v for k, v in default.items()
+            if k in sizes and k not in value and isinstance(v, int) and not isinstance(v, bool)
+        }
+        if missing:
+            out[key] = {**value, **missing}
+    return out
 
 
 def build_from_config(
@@ -288,7 +340,7 @@ def build_from_config(
     directory = Path(directory)
     model_type = config.get("model_type") if isinstance(config, dict) else None
     tok = tokenizer(tokenizer_kind or tokenizer_kind_for(str(model_type)))
-    shrunk = shrink_config(config, len(tok), _special_ids(tok))
+    shrunk = shrink_config(_sub_config_sizes(config), len(tok), _special_ids(tok))
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
     if model_type not in CONFIG_MAPPING_NAMES:
@@ -313,7 +365,7 @@ def build_from_config(
         "dropped": shrunk.dropped,
         "class_sizes_set": adjusted,
     }
-    return _write(loaded, tok, directory, marker, seed, name)
+    return _write(loaded, tok, directory, marker, seed, name, _spec_for(str(model_type)))
 
 
 def checkpoint(spec: Spec, variant: Optional[str] = None) -> Path:
