@@ -130,6 +130,12 @@ NEEDED_TO_BUILD = {
     "dbrx": ("attn_config.rope_theta", "attn_config.clip_qkv"),
     # rotary parameters keyed by layer type; the default is flat, which the model cannot read
     "cohere_compass_text": ("rope_parameters",),
+    # the default text config states no split of the rotary frequencies between the three position
+    # streams, and the built-in split needs head_dim 128; Qwen2.5-VL and Qwen3-VL checkpoints
+    # publish theirs (16, 24, 24 and 24, 20, 20), stated here scaled to head_dim 16
+    "qwen2_5_vl": ("rope_parameters",),
+    "qwen3_vl": ("rope_parameters",),
+    "qwen3_vl_moe": ("rope_parameters",),
 }
 
 

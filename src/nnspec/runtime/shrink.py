@@ -80,6 +80,10 @@ LAYER_PERIOD_KEYS = (
     "moe_layer_freq", "interleave_moe_layer_step", "attn_layer_period", "no_rope_layer_interval",
     "global_attn_every_n_layers", "expert_interval", "expert_layer_period",
 )
+#: Period keys with the key saying where the periodic layers start: the tiny model keeps the
+#: offset and one full period after it, so that a kind whose layers share one module (tied across
+#: them) keeps two of them.
+LAYER_OFFSET_KEYS = {"attn_layer_offset": "attn_layer_period", "expert_layer_offset": "expert_layer_period"}
 #: Keys holding a list of layer indices.
 LAYER_INDEX_KEYS = ("mlp_only_layers", "attention_layers_indices", "swa_layers", "no_rope_layers_indices", "attn_layer_indices", "cross_attention_layers")
 #: Keys holding a list of 1-based layer numbers, one list per layer kind that together cover every
@@ -143,11 +147,19 @@ def _layer_count(config: dict[str, Any], old_layers: int) -> int:
         value = config.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             needed = max(needed, 2)  # one dense layer, then the rest
+    for key, period_key in LAYER_OFFSET_KEYS.items():
+        offset, period = config.get(key), config.get(period_key)
+        if all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (offset, period)):
+            needed = max(needed, offset + period)
     for table in (config, *(v for v in config.values() if isinstance(v, dict) and not _has_layer_count(v))):
         for key in LAYER_NUMBER_KEYS:
             numbers = [i for i in table.get(key) or () if isinstance(i, int) and not isinstance(i, bool)]
             if numbers:
                 needed = max(needed, min(numbers))  # the first layer of that kind
+    for key in LAYER_INDEX_KEYS:
+        indices = [i for i in config.get(key) or () if isinstance(i, int) and not isinstance(i, bool) and i >= 0]
+        if indices and min(indices) >= needed:
+            needed = min(indices) + 1  # keep the first listed layer: a list cut to nothing loses its kind
     return min(needed, old_layers) if old_layers >= 1 else needed
 
 
@@ -163,9 +175,11 @@ def _rotary_dim(config: dict[str, Any], head_dim: int) -> int:
 
 
 def _apportion(parts: list[int], total: int) -> list[int]:
-    """``parts`` scaled to sum to ``total``, each at least 1 (largest remainders get the rest)."""
+    """``parts`` scaled to sum to ``total``, each at least 1 where the total allows (largest
+    remainders get the rest)."""
     scale = total / sum(parts)
-    shares = [max(1, math.floor(n * scale)) for n in parts]
+    least = 1 if total >= len(parts) else 0
+    shares = [max(least, math.floor(n * scale)) for n in parts]
     order = sorted(range(len(parts)), key=lambda i: parts[i] * scale - shares[i], reverse=True)
     i = 0
     while sum(shares) < total:
@@ -191,10 +205,13 @@ def _shrink_rope(rope: Any, rotary_half: int, position_factor: float, path: str,
     section = rope.get("mrope_section")
     if (
         isinstance(section, list) and section and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in section)
-        and sum(section) != rotary_half and rotary_half >= len(section)
     ):
-        new["mrope_section"] = _apportion(section, rotary_half)
-        out.changed[f"{path}.mrope_section"] = (section, new["mrope_section"])
+        # The rotary width may be a fraction of the head stated inside the rope table itself.
+        factor = rope.get("partial_rotary_factor")
+        half = max(1, int(2 * rotary_half * factor) // 2) if isinstance(factor, (int, float)) and 0 < factor < 1 else rotary_half
+        if sum(section) != half:
+            new["mrope_section"] = _apportion(section, half)
+            out.changed[f"{path}.mrope_section"] = (section, new["mrope_section"])
     for key in SIZE_KEYS["original_positions"]:
         value = rope.get(key)
         if isinstance(value, int) and position_factor > 1:
@@ -402,7 +419,7 @@ SIZE_LIKE = (
     "word_embed_proj_dim", "sliding_window", "attention_chunk_size", "n_shared_experts", "num_shared_experts",
     "num_nextn_predict_layers", "query_pre_attn_scalar", "kv_channels", "n_group", "topk_group", "layer_types",
     "attention_types", "layers_block_type", "chunk_size", "moe_shared_expert_intermediate_size", "mamba_chunk_size",
-    "attn_layer_offset", "expert_layer_offset", "image_size", "patch_size", "mm_tokens_per_image",
+    "attn_layer_offset", "expert_layer_offset", "image_size", "patch_size", "mm_tokens_per_image", "mrope_section",
     "attention_hidden_size", "n_mamba_heads", "adapter_rank", "attention_window_size", "router_hidden_size",
 )
 
