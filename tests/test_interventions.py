@@ -237,7 +237,7 @@ def test_patchscope_on_every_spec(spec_name: str) -> None:
     model = StandardizedTransformer(checkpoint(spec_name))
     layers = list(range(model.num_layers))
     targets = [TargetPrompt("king king\n1135 1135\nhello hello\n?", -1), TargetPrompt("The capital of France is", 3)]
-    latents = torch.randn(len(layers), 2, model.hidden_size, generator=torch.Generator().manual_seed(1))
+    latents = torch.randn(len(layers), 2, *model.residual_shape, generator=torch.Generator().manual_seed(1))
     if "padding" in model.limits:  # targets of different lengths need a padded batch: refused, with the reason
         from nnspec.errors import CapabilityUnavailableError
 
@@ -245,9 +245,19 @@ def test_patchscope_on_every_spec(spec_name: str) -> None:
             patchscope_lens(model, target_patch_prompts=targets, layers=layers, latents=latents)
         return
     batched = patchscope_lens(model, target_patch_prompts=targets, layers=layers, latents=latents)
+    # Some models compute a prompt slightly differently inside a padded batch (PaliGemma's prefix
+    # attention): the batched lens may differ from one trace by as much as the model itself does.
+    with model.trace([t.prompt for t in targets]):
+        together = model.next_token_probs.save()
+    alone = []
+    for target in targets:
+        with model.trace(target.prompt):
+            alone.append(model.next_token_probs.save())
+    slack = max(float((together[i] - alone[i][0]).abs().max()) for i in range(len(targets)))
     for s, target in enumerate(targets):
         for layer in layers:
             with model.trace(target.prompt):
                 model.layers_output[layer][:, target.index_to_patch] = latents[layer, s]
                 one = model.next_token_probs.save()
-            assert torch.allclose(batched[s, layer], one[0], atol=1e-6), (s, layer)
+            assert torch.allclose(batched[s, layer], one[0], atol=1e-6 + 2 * slack), (
+                s, layer, float((batched[s, layer] - one[0]).abs().max()), slack)

@@ -420,7 +420,7 @@ SIZE_LIKE = (
     "num_nextn_predict_layers", "query_pre_attn_scalar", "kv_channels", "n_group", "topk_group", "layer_types",
     "attention_types", "layers_block_type", "chunk_size", "moe_shared_expert_intermediate_size", "mamba_chunk_size",
     "attn_layer_offset", "expert_layer_offset", "image_size", "patch_size", "mm_tokens_per_image", "mrope_section",
-    "attention_hidden_size", "n_mamba_heads", "adapter_rank", "attention_window_size", "router_hidden_size",
+    "attention_hidden_size", "n_mamba_heads", "adapter_rank", "attention_window_size", "router_hidden_size", "hc_mult",
 )
 
 
