@@ -72,7 +72,10 @@ class GranitemoehybridAdapter(Adapter):
                                              'embedding_multiplier': 12.0,
                                              'attention_multiplier': 0.015625,
                                              'logits_scaling': 8.0,
-                                             'tie_word_embeddings': True}}}
+                                             'tie_word_embeddings': True},
+                      'dense_hybrid': {'num_local_experts': 0, 'num_experts_per_tok': 0}},
+         'overrides': [{'when': {'config': {'num_local_experts': 0}},
+                        'set': {'mlp': {'module': 'shared_mlp'}, 'limits': {'contribution': ''}}}]}
     )
     rename = {'model.layers': 'layers',
      'model.embed_tokens': 'embed_tokens',
