@@ -12,10 +12,10 @@ def _bamba(indices: list[int]) -> dict:
     }
 
 
-def test_an_index_list_cut_to_nothing_keeps_its_first_layer() -> None:
+def test_an_index_list_cut_to_nothing_keeps_its_kind_on_the_last_layer() -> None:
     out = shrink.shrink_config(_bamba([9, 18, 27]), 384, SPECIAL)
-    assert out.config["num_hidden_layers"] == 10, "layers up to the first listed one are kept"
-    assert out.config["attn_layer_indices"] == [9], "the listed kind survives, at its published position"
+    assert out.config["num_hidden_layers"] == shrink.MIN_LAYERS, "no layers are added for a listed kind"
+    assert out.config["attn_layer_indices"] == [shrink.MIN_LAYERS - 1], "the listed kind survives, on the last layer"
 
 
 def test_an_index_list_inside_the_minimum_is_unchanged() -> None:

@@ -70,6 +70,8 @@ SIZE_KEYS: dict[str, tuple[str, ...]] = {
     "ssm_head_dim": ("mamba_head_dim", "mamba_d_head", "mamba_headdim"),
     "ssm_groups": ("n_groups", "mamba_n_groups", "mamba_ngroups"),
     "time_step_rank": ("time_step_rank", "mamba_dt_rank"),
+    # Mamba-2's scan runs in chunks of this many positions (the input is padded up to one chunk).
+    "ssm_chunk": ("mamba_chunk_size", "chunk_size"),
 }
 
 #: Keys whose value counts layers (a layer index or a count of leading layers).
@@ -156,10 +158,6 @@ def _layer_count(config: dict[str, Any], old_layers: int) -> int:
             numbers = [i for i in table.get(key) or () if isinstance(i, int) and not isinstance(i, bool)]
             if numbers:
                 needed = max(needed, min(numbers))  # the first layer of that kind
-    for key in LAYER_INDEX_KEYS:
-        indices = [i for i in config.get(key) or () if isinstance(i, int) and not isinstance(i, bool) and i >= 0]
-        if indices and min(indices) >= needed:
-            needed = min(indices) + 1  # keep the first listed layer: a list cut to nothing loses its kind
     return min(needed, old_layers) if old_layers >= 1 else needed
 
 
@@ -320,6 +318,8 @@ def _shrink_level(
             put(key, HEAD_DIM)
         elif role == "ssm_groups":
             put(key, min(value, 2))
+        elif role == "ssm_chunk":
+            put(key, min(value, 16))
         elif role == "time_step_rank":
             put(key, max(1, HIDDEN // 16))
         elif role in ("rotary_dim", "scaled_head_dim") and isinstance(old_head_dim, int) and old_head_dim:
@@ -372,7 +372,10 @@ def _shrink_level(
         for key in LAYER_INDEX_KEYS:
             value = config.get(key)
             if isinstance(value, list):
-                put(key, [i for i in value if isinstance(i, int) and i < new_layers])
+                kept = [i for i in value if isinstance(i, int) and i < new_layers]
+                if value and not kept:
+                    kept = [new_layers - 1]  # a list cut to nothing would lose its kind: the last layer keeps it
+                put(key, kept)
         for key in LAYER_NUMBER_KEYS:
             value = config.get(key)
             if isinstance(value, list):
