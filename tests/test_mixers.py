@@ -104,3 +104,41 @@ def test_aliases_follow_the_mixer_kind() -> None:
     assert "mixer" not in rename_dict(adapter_by_name("nemotron_h").spec)
     assert rename_dict(adapter_by_name("lfm2").spec)["conv"] == "mixer"
     assert rename_dict(adapter_by_name("qwen3_next").spec)["linear_attn"] == "self_attn"
+
+
+def test_mixer_states_are_the_cache_state_and_read_only(mamba: StandardizedTransformer, nemotron: StandardizedTransformer) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from nnspec.runtime.ports import cache_of, recurrent_state
+
+    hf = AutoModelForCausalLM.from_pretrained(checkpoint("mamba"), dtype=torch.float32).eval()
+    ids = mamba.tokenizer(PROMPT, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        expected = recurrent_state(cache_of(hf(ids, use_cache=True)), 1)
+    with mamba.trace(PROMPT):
+        state = mamba.mixer_states[1].save()
+    assert state.abs().max() > 0
+    torch.testing.assert_close(state, expected)
+    with pytest.raises(CapabilityUnavailableError, match="read-only"):
+        with mamba.trace(PROMPT):
+            mamba.mixer_states[1] = state
+    with pytest.raises(CapabilityUnavailableError, match="keeps no recurrent state"):
+        nemotron.mixer_states[2]  # softmax attention
+
+
+def test_mixer_states_check_catches_a_port_reading_another_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nnspec.runtime import conformance, ports
+
+    subject = conformance.load_subject("mamba", checkpoint("mamba"))
+    original = ports.MixerStatePort.get
+
+    def shifted(self: ports.MixerStatePort) -> torch.Tensor:
+        self.layer = (self.layer + 1) % subject.num_layers
+        try:
+            return original(self)
+        finally:
+            self.layer = (self.layer - 1) % subject.num_layers
+
+    monkeypatch.setattr(ports.MixerStatePort, "get", shifted)
+    (result,) = conformance.run_checks(subject, ["mixer_states"])
+    assert not result.passed and "mixer_states[0] vs the cache's recurrent state" in result.error

@@ -946,6 +946,43 @@ def check_read_order(s: Subject) -> float:
     return worst
 
 
+def check_mixer_states(s: Subject) -> float:
+    """``mixer_states[i]`` equals the recurrent state plain transformers' own forward leaves in its
+    cache for layer i (state-space, linear-attention and recurrent mixers); other layers, and models
+    whose cache keeps no such state, refuse."""
+    from .ports import cache_of, recurrent_state
+
+    m = s.model
+    accessor = m.mixer_states
+    if accessor.unavailable is not None:
+        return _expect_refusal("mixer_states", s, "mixer_states")
+    layers = [i for i in range(s.num_layers) if accessor.serves(i)]
+    for i in sorted(set(range(s.num_layers)) - set(layers)):
+        _expect_refusal("mixer_states", s, "mixer_states", i)
+    with torch.no_grad():
+        cache = cache_of(s.hf(s.input_ids, use_cache=True))
+    expected = {i: recurrent_state(cache, i) for i in layers}
+    if all(v is None for v in expected.values()):  # a model-specific cache: the runtime must say so
+        try:
+            with m.trace(s.input_ids):
+                accessor[layers[0]].save()
+        except CapabilityUnavailableError:
+            return 0.0
+        raise ConformanceError("mixer_states: plain transformers keeps no recurrent state in its cache, but nnspec served one")
+    got: dict[int, Any] = {}
+    with m.trace(s.input_ids):
+        for i in layers:
+            got[i] = accessor[i].save()
+    worst = 0.0
+    for i in layers:
+        if expected[i] is None:
+            raise ConformanceError(f"mixer_states: plain transformers keeps no recurrent state for layer {i}")
+        if float(expected[i].abs().max()) == 0:
+            raise ConformanceError(f"mixer_states: layer {i}'s state is all zero; the check cannot tell anything")
+        worst = max(worst, assert_close("mixer_states", f"mixer_states[{i}] vs the cache's recurrent state", got[i], expected[i]))
+    return worst
+
+
 #: Every check, in the order the matrix reports them.
 CHECKS: dict[str, Callable[[Subject], float]] = {
     "layers_io": check_layers_io,
@@ -963,6 +1000,7 @@ CHECKS: dict[str, Callable[[Subject], float]] = {
     "attention_probabilities": check_attention_probabilities,
     "qkv": check_qkv,
     "padding": check_padding,
+    "mixer_states": check_mixer_states,
     "read_order": check_read_order,
 }
 

@@ -40,6 +40,7 @@ SHORT = {
     "attention_probabilities": "attn probs",
     "qkv": "qkv",
     "padding": "padding",
+    "mixer_states": "states",
     "read_order": "read order",
 }
 

@@ -17,7 +17,7 @@ from .adapter import Adapter, attention_for_layer, mlp_for_layer, read_config
 from .batching import columns
 from .inputs import check_encoding, check_invoke, invoke_mask, position_limit, split_model_kwargs, warn_right_padding
 from .loading import auto_class, pipeline_accepts
-from .ports import ContributionPort, InputPort, OutputPort, with_prefix
+from .ports import ContributionPort, InputPort, MixerStatePort, OutputPort, with_prefix
 from .readorder import ATTENTION_INTERNALS, worker_memo
 from .registry import SpecArgument, resolve_adapter
 from .sources import SourcePort
@@ -512,6 +512,18 @@ class StandardizedTransformer(TransformersModel):
                 f"{plural}_output", n, lambda i, b=name, f=facts, l=f"{plural}_output": self._contribution(l, b, f, i),
                 limits.contribution or unavailable, refuse, shared[1],
             ))
+        # The recurrent state a state-space, linear-attention or recurrent mixer leaves after the
+        # last position, from the cache the forward returns (read it after the other values).
+        stateful = {"state_space", "linear", "recurrent"}
+        no_state = None if any(a.kind in stateful and a.contribution_path for a in self._attention) else (
+            "this model has no state-space, linear-attention or recurrent mixer, so no layer keeps a recurrent state"
+        )
+        self.mixer_states = ValueAccessor(
+            "mixer_states", n, lambda i: MixerStatePort(f"mixer_states[{i}]", self, i), no_state,
+            lambda i: None if self._attention[i].kind in stateful and self._attention[i].contribution_path else (
+                f"layer {i}'s token mixer is {MIXER_KINDS[self._attention[i].kind]}, which keeps no recurrent state"
+            ),
+        )
         # Cloned: some models scale the embedding output in place (CTRL's `inputs_embeds *= sqrt(d)`).
         self._token_embeddings = OutputPort(
             "token_embeddings", self.get(spec.modules.embed_tokens), clone=True, prefix=self.prefix_positions

@@ -300,3 +300,55 @@ class ContributionPort(Port):
         if self.clone and new is value:
             new = value.clone()
         self.envoy.output = replace(raw, self.element, new)
+
+
+def cache_of(output: Any) -> Any:
+    """The cache a model forward returned (``cache`` from transformers 5.24, else ``past_key_values``)."""
+    return getattr(output, "cache", None) or getattr(output, "past_key_values", None)
+
+
+def recurrent_state(cache: Any, layer: int) -> Optional[torch.Tensor]:
+    """Layer ``layer``'s recurrent state in ``cache`` (a state-space, linear-attention or recurrent
+    mixer's state after the last position), or ``None`` where the cache keeps none for it."""
+    layers = getattr(cache, "layers", None)
+    if layers is None or layer >= len(layers):
+        return None
+    states = getattr(layers[layer], "recurrent_states", None)
+    if not states:
+        return None
+    state = states.get(0) if isinstance(states, dict) else states[0]
+    return state if isinstance(state, torch.Tensor) else None
+
+
+class MixerStatePort(Port):
+    """A token mixer's recurrent state after the last position (the SSM state of a Mamba layer, the
+    fast-weight state of linear attention), read from the cache the forward returns. Read-only: the
+    state is a record of the forward, not a value the forward reads back."""
+
+    def __init__(self, label: str, root: Any, layer: int) -> None:
+        super().__init__(label)
+        self.root = root
+        self.layer = layer
+
+    def get(self) -> torch.Tensor:
+        from ..errors import CapabilityUnavailableError
+
+        cache = cache_of(self.root.output)
+        if cache is None:
+            raise CapabilityUnavailableError(
+                f"{self.label}: the forward returned no cache, so no mixer state was kept (do not pass use_cache=False)"
+            )
+        state = recurrent_state(cache, self.layer)
+        if state is None:
+            raise CapabilityUnavailableError(
+                f"{self.label}: this model's cache ({type(cache).__name__}) keeps no recurrent state for layer {self.layer}"
+            )
+        return state.clone()
+
+    def set(self, value: torch.Tensor) -> None:
+        from ..errors import CapabilityUnavailableError
+
+        raise CapabilityUnavailableError(
+            f"{self.label} is read-only: it records the state the mixer left after the last position; edit "
+            "mixers_input or mixers_output to change what the model computes"
+        )
