@@ -357,6 +357,12 @@ class Branch(_Strict):
     flattened: bool = Field(
         False, description="The branch sees tokens flattened to (batch*seq, hidden); restore the block's shape."
     )
+    bias_element: Optional[int] = Field(
+        None,
+        ge=0,
+        description="Element of the contribution module's tuple output holding a bias the block adds together with "
+        "the output (GPT-NeoX-Japanese's last attention); where that element is a tensor, it is part of the contribution.",
+    )
     mixes_tokens: bool = Field(
         False,
         description="MLP only: the branch's output passes a step that mixes positions (a short causal convolution) "

@@ -34,6 +34,12 @@ class DogeAdapter(Adapter):
                                   'index': 3},
                        'per_head_output': {'ops': [{'name': 'attention_interface'}], 'index': 0}},
          'mlp': {'module': 'mlp'},
+         'limits': {'contribution': 'Each residual add multiplies the stream by a learned '
+                                    'per-channel weight (input_residual, post_attention_residual) '
+                                    "inside the block's forward, so the stream itself is rescaled "
+                                    'at every add and no module returns what a branch adds; a tiny '
+                                    'checkpoint holds these weights at 1, where the sums would '
+                                    'hold only by accident.'},
          'tiny': {'tokenizer': 'metaspace',
                   'config': {'hidden_size': 64,
                              'intermediate_size': 128,

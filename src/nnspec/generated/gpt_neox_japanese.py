@@ -22,6 +22,7 @@ class GptNeoxJapaneseAdapter(Adapter):
                      'lm_head': 'embed_out'},
          'layer': {'returns': 'tuple'},
          'attention': {'module': 'attention',
+                       'bias_element': 2,
                        'output_projection': 'dense',
                        'probabilities': {'module': 'attention_dropout'},
                        'queries': {'ops': [{'name': 'self__attn'}], 'io': 'input', 'index': 0},

@@ -434,6 +434,7 @@ class StandardizedTransformer(TransformersModel):
             shape=self._flat_shape(i) if branch.flattened else None,
             where=f"{self._adapter.source}: {name}.element = {branch.element}",
             prefix=self.prefix_positions,
+            bias_element=branch.bias_element,
         )
 
     def _branch_input(self, label: str, name: str, i: int) -> InputPort:

@@ -209,12 +209,14 @@ class ContributionPort(Port):
         shape: Optional[Callable[[], torch.Size]] = None,
         where: Optional[str] = None,
         prefix: int = 0,
+        bias_element: Optional[int] = None,
     ) -> None:
         super().__init__(label)
         self.envoy = envoy
         self.where = where
         self.prefix = prefix  # positions the model placed in front of the input (left out)
         self.element = element
+        self.bias_element = bias_element  # a bias the block adds with the output (None on most layers)
         self.scale = scale
         self.residual_position = residual_position
         self.residual_name = residual_name
@@ -257,11 +259,23 @@ class ContributionPort(Port):
         if residual is not None:
             _worker_memo()[id(self)] = (residual, element, step())
             value = value - residual
+        bias = self._bias()
+        if bias is not None:
+            value = value + bias
         if self.scale is not None:
             value = value * self.scale
         if self.clone and value is element:
             value = value.clone()
         return drop_prefix(value, self.prefix)
+
+    def _bias(self) -> Optional[torch.Tensor]:
+        """The bias the block adds with this output (the module's ``bias_element``), if any."""
+        if self.bias_element is None:
+            return None
+        raw = self.envoy.output
+        if isinstance(raw, (tuple, list)) and self.bias_element < len(raw) and isinstance(raw[self.bias_element], torch.Tensor):
+            return raw[self.bias_element]
+        return None
 
     def graph_value(self) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
         # contribution = (raw - residual) * scale, so d/d contribution = d/d raw / scale.
@@ -292,6 +306,9 @@ class ContributionPort(Port):
         new = value
         if self.scale is not None:
             new = new / self.scale
+        bias = self._bias()
+        if bias is not None:
+            new = new - bias  # broadcasts over (batch, seq)
         if residual is not None:
             new = new + drop_prefix(residual.view(full.shape), self.prefix)
         new = with_prefix(full, new, self.prefix)
