@@ -45,3 +45,15 @@ def test_setting_it_keeps_the_bias(biased: Path) -> None:
     subject = load_subject("gnj-bias", biased)
     results = {r.check: r for r in run_checks(subject, ["contribution", "edit_attentions_output", "read_order"])}
     assert all(r.passed for r in results.values()), {k: r.error for k, r in results.items() if not r.passed}
+
+
+def test_a_bias_element_beyond_the_output_is_a_named_error(tmp_path: Path) -> None:
+    from nnspec.errors import ModelStructureError
+
+    spec = tmp_path / "gnj_wrong.toml"
+    spec.write_text('name = "gnj_wrong"\nextends = "gpt_neox_japanese"\nmodel_types = ["gpt_neox_japanese"]\n'
+                    "[attention]\nbias_element = 7\n")
+    model = StandardizedTransformer(checkpoint("gpt_neox_japanese"), spec=str(spec))
+    with pytest.raises(ModelStructureError, match="bias_element = 7, but the module returned a tuple of 3"):
+        with model.trace("Hello world"):
+            model.attentions_output[0].save()

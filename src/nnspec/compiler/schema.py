@@ -388,6 +388,8 @@ class Branch(_Strict):
 MixerKind = Literal["softmax", "linear", "state_space", "recurrent", "convolution", "none"]
 #: The mixer kinds that are attention (``attentions_*`` serve them).
 ATTENTION_KINDS = ("softmax", "linear")
+#: The mixer kinds that keep a recurrent state across positions (``mixer_states`` serve them).
+STATEFUL_KINDS = ("state_space", "linear", "recurrent")
 #: One line per mixer kind, for docs and errors.
 MIXER_KINDS = {
     "softmax": "softmax attention",

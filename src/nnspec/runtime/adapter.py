@@ -68,6 +68,13 @@ def read_config_per_layer(config: Any, key: str, num_layers: int) -> list[Any]:
     return [getattr(owner.per_layer_config[i], last) for i in range(num_layers)]
 
 
+def text_config(config: Any) -> Any:
+    """The config the standard names read: a composite (vision-language) config's text config,
+    else the config itself."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else None
+    return text if text is not None else config
+
+
 def has_config(config: Any, key: str) -> bool:
     if is_per_layer(config, key):
         return True

@@ -19,9 +19,9 @@ from typing import Any, Callable, Iterator, Optional
 
 import torch
 
-from ..compiler.schema import BlockAttribute, Branch
+from ..compiler.schema import ATTENTION_KINDS, BlockAttribute, Branch
 from ..errors import CapabilityUnavailableError, ConformanceError
-from .adapter import read_config
+from .adapter import read_config, text_config
 from .batching import positions_from_mask
 from .ports import drop_prefix, pick, replace
 from .readorder import ATTENTION_INTERNALS, LAYER_ORDER
@@ -214,7 +214,7 @@ def load_subject(name: str, path: Any, spec: Any = None, **model_kwargs: Any) ->
         **{k: v for k, v in model_kwargs.items() if k == "trust_remote_code"},
     )
     hf.eval()
-    vocab = int(read_config(hf.config.get_text_config(), model.spec.config.vocab_size))
+    vocab = int(read_config(text_config(hf.config), model.spec.config.vocab_size))
     generator = torch.Generator().manual_seed(0)
     input_ids = torch.randint(4, min(vocab, 300), (2, 9), generator=generator)
     return Subject(name=name, hf=hf, model=model, input_ids=input_ids)
@@ -263,7 +263,7 @@ def _check_refusals(s: Subject) -> None:
     for i in range(s.num_layers):
         kind = m.mixer_kind(i)
         expected = {
-            "attentions": kind in ("softmax", "linear") and m.branch("attention", i).contribution_path is not None,
+            "attentions": kind in ATTENTION_KINDS and m.branch("attention", i).contribution_path is not None,
             "mixers": kind != "none" and m.branch("attention", i).contribution_path is not None,
             "mlps": m.branch("mlp", i).contribution_path is not None,
         }
@@ -499,7 +499,7 @@ def _branch_scale(s: Subject, branch: Branch) -> Optional[float]:
     if isinstance(branch.scale, BlockAttribute):
         blocks = [s.hf_block(i) for i in range(s.num_layers)]
         return block_attribute_value(blocks, branch.scale.block_attribute, "scale", s.spec.name)
-    return float(branch.scale if not isinstance(branch.scale, str) else read_config(s.hf.config.get_text_config(), branch.scale))
+    return float(branch.scale if not isinstance(branch.scale, str) else read_config(text_config(s.hf.config), branch.scale))
 
 
 def check_edit_attentions_output(s: Subject) -> float:
@@ -774,7 +774,7 @@ def check_qkv(s: Subject) -> float:
         for handle in handles:
             handle.remove()
     worst = 0.0
-    config = s.hf.config.get_text_config()
+    config = text_config(s.hf.config)
     for i in layers:
         q, k, v = got["queries"][i], got["keys"][i], got["values"][i]
         batch, seq = s.input_ids.shape

@@ -10,10 +10,10 @@ from typing import Any, Optional, Union
 import torch
 from nnsight.modeling.transformers import TransformersModel
 
-from ..compiler.schema import ATTENTION_KINDS, MIXER_KINDS, Branch, Spec
+from ..compiler.schema import ATTENTION_KINDS, MIXER_KINDS, STATEFUL_KINDS, Branch, Spec
 from ..errors import CapabilityUnavailableError, InputError, InputTypeError, ModelStructureError, ShapeMismatchError, UnknownNameError
 from .accessors import ModuleAccessor, ValueAccessor, at_occurrence, layer_index
-from .adapter import Adapter, attention_for_layer, mlp_for_layer, read_config
+from .adapter import Adapter, attention_for_layer, mlp_for_layer, read_config, text_config
 from .batching import columns
 from .inputs import check_encoding, check_invoke, invoke_mask, position_limit, split_model_kwargs, warn_right_padding
 from .loading import auto_class, pipeline_accepts
@@ -92,13 +92,6 @@ def _layer_passes(spec: Spec, config: Any, source: str, num_layers: int) -> list
             f"with {num_layers} blocks"
         )
     return [passes if start <= i < end else 1 for i in range(num_layers)]
-
-
-def _text_config(config: Any) -> Any:
-    """The config the standard names read: a composite (vision-language) config's text config,
-    else the config itself."""
-    text = config.get_text_config() if hasattr(config, "get_text_config") else None
-    return text if text is not None else config
 
 
 def _load_tokenizer(model: Any, trust_remote_code: bool, revision: Optional[str], extra: Optional[dict] = None) -> Any:
@@ -206,8 +199,8 @@ class StandardizedTransformer(TransformersModel):
         adapter = resolve_adapter(spec, getattr(config, "model_type", None), source)
         # Standard names describe the text model: a vision-language config's keys are read from its
         # text config (the config itself for a text-only model).
-        effective = adapter.effective(_text_config(config))
-        check_overrides(_text_config(config), adapter.spec, adapter.source)
+        effective = adapter.effective(text_config(config))
+        check_overrides(text_config(config), adapter.spec, adapter.source)
         check_module_paths(effective, adapter.source)
         if tokenizer is None:
             tokenizer = _load_tokenizer(model, trust_remote_code, revision, tokenizer_kwargs)
@@ -228,7 +221,7 @@ class StandardizedTransformer(TransformersModel):
         )
         self._adapter = adapter
         # Overrides may hold only for the attention implementation the built model runs.
-        built = adapter.effective(_text_config(self._module.config))
+        built = adapter.effective(text_config(self._module.config))
         if adapter.rename_for(built) != adapter.rename_for(effective):
             raise ModelStructureError(
                 f"{adapter.source}: an override conditioned on the attention implementation changes module paths; "
@@ -241,7 +234,7 @@ class StandardizedTransformer(TransformersModel):
 
         warn_if_unverified(adapter.name, installed_version("transformers"), installed_version("nnsight"))
         self._enable_attention_probs = enable_attention_probs
-        hf_config = _text_config(self._module.config)
+        hf_config = text_config(self._module.config)
         if check_renaming:
             structure = check_structure(self._module, hf_config, effective, adapter.source)
         else:
@@ -515,7 +508,7 @@ class StandardizedTransformer(TransformersModel):
             ))
         # The recurrent state a state-space, linear-attention or recurrent mixer leaves after the
         # last position, from the cache the forward returns (read it after the other values).
-        stateful = {"state_space", "linear", "recurrent"}
+        stateful = STATEFUL_KINDS
         no_state = None if any(a.kind in stateful and a.contribution_path for a in self._attention) else (
             "this model has no state-space, linear-attention or recurrent mixer, so no layer keeps a recurrent state"
         )
@@ -825,7 +818,7 @@ class StandardizedTransformer(TransformersModel):
         for path in self._final_modules:
             x = self.get(path)(x)
         x = self.lm_head(x)
-        config = _text_config(self._module.config)
+        config = text_config(self._module.config)
         for transform in self._spec.logits.transforms:
             value = read_config(config, transform.key)
             if value is None:

@@ -273,9 +273,13 @@ class ContributionPort(Port):
         if self.bias_element is None:
             return None
         raw = self.envoy.output
-        if isinstance(raw, (tuple, list)) and self.bias_element < len(raw) and isinstance(raw[self.bias_element], torch.Tensor):
-            return raw[self.bias_element]
-        return None
+        if not isinstance(raw, (tuple, list)) or self.bias_element >= len(raw):
+            found = f"a tuple of {len(raw)}" if isinstance(raw, (tuple, list)) else type(raw).__name__
+            raise ModelStructureError(
+                f"{self.where or self.label}: bias_element = {self.bias_element}, but the module returned {found}"
+            )
+        bias = raw[self.bias_element]
+        return bias if isinstance(bias, torch.Tensor) else None  # None: this layer adds no bias
 
     def graph_value(self) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
         # contribution = (raw - residual) * scale, so d/d contribution = d/d raw / scale.

@@ -165,6 +165,12 @@ def _has_layer_count(config: dict[str, Any]) -> bool:
     return any(isinstance(config.get(k), int) for k in SIZE_KEYS["layers"])
 
 
+def _expand(config: dict[str, Any]) -> int:
+    """A state-space mixer's inner width over the hidden size (Mamba's ``expand``, default 2)."""
+    value = config.get("expand") or config.get("mamba_expand")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 2
+
+
 def _rotary_dim(config: dict[str, Any], head_dim: int) -> int:
     factor = config.get("partial_rotary_factor")
     if isinstance(factor, (int, float)) and 0 < factor <= 1:
@@ -310,10 +316,10 @@ def _shrink_level(
         elif role == "ssm_state":
             put(key, SSM_STATE)
         elif role == "ssm_heads":
-            expand = config.get("expand") or config.get("mamba_expand") or 2
+            expand = _expand(config)
             put(key, max(1, int(expand * HIDDEN) // HEAD_DIM))
         elif role == "ssm_inner":
-            put(key, (config.get("mamba_expand") or config.get("expand") or 2) * HIDDEN)
+            put(key, _expand(config) * HIDDEN)
         elif role == "ssm_head_dim":
             put(key, HEAD_DIM)
         elif role == "ssm_groups":
@@ -421,7 +427,7 @@ def shrink_config(config: dict[str, Any], vocab_size: int, special: dict[str, in
 SIZE_LIKE = (
     "word_embed_proj_dim", "sliding_window", "attention_chunk_size", "n_shared_experts", "num_shared_experts",
     "num_nextn_predict_layers", "query_pre_attn_scalar", "kv_channels", "n_group", "topk_group", "layer_types",
-    "attention_types", "layers_block_type", "chunk_size", "moe_shared_expert_intermediate_size", "mamba_chunk_size",
+    "attention_types", "layers_block_type", "moe_shared_expert_intermediate_size",
     "attn_layer_offset", "expert_layer_offset", "image_size", "patch_size", "mm_tokens_per_image", "mrope_section",
     "attention_hidden_size", "n_mamba_heads", "adapter_rank", "attention_window_size", "router_hidden_size", "hc_mult",
 )
