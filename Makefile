@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   builds every spec's tiny offline checkpoint and runs the conformance matrix
-#   make test   runs the test suite (compile drift check + unit tests + conformance matrix)
+#   make test   runs the test suite (compile drift check + unit tests + conformance matrix + nnterp's
+#               own test suite, taken from its published wheel and run against nnspec)
 #   make bench  times nnspec against plain transformers, bare NNsight and nnterp (its own venv in
 #               .bench/peer) and writes docs/benchmarks.md
 # Each creates the virtual environment it needs (.venv), installing the pinned set in constraints.txt.
@@ -12,7 +13,7 @@ JOBS ?= auto
 export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv demo test compile bench clean
+.PHONY: venv demo test nnterp-suite compile bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +30,9 @@ demo: venv
 test: venv
 	$(PY) -m nnspec compile --check
 	$(PY) -m pytest -n $(JOBS) -q
+
+nnterp-suite: venv
+	$(PY) -m tests.nnterp_suite.harness run --jobs 2
 
 compile: venv
 	$(PY) -m nnspec compile

@@ -1,6 +1,8 @@
 """nox sessions.
 
 - ``tests``: the README's test run (``make test``).
+- ``nnterp_suite``: nnterp's own test suite, taken from its published wheel, run against nnspec
+  (``make nnterp-suite``; ``make test`` runs it too).
 - ``matrix``: the conformance matrix under each supported (transformers, NNsight) pair, in its own
   virtual environment with offline-capable pins (torch from the same constraint as CI). Each run
   writes ``compat-results/<pair>/matrix.json``; a version the registry does not serve is skipped
@@ -43,6 +45,12 @@ TORCH = next(line.strip() for line in open("constraints.txt") if line.startswith
 def tests(session: nox.Session) -> None:
     """Compile drift check, unit tests and the conformance matrix (same as `make test`)."""
     session.run("make", "test", external=True)
+
+
+@nox.session(python=False)
+def nnterp_suite(session: nox.Session) -> None:
+    """nnterp's published test suite run against nnspec (also part of `make test`)."""
+    session.run("make", "nnterp-suite", external=True)
 
 
 @nox.session(python=False)

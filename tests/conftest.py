@@ -43,3 +43,9 @@ def gpt2_path() -> Path:
 @pytest.fixture(scope="session")
 def llama_path() -> Path:
     return checkpoint("llama")
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    # The run of nnterp's suite is one long test: start it first, so that a parallel run does not
+    # wait for it at the end.
+    items.sort(key=lambda item: item.get_closest_marker("nnterp_suite") is None)

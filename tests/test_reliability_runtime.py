@@ -193,8 +193,9 @@ def test_cache_keys_as_tuples_and_bad_keys(gpt2: StandardizedTransformer) -> Non
 
     cache = gpt2.run_with_cache("Hello world", names=["layers_input"])
     assert cache["layers_input", -1] is cache["layers_input.2"]
-    with pytest.raises(UnknownNameError, match=r"'resid_pre.0' is not in this cache \(did you mean"):
-        cache["resid_pre", 0]
+    assert cache["resid_pre", 0] is cache["layers_input.0"]  # TransformerLens's short name
+    with pytest.raises(UnknownNameError, match=r"'resid_pree' is not a standard name or a TransformerLens hook name"):
+        cache["resid_pree", 0]
     with pytest.raises(UnknownNameError, match="a tuple key is"):
         cache["layers_input", 0, 1]
 

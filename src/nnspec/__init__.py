@@ -28,6 +28,14 @@ def __getattr__(name: str) -> object:
         from .runtime.adapter import Adapter
 
         return Adapter
+    if name == "ModuleAccessor":  # nnterp's top-level names
+        from .runtime.functional import ModuleAccessor
+
+        return ModuleAccessor
+    if name == "get_rename_dict":
+        from .runtime.renameconfig import get_rename_dict
+
+        return get_rename_dict
     raise AttributeError(f"module 'nnspec' has no attribute {name!r}")
 
 
@@ -39,9 +47,11 @@ __all__ = [
     "ConformanceError",
     "LayerIndexError",
     "ModelStructureError",
+    "ModuleAccessor",
     "NnspecError",
     "ShapeMismatchError",
     "SpecError",
     "StandardizedTransformer",
     "UnsupportedArchitectureError",
+    "get_rename_dict",
 ]

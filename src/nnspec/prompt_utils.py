@@ -1,5 +1,21 @@
-"""Prompts with tracked target tokens (same names as nnterp's module)."""
+"""Prompts with tracked target tokens (same names and arguments as nnterp's module)."""
 
-from .runtime.prompts import Prompt, TargetTokenizationError, get_first_tokens, next_token_probs, run_prompts
+from .runtime.prompts import (
+    Prompt,
+    TargetTokenizationError,
+    TokenizationError,
+    get_first_tokens,
+    next_token_probs,
+    next_token_probs_unsqueeze,
+    run_prompts,
+)
 
-__all__ = ["Prompt", "TargetTokenizationError", "get_first_tokens", "next_token_probs", "run_prompts"]
+__all__ = [
+    "Prompt",
+    "TargetTokenizationError",
+    "TokenizationError",
+    "get_first_tokens",
+    "next_token_probs",
+    "next_token_probs_unsqueeze",
+    "run_prompts",
+]

@@ -11,8 +11,9 @@ import operator
 from typing import Any, Callable, Iterator, Optional
 
 import torch
+from nnsight.intervention.envoy import Envoy
 
-from ..errors import CapabilityUnavailableError, LayerIndexError
+from ..errors import CapabilityUnavailableError, InputTypeError, LayerIndexError
 from .ports import Port
 from .readorder import guarded
 
@@ -136,6 +137,9 @@ class ValueAccessor(_Indexed):
         self.occurrences: Optional[list[int]] = None
         # Two accessors may share their ports (attentions_output and mixers_output are one value).
         self._ports: dict[int, Port] = {} if ports is None else ports
+        # Whether the module this value comes from returns a tuple, where the spec says (the
+        # blocks: ``layer.returns``); None where it does not.
+        self.returns_tuple: Optional[bool] = None
 
     def port(self, index: Any) -> Port:
         i = self._index(index)
@@ -156,3 +160,88 @@ class ValueAccessor(_Indexed):
         port = self.port(index)
         with at_occurrence(self.occurrence(index)):
             guarded(port.label, lambda: port.set(value))
+
+
+class AttentionProbabilitiesAccessor(ValueAccessor):
+    """``model.attention_probabilities[i]``, with nnterp's switches: :attr:`enabled`,
+    :meth:`disable`, :meth:`check_source` and :meth:`print_source`.
+
+    ``check`` runs the check (layer, use_trace, allow_dispatch) and ``show`` prints the source of
+    the operation the spec reads (layer, allow_dispatch); both come from the model.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        num_layers: int,
+        port: Callable[[int], Port],
+        unavailable: Optional[str],
+        served: Callable[[], Optional[str]],
+        check: Callable[[int, bool, bool], None],
+        show: Callable[[int, bool], None],
+    ) -> None:
+        super().__init__(label, num_layers, port, unavailable)
+        self._served = served  # why the model as loaded serves none (not eager), or None
+        self._check = check
+        self._show = show
+        self._disabled = False
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the probabilities can be read and written: the spec names them, the model runs
+        eager attention, and :meth:`disable` was not called."""
+        return not self._disabled and self.unavailable is None and self._served() is None
+
+    def disable(self) -> None:
+        """Refuse every later read and write (:class:`CapabilityUnavailableError`)."""
+        self._disabled = True
+
+    def _index(self, index: Any) -> int:
+        if self._disabled:
+            raise CapabilityUnavailableError(
+                f"{self.label} was disabled on this model (attention_probabilities.disable()); load the model again "
+                "to use it"
+            )
+        return super()._index(index)
+
+    def check_source(self, layer: int = 0, allow_dispatch: bool = True, use_trace: bool = True) -> None:
+        """Check on a short prompt that layer ``layer``'s probabilities have shape ``(batch, heads,
+        seq, seq)``, that each row sums to 1 (at most 1 with attention sinks) and that editing them
+        changes the logits. Runs the model (loading the weights when ``allow_dispatch``); raises
+        :class:`~nnspec.errors.ConformanceError` when a check fails."""
+        for name, flag in (("allow_dispatch", allow_dispatch), ("use_trace", use_trace)):
+            if not isinstance(flag, bool):
+                raise InputTypeError(f"check_source({name}=...): expected True or False, got {flag!r}")
+        i = self._index(layer)
+        reason = self._served()
+        if reason is not None:
+            raise CapabilityUnavailableError(f"{self.label} is not available for this model as loaded: {reason}")
+        self._check(i, use_trace, allow_dispatch)
+
+    def print_source(self, layer: int = 0, allow_dispatch: bool = True) -> None:
+        """Print where layer ``layer``'s probabilities are read: the operation the spec names in
+        the attention code (marked in its context), then the whole function holding it."""
+        if not isinstance(allow_dispatch, bool):
+            raise InputTypeError(f"print_source(allow_dispatch=...): expected True or False, got {allow_dispatch!r}")
+        self._show(self._index(layer), allow_dispatch)
+
+
+#: Standard branch names a block answers to, by the branch they name.
+_BRANCH_NAMES = {"self_attn": "attention", "mixer": "attention", "mlp": "mlp"}
+
+
+class BlockEnvoy(Envoy):
+    """The NNsight envoy of a block: a standard branch name (``self_attn``, ``mixer``, ``mlp``)
+    the block does not have raises an ``AttributeError`` saying why (OPT's blocks have no MLP
+    module), instead of NNsight's bare one."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name not in _BRANCH_NAMES:
+                raise
+            index = self.path.rsplit(".", 1)[-1]
+            explain = getattr(self.root, "_missing_branch", None)
+            reason = explain(name, int(index)) if explain is not None and index.isdigit() else None
+            raise AttributeError(f"block {self.path} has no {name!r} module" + (f": {reason}" if reason else "")) from None

@@ -98,26 +98,3 @@ def collect_activations(
     if not parts:
         raise InputError("prompts is empty: give at least one prompt")
     return torch.cat(parts, 1)
-
-
-def get_token_activations(
-    model: Any, prompts: Union[str, Sequence[str]], layers: Layers = None, idx: Positions = -1, remote: bool = False
-) -> torch.Tensor:
-    """``layers_output`` at token ``idx`` of each prompt in one forward, ``(num_layers, batch, hidden)``."""
-    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-    return collect_activations(model, prompts, layers, idx, batch_size=max(len(prompts), 1), remote=remote, progress=False)
-
-
-def collect_token_activations_batched(
-    model: Any,
-    prompts: Sequence[str],
-    batch_size: int,
-    layers: Layers = None,
-    idx: Optional[Positions] = None,
-    remote: bool = False,
-    tqdm: Any = None,
-) -> torch.Tensor:
-    """nnterp's batched collection: ``layers_output`` at ``idx`` (default last token), ``(layers, n, hidden)``."""
-    return collect_activations(
-        model, prompts, layers, -1 if idx is None else idx, batch_size=batch_size, remote=remote, progress=tqdm is not None
-    )

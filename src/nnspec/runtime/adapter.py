@@ -193,6 +193,47 @@ def rename_dict(spec: Spec) -> dict[str, str]:
     return {path: alias for path, alias in wanted.items() if path != alias and not path.startswith(alias + ".")}
 
 
+def backbone_aliases(spec: Spec) -> dict[str, str]:
+    """NNsight ``rename`` aliases giving the module tree nnterp's users write:
+    ``model.model.layers[i]``, ``model.model.ln_final``, ``model.model.embed_tokens``.
+
+    The *backbone* is the module holding the blocks (the first component of ``modules.layers``:
+    GPT-2's ``transformer``, OPT's ``model``, a vision-language wrapper's ``model``). It answers as
+    ``model`` from the root, and its blocks, final norm and token embedding answer as ``layers``,
+    ``ln_final`` and ``embed_tokens`` on it however deep they sit (OPT's ``model.decoder.layers``,
+    a wrapper's ``model.language_model.layers``). Only paths the spec names are aliased; a spec
+    whose blocks sit on the root module has no backbone and gets none.
+    """
+    parts = spec.modules.layers.split(".")
+    if len(parts) < 2:
+        return {}
+    backbone = parts[0]
+    aliases: dict[str, str] = {}
+    if backbone != "model":
+        aliases[backbone] = "model"
+    for standard, path in (
+        ("layers", spec.modules.layers),
+        ("ln_final", spec.modules.ln_final),
+        ("embed_tokens", spec.modules.embed_tokens),
+    ):
+        if path and path.startswith(f"{backbone}.") and path != f"{backbone}.{standard}":
+            aliases[path] = f"{backbone}.{standard}"  # a dotted alias binds on the backbone
+    return aliases
+
+
+def merge_aliases(*maps: dict[str, Any]) -> dict[str, Any]:
+    """Several ``rename`` maps as one: a path named in more than one gets every alias (a list)."""
+    merged: dict[str, Any] = {}
+    for aliases in maps:
+        for path, alias in aliases.items():
+            names = [alias] if isinstance(alias, str) else list(alias)
+            if path in merged:
+                known = [merged[path]] if isinstance(merged[path], str) else list(merged[path])
+                names = known + [n for n in names if n not in known]
+            merged[path] = names[0] if len(names) == 1 else names
+    return merged
+
+
 class Adapter:
     """One architecture's compiled spec.
 

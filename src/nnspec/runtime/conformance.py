@@ -983,6 +983,70 @@ def check_mixer_states(s: Subject) -> float:
     return worst
 
 
+def check_attribution(s: Subject) -> float:
+    """The TransformerLens-style cache helpers against plain transformers, from one cached forward:
+    ``stack_activation`` / ``accumulated_resid`` equal ``hidden_states``; where the spec gives the
+    per-head output, the per-head results (``stack_head_results``) summed over heads plus the
+    projection's bias equal what the HF output projection returns (a forward hook on it); and
+    where the map from the final norm's output to the logits is linear, the direct logit
+    attribution's parts plus its constant equal plain transformers' logit of the top token (where
+    it is not, the runtime must refuse the attribution)."""
+    from .attribution import attribution_refusal, head_results, logit_attribution
+    from .cache import run_with_cache
+
+    m, n = s.model, s.num_layers
+    wanted = {"layers_input", "layers_output", "attentions_output", "mixers_output", "mlps_output", "attention_heads_output"}
+    cache = run_with_cache(m, s.input_ids, names_filter=lambda key: key.split(".")[0] in wanted, return_type="logits")
+    stacked = cache.stack_activation("layers_output")
+    accumulated = cache.accumulated_resid()
+    worst = 0.0
+    for i in range(n):
+        worst = max(worst, assert_close("attribution", f"accumulated_resid()[{i}]", accumulated[i], s.stream_input(i)))
+        expected = s.stream_output(i)
+        if expected is not None:
+            worst = max(worst, assert_close("attribution", f"stack_activation('layers_output')[{i}]", stacked[i], expected))
+    heads = [i for i in range(n) if f"attention_heads_output.{i}" in cache] if s.spec.attention.output_projection else []
+    if heads:
+        outputs: dict[int, torch.Tensor] = {}
+
+        def grab(i: int) -> Callable:
+            def hook(module: Any, args: Any, output: Any) -> None:
+                outputs[i] = s.own(pick(output, 0)).detach().clone()
+
+            return hook
+
+        projection = s.spec.attention.output_projection
+        s.hf_logits([(s.hf_block(i).get_submodule(f"{m.branch('attention', i).module}.{projection}"), grab(i)) for i in heads])
+        results = cache.stack_head_results(return_labels=True)
+        for i in heads:
+            _, bias = head_results(m, i, cache[f"attention_heads_output.{i}"])
+            per_head = torch.stack([r for r, label in zip(*results) if label.startswith(f"L{i}H")], 2)
+            worst = max(worst, assert_close(
+                "attribution", f"stack_head_results of layer {i} summed over heads + bias vs {projection} output",
+                per_head.sum(2) + bias, outputs[i].reshape(per_head.shape[:2] + outputs[i].shape[-1:]),
+            ))
+    tokens = s.reference.logits[:, -1].argmax(-1)
+    if attribution_refusal(m):
+        try:
+            logit_attribution(m, cache, tokens)
+        except CapabilityUnavailableError:
+            return worst
+        raise ConformanceError(f"attribution: the attribution does not apply ({attribution_refusal(m)}), but the runtime served it")
+    expected = s.reference.logits[torch.arange(len(tokens)), -1, tokens]
+    for per_head in (False, True) if heads else (False,):
+        try:
+            found = logit_attribution(m, cache, tokens, per_head=per_head)
+        except CapabilityUnavailableError:
+            if per_head:
+                continue  # the attention's contribution is not its projection's output (a norm follows it)
+            raise
+        worst = max(worst, assert_close(
+            "attribution", f"direct logit attribution{' per head' if per_head else ''}: parts + constant vs logits",
+            found.contributions.sum(0) + found.constant, expected,
+        ))
+    return worst
+
+
 #: Every check, in the order the matrix reports them.
 CHECKS: dict[str, Callable[[Subject], float]] = {
     "layers_io": check_layers_io,
@@ -1002,6 +1066,7 @@ CHECKS: dict[str, Callable[[Subject], float]] = {
     "padding": check_padding,
     "mixer_states": check_mixer_states,
     "read_order": check_read_order,
+    "attribution": check_attribution,
 }
 
 

@@ -55,3 +55,60 @@ def pipeline_accepts(class_name: str) -> Iterator[None]:
         yield
     finally:
         logger.removeFilter(keep)
+
+
+def load_tokenizer(source: Any, trust_remote_code: bool = False, revision: Optional[str] = None, **kwargs: Any) -> Any:
+    """The tokenizer of ``source`` (a hub id or a checkpoint directory), loaded explicitly.
+
+    NNsight 0.8.1 decides which preprocessors to hand the text-generation pipeline from the
+    pipeline class's ``_load_tokenizer`` flag, read off ``check_task(task)[1]["impl"]``; from
+    transformers 5.x that entry is the class's dotted name (a string), so every flag reads False,
+    no tokenizer source is passed, and the pipeline built around the meta model fails with
+    "Impossible to guess which tokenizer to use". Passing the tokenizer object avoids that lookup.
+    """
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(source), trust_remote_code=trust_remote_code, revision=revision, **kwargs)
+
+
+def load_model(repo_id: Any, **kwargs: Any) -> Any:
+    """A plain ``nnsight.LanguageModel`` of ``repo_id`` (a hub id or a local checkpoint directory).
+
+    The tokenizer is loaded here and passed in (see :func:`load_tokenizer`), which is what makes
+    ``LanguageModel(repo_id)`` work on NNsight 0.8.1 with transformers 5; ``tokenizer=`` replaces
+    it. A vision-language checkpoint whose bundled spec describes the whole wrapper is built with
+    the class that spec describes (as :func:`auto_class` picks), then wrapped. Other kwargs go to
+    ``LanguageModel`` (``dtype``, ``device_map``, ``dispatch``, ``revision``, ``trust_remote_code``...).
+    The weights load lazily on the first trace, as NNsight does, except for such a wrapper.
+    """
+    import warnings
+
+    from transformers import AutoConfig
+
+    from ..errors import InputError
+
+    if repo_id is None or not str(repo_id).strip():
+        raise InputError(f"load_model(repo_id): expected a hub id or a local checkpoint directory, got {repo_id!r}")
+    repo_id = str(repo_id)
+    trust = bool(kwargs.get("trust_remote_code", False))
+    revision = kwargs.get("revision")
+    tokenizer = kwargs.pop("tokenizer", None)
+    if tokenizer is None:
+        tokenizer = load_tokenizer(repo_id, trust, revision, **(kwargs.pop("tokenizer_kwargs", None) or {}))
+    config = AutoConfig.from_pretrained(repo_id, trust_remote_code=trust, revision=revision)
+    from .registry import model_types, adapter_by_name
+
+    served = model_types().get(getattr(config, "model_type", None))
+    spec = adapter_by_name(served).spec if served else None
+    auto = auto_class(config, spec)
+    from nnsight import LanguageModel
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="LanguageModel is deprecated")
+        if auto.__name__ == "AutoModelForCausalLM":
+            return LanguageModel(repo_id, tokenizer=tokenizer, **kwargs)
+        model_kwargs = {k: kwargs.pop(k) for k in ("dtype", "torch_dtype", "device_map", "revision", "attn_implementation")
+                        if k in kwargs}
+        module = auto.from_pretrained(repo_id, trust_remote_code=trust, **model_kwargs)
+        with pipeline_accepts(type(module).__name__):
+            return LanguageModel(module, tokenizer=tokenizer, **kwargs)

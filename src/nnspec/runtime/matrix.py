@@ -42,6 +42,7 @@ SHORT = {
     "padding": "padding",
     "mixer_states": "states",
     "read_order": "read order",
+    "attribution": "attrib",
 }
 
 

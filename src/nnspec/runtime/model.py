@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -12,16 +13,17 @@ from nnsight.modeling.transformers import TransformersModel
 
 from ..compiler.schema import ATTENTION_KINDS, MIXER_KINDS, STATEFUL_KINDS, Branch, Spec
 from ..errors import CapabilityUnavailableError, InputError, InputTypeError, ModelStructureError, ShapeMismatchError, UnknownNameError
-from .accessors import ModuleAccessor, ValueAccessor, at_occurrence, layer_index
-from .adapter import Adapter, attention_for_layer, mlp_for_layer, read_config, text_config
+from .accessors import AttentionProbabilitiesAccessor, BlockEnvoy, ModuleAccessor, ValueAccessor, at_occurrence, layer_index
+from .adapter import Adapter, attention_for_layer, backbone_aliases, merge_aliases, mlp_for_layer, read_config, text_config
 from .batching import columns
 from .inputs import check_encoding, check_invoke, invoke_mask, position_limit, split_model_kwargs, warn_right_padding
 from .loading import auto_class, pipeline_accepts
 from .ports import ContributionPort, InputPort, MixerStatePort, OutputPort, with_prefix
 from .readorder import ATTENTION_INTERNALS, worker_memo
 from .registry import SpecArgument, resolve_adapter
-from .sources import SourcePort
+from .sources import SourcePort, label_for
 from .structure import BranchFacts, Structure, check_module_paths, check_overrides, check_structure, module_absent
+from .tokens import TokenHelpers
 
 
 def _load_config(model: Any, trust_remote_code: bool, revision: Optional[str]) -> tuple[Any, str]:
@@ -103,7 +105,40 @@ def _load_tokenizer(model: Any, trust_remote_code: bool, revision: Optional[str]
     return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, revision=revision, **(extra or {}))
 
 
-class StandardizedTransformer(TransformersModel):
+def _indices(value: Any, label: str) -> list[int]:
+    """An int, a list of ints or a 1-D integer tensor as a non-empty list of ints."""
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point() or value.dtype == torch.bool or value.ndim > 1:
+            raise InputTypeError(f"{label}: expected integer indices (an int, a list or a 1-D tensor), got a {value.dtype} tensor of shape {tuple(value.shape)}")
+        value = value.tolist()
+    listed = list(value) if isinstance(value, (list, tuple, range)) else [value]
+    if not listed:
+        raise InputError(f"{label}: the list is empty; give at least one index, or None for all")
+    for item in listed:
+        if isinstance(item, bool) or not isinstance(item, int):
+            raise InputTypeError(f"{label}: expected integer indices (an int, a list or a 1-D tensor), got {value!r}")
+    return listed
+
+
+def _tokenizer_settings(settings: Any, tokenizer: Any) -> dict:
+    """``tokenizer_kwargs=`` checked: a dict of ``AutoTokenizer.from_pretrained`` arguments, for the
+    tokenizer nnspec loads (not one passed as ``tokenizer=``)."""
+    if settings is None:
+        return {}
+    if not isinstance(settings, dict):
+        raise InputTypeError(f"tokenizer_kwargs: expected a dict of tokenizer arguments, got {type(settings).__name__}")
+    if settings and tokenizer is not None:
+        raise InputError(
+            "tokenizer_kwargs configure the tokenizer nnspec loads, but tokenizer= was passed too: configure that "
+            "tokenizer yourself, or drop tokenizer= to have it loaded with these settings"
+        )
+    side = settings.get("padding_side", "left")
+    if side not in ("left", "right"):
+        raise InputError(f"tokenizer_kwargs['padding_side']: expected 'left' or 'right', got {side!r}")
+    return dict(settings)
+
+
+class StandardizedTransformer(TokenHelpers, TransformersModel):
     """A HuggingFace causal LM with standard names for every module and residual-stream value.
 
     The model runs with the original HF code; an adapter compiled from the architecture's spec
@@ -133,26 +168,53 @@ class StandardizedTransformer(TransformersModel):
       them replaces the probabilities over the real keys; the sink's share never reaches the
       output, since the model drops it after the softmax.
 
+    - ``attentions_module_output[i]`` / ``mlps_module_output[i]``: the attention / MLP module's own
+      output (the first element when it returns a tuple), as the module returns it: before any
+      norm, scale or residual the block applies afterwards (this is what nnterp calls
+      ``attentions_output`` / ``mlps_output``; it equals the contribution on plain pre-norm blocks
+      and differs on e.g. Gemma 2/3, whose post-norms come after the module, or where the module
+      adds the residual itself). Readable and settable; refused where the branch has no module
+      of its own (OPT's MLP).
+
     Every value accessor also takes assignment (``model.layers_output[3] = h``), which checks the
     shape. Module accessors: ``embed_tokens``, ``layers[i]``, ``attentions[i]``, ``mixers[i]``,
     ``mlps[i]``, ``ln_final``, ``lm_head``; blocks also answer to ``self_attn`` (attention),
-    ``mixer`` (another token mixer) and ``mlp``.
+    ``mixer`` (another token mixer) and ``mlp``. nnterp's module tree is there too, on top of the
+    HF one: ``model.model.layers[i]`` (with ``.self_attn`` / ``.mlp``), ``model.model.ln_final``,
+    ``model.model.embed_tokens``, ``model.lm_head``, whatever the native names (GPT-2's
+    ``transformer.h``, OPT's ``model.decoder.layers``, a vision-language wrapper's text model);
+    only modules the spec names are aliased (OPT has no ``mlp`` module). NNsight's
+    ``tracer.cache`` answers to ``cache["model.layers.0"]`` and ``cache.model.model.layers[0]``.
 
     Args:
         model: a hub id, a local checkpoint directory, or a loaded ``PreTrainedModel``.
-        spec: a spec file path, a bundled spec name or an :class:`Adapter`, for a model no bundled
-            spec serves (default: found from ``config.model_type``).
-        tokenizer: the tokenizer to use (default: loaded from ``model``).
-        check_renaming: run the load-time structural checks (no forward pass). Default True.
-        enable_attention_probs: load with eager attention (``attn_implementation="eager"``).
-        rename: extra NNsight aliases, ``{native path: alias}``, merged over the spec's.
         trust_remote_code: passed to the config, tokenizer and model loads.
-        allow_dispatch, check_attn_probs_with_trace: accepted for compatibility with nnterp; nnspec's
-            load-time checks never run the model, so neither has anything to control.
+        check_renaming: run the load-time structural checks (no forward pass). Default True.
+        remote: refused (True raises :class:`CapabilityUnavailableError`): a remote request ships
+            the model object with the trace, and a StandardizedTransformer is not sent that way.
+        allow_dispatch: accepted for compatibility with nnterp; nnspec's load-time checks never
+            run the model, so there is nothing to dispatch at load.
+        enable_attention_probs: load with eager attention (``attn_implementation="eager"``).
+        check_attn_probs_with_trace: accepted for compatibility with nnterp; nothing runs at load
+            (call ``model.attention_probabilities.check_source()`` to run the check).
+        allow_multimodal: accepted for compatibility with nnterp, which refuses models whose blocks
+            differ in type unless it is True. nnspec serves such models (vision-language wrappers'
+            text models, hybrids) through the spec, which says what each layer holds, so either
+            value loads them.
+        rename_config: nnterp's :class:`~nnspec.rename_utils.RenameConfig`: its module names and
+            config keys replace the spec's (list values: the first that exists), each checked
+            against the module tree before any forward (``attn_prob_source`` is refused).
+        spec: a spec file path, a bundled spec name or an :class:`Adapter`, for a model no bundled
+            spec serves (default: found from ``config.model_type``). Keyword only.
+        tokenizer: the tokenizer to use (default: loaded from ``model``). Keyword only.
+        rename: extra NNsight aliases, ``{native path: alias}``, merged over the spec's. Keyword only.
         **kwargs: model kwargs (``dtype``, ``device_map``, ``attn_implementation``, ``revision``, ...),
             config overrides (``output_attentions=True``: set on the config, as ``from_pretrained``
-            does), ``tokenizer_kwargs`` (passed to ``AutoTokenizer.from_pretrained``) and NNsight
-            kwargs (``dispatch``). Any other name is refused at once with the closest valid one.
+            does), ``tokenizer_kwargs`` (passed to ``AutoTokenizer.from_pretrained`` for the
+            tokenizer nnspec loads; refused together with ``tokenizer=``) and NNsight kwargs
+            (``dispatch``). Any other name is refused at once with the closest valid one.
+            ``tokenizer_kwargs={"padding_side": "right"}`` stays set on ``model.tokenizer`` for
+            your own tokenizing, but traces still pad on the left (with a warning, once).
 
     Prompts are checked before the forward (empty prompts, ids outside the vocabulary, inputs
     longer than a learned position table raise :class:`~nnspec.errors.InputError`); batches are
@@ -164,23 +226,41 @@ class StandardizedTransformer(TransformersModel):
     def __init__(
         self,
         model: Union[str, Path, torch.nn.Module],
+        trust_remote_code: bool = False,
+        check_renaming: bool = True,
+        remote: bool = False,
+        allow_dispatch: bool = True,
+        enable_attention_probs: bool = False,
+        check_attn_probs_with_trace: bool = True,
+        allow_multimodal: bool = False,
+        rename_config: Any = None,
         *,
         spec: SpecArgument = None,
         tokenizer: Any = None,
-        check_renaming: bool = True,
-        enable_attention_probs: bool = False,
         rename: Optional[dict[str, str]] = None,
-        trust_remote_code: bool = False,
-        allow_dispatch: bool = True,
-        check_attn_probs_with_trace: bool = True,
         **kwargs: Any,
     ) -> None:
         if model is None or (isinstance(model, str) and not model.strip()):
             raise InputError(f"model: expected a hub id, a local checkpoint directory or a loaded PreTrainedModel, got {model!r}")
-        if "rename_config" in kwargs:
-            raise InputTypeError(
-                "rename_config is nnterp's; in nnspec, describe the architecture in a spec file and pass spec='path.toml'"
+        for flag, value in (
+            ("trust_remote_code", trust_remote_code), ("check_renaming", check_renaming), ("remote", remote),
+            ("allow_dispatch", allow_dispatch), ("enable_attention_probs", enable_attention_probs),
+            ("check_attn_probs_with_trace", check_attn_probs_with_trace), ("allow_multimodal", allow_multimodal),
+        ):
+            if not isinstance(value, bool):
+                raise InputTypeError(f"StandardizedTransformer({flag}=...): expected True or False, got {value!r}")
+        if remote:
+            raise CapabilityUnavailableError(
+                "StandardizedTransformer(remote=True): running nnspec's standard names on NDIF is not available. A "
+                "remote request ships the trace together with the model object it reads, and a StandardizedTransformer "
+                "(its spec, ports and hooks) is not sent that way; load the model locally, or trace remotely with "
+                "nnsight's TransformersModel and the module paths from model.spec.modules"
             )
+        tokenizer_kwargs = _tokenizer_settings(kwargs.pop("tokenizer_kwargs", None), tokenizer)
+        if rename_config is not None:  # nnterp's renaming: checked here, applied to the spec below
+            from .renameconfig import check_rename_config_type
+
+            check_rename_config_type(rename_config)
         if enable_attention_probs:
             implementation = kwargs.get("attn_implementation", "eager")
             if implementation != "eager":
@@ -193,10 +273,13 @@ class StandardizedTransformer(TransformersModel):
             model = str(model)
         revision = kwargs.get("revision")
         config, source = _load_config(model, trust_remote_code, revision)
-        tokenizer_kwargs = kwargs.pop("tokenizer_kwargs", None) or {}
         for key, value in split_model_kwargs(kwargs, config).items():
             setattr(config, key, value)  # config overrides, as from_pretrained applies them
         adapter = resolve_adapter(spec, getattr(config, "model_type", None), source)
+        if rename_config is not None:  # a spec with the paths and keys it names, checked on the module tree
+            from .renameconfig import adapter_for_rename_config
+
+            adapter = adapter_for_rename_config(adapter, rename_config, config, model, trust_remote_code)
         # Standard names describe the text model: a vision-language config's keys are read from its
         # text config (the config itself for a text-only model).
         effective = adapter.effective(text_config(config))
@@ -206,11 +289,17 @@ class StandardizedTransformer(TransformersModel):
             tokenizer = _load_tokenizer(model, trust_remote_code, revision, tokenizer_kwargs)
         aliases = dict(adapter.rename_for(effective))
         aliases.pop(effective.modules.layers, None)  # `layers` is an nnspec accessor (index checks)
+        # nnterp's tree on top of the HF one: model.model.layers[i].self_attn, model.model.ln_final...
+        aliases = merge_aliases(aliases, backbone_aliases(effective))
         aliases.update(rename or {})
         if not isinstance(model, torch.nn.Module):
             kwargs.setdefault("config", config)  # already loaded: NNsight need not read it again
+        # Blocks say why a standard branch name is missing (OPT's blocks have no `mlp` module).
+        kwargs.setdefault("envoys", {f"{effective.modules.layers}.*": BlockEnvoy})
         # The class that builds what the spec describes (a vision-language wrapper's whole model).
         self._auto_class = auto_class(config, adapter.spec)
+        # Kept for the tokenizer's user-visible settings, which NNsight's own set-up would reset.
+        self._tokenizer_kwargs = tokenizer_kwargs
         super().__init__(
             model,
             task="text-generation",
@@ -334,6 +423,14 @@ class StandardizedTransformer(TransformersModel):
         with pipeline_accepts(type(module).__name__):
             return self._wrap(module, **top_level)
 
+    def _configure_tokenizer(self) -> None:
+        # NNsight sets padding_side to "left" on every load; a padding_side the user asked for in
+        # tokenizer_kwargs stays on the tokenizer object (traces still pad on the left: see _batch).
+        super()._configure_tokenizer()
+        side = self.__dict__.get("_tokenizer_kwargs", {}).get("padding_side")
+        if side is not None and self.tokenizer is not None:
+            self.tokenizer.padding_side = side
+
     def __getattr__(self, name: str) -> Any:
         # Only reached when normal lookup fails: `ln_final` on a model without a final norm module
         # is refused with the reason instead of a bare AttributeError.
@@ -430,6 +527,39 @@ class StandardizedTransformer(TransformersModel):
             bias_element=branch.bias_element,
         )
 
+    def _module_output(self, label: str, name: str, i: int) -> OutputPort:
+        branch = self.branch(name, i)
+        # The spec's element where the module is the one whose output is the contribution, else the first.
+        element = branch.element if branch.contribution_path == branch.module else 0
+        return OutputPort(
+            f"{label}[{i}]", self._in_block(i, branch.module), element,
+            where=f"{self._adapter.source}: {name}.module = {branch.module!r}",
+            prefix=0 if branch.flattened else self.prefix_positions,
+        )
+
+    def _missing_branch(self, name: str, i: int) -> Optional[str]:
+        """Why block ``i`` has no ``name`` (``self_attn``, ``mixer``, ``mlp``) module, for the error."""
+        if not 0 <= i < self.num_layers:
+            return None
+        branch = self.branch("mlp" if name == "mlp" else "attention", i)
+        lacks = self._no_mlp(i) if name == "mlp" else (self._no_mixer(i) if name == "mixer" else self._not_attention(i))
+        if lacks is not None:
+            return lacks
+        if branch.module is None:
+            limit = self._spec.limits.mlp_module if name == "mlp" else self._spec.limits.attention_module
+            return (limit or f"the {self._adapter.name!r} spec names no module for this branch.") + (
+                f" Read model.{'mlps' if name == 'mlp' else 'attentions'}_input[{i}] / _output[{i}] instead."
+            )
+        return (
+            f"its {'MLP' if name == 'mlp' else 'token mixer'} is {branch.module!r} (spec {self._adapter.source}); "
+            f"use model.{ {'mlp': 'mlps', 'self_attn': 'attentions'}.get(name, 'mixers') }[{i}]"
+        )
+
+    def _no_module(self, name: str, i: int) -> Optional[str]:
+        if self.branch(name, i).module is None:
+            return f"layer {i}'s {name} branch has no module of its own in this spec (its computation sits in the block)"
+        return None
+
     def _branch_input(self, label: str, name: str, i: int) -> InputPort:
         branch = self.branch(name, i)
         return InputPort(
@@ -475,6 +605,8 @@ class StandardizedTransformer(TransformersModel):
                 prefix=prefix,
             )
         )
+        self.layers_output.returns_tuple = spec.layer.returns == "tuple"
+        self.layers_input.returns_tuple = False  # a block reads its hidden state as a tensor
         kinds = {a.kind for a in self._attention}
         no_attention = None
         if not kinds & set(ATTENTION_KINDS):
@@ -506,6 +638,13 @@ class StandardizedTransformer(TransformersModel):
                 f"{plural}_output", n, lambda i, b=name, f=facts, l=f"{plural}_output": self._contribution(l, b, f, i),
                 limits.contribution or unavailable, refuse, shared[1],
             ))
+            if plural != "mixers":
+                # The branch module's own output (first element of a tuple), before anything the
+                # block applies to it: what nnterp calls attentions_output / mlps_output.
+                setattr(self, f"{plural}_module_output", ValueAccessor(
+                    f"{plural}_module_output", n, lambda i, b=name, l=f"{plural}_module_output": self._module_output(l, b, i),
+                    module_reason, lambda i, b=name, r=refuse: r(i) or self._no_module(b, i),
+                ))
         # The recurrent state a state-space, linear-attention or recurrent mixer leaves after the
         # last position, from the cache the forward returns (read it after the other values).
         stateful = STATEFUL_KINDS
@@ -551,7 +690,14 @@ class StandardizedTransformer(TransformersModel):
                 reason = f"this model has no softmax attention (its token mixer is {', '.join(MIXER_KINDS[k] for k in found)})"
             if reason is None and (ref is None or attention.module is None):
                 reason = f"the spec ({self._adapter.source}) declares no attention.{field} source"
-            setattr(self, name, ValueAccessor(name, self.num_layers, lambda i, n=name, r=ref: self._source_port(n, i, r), reason))
+            make = lambda i, n=name, r=ref: self._source_port(n, i, r)  # noqa: E731
+            if name == "attention_probabilities":
+                accessor: ValueAccessor = AttentionProbabilitiesAccessor(
+                    name, self.num_layers, make, reason, self._not_eager, self._check_probabilities, self._print_probabilities
+                )
+            else:
+                accessor = ValueAccessor(name, self.num_layers, make, reason)
+            setattr(self, name, accessor)
 
     def _source_port(self, name: str, i: int, ref: Any) -> SourcePort:
         attention = self._attention[i]
@@ -590,7 +736,7 @@ class StandardizedTransformer(TransformersModel):
         early = []
         for other in ATTENTION_INTERNALS[ATTENTION_INTERNALS.index(name) + 1 :]:
             accessor = getattr(self, other)
-            if accessor.unavailable is not None or not accessor.port(i).available():
+            if accessor.unavailable is not None or not getattr(accessor, "enabled", True) or not accessor.port(i).available():
                 continue
             position = self._position(other, i)
             if position is not None and position < mine:
@@ -613,6 +759,80 @@ class StandardizedTransformer(TransformersModel):
         """The attention implementation the model runs (``"eager"``, ``"sdpa"``...), read from its
         config (NNsight 0.8.0 has no ``attn_implementation`` property; 0.8.1 does)."""
         return getattr(self._module.config, "_attn_implementation", None)
+
+    def _not_eager(self) -> Optional[str]:
+        """Why attention probabilities cannot be served as loaded (None: eager attention)."""
+        try:
+            self._require_eager()
+        except CapabilityUnavailableError as error:
+            return str(error)
+        return None
+
+    _CHECK_PROMPT = "The quick brown fox jumps over the lazy dog"
+
+    def _run_for_check(self, what: str, allow_dispatch: bool) -> None:
+        if not allow_dispatch and not self.dispatched:
+            raise InputError(
+                f"{what}(allow_dispatch=False): this runs the model on a short prompt, and its weights are not loaded "
+                "yet; pass allow_dispatch=True, or call model.dispatch() first"
+            )
+
+    def _check_probabilities(self, i: int, use_trace: bool, allow_dispatch: bool) -> None:
+        """``attention_probabilities.check_source``: shape, row sums and (``use_trace``) that an
+        edit reaches the logits, on a short prompt."""
+        from ..errors import ConformanceError
+
+        self._run_for_check("check_source", allow_dispatch)
+        saved: list[Any] = []
+        with torch.no_grad():
+            with self.trace(self._CHECK_PROMPT):
+                probs = self.attention_probabilities[i]
+                saved.append(probs.save())
+                if use_trace:
+                    noise = torch.rand_like(probs) + 0.1
+                    self.attention_probabilities[i] = noise / noise.sum(-1, keepdim=True)
+                saved.append(self.logits.save())
+            if use_trace:
+                with self.trace(self._CHECK_PROMPT):
+                    saved.append(self.logits.save())
+        probs = saved[0]
+        heads = None if self.num_heads_per_layer is None else self.num_heads_per_layer[i]
+        if probs.ndim != 4 or probs.shape[0] != 1 or probs.shape[1] != heads or probs.shape[2] != probs.shape[3]:
+            raise ConformanceError(
+                f"attention_probabilities[{i}] has shape {tuple(probs.shape)}, not (batch=1, heads={heads}, seq, seq): the "
+                f"spec's attention.probabilities source ({self._adapter.source}) does not read the probabilities"
+            )
+        sums = probs.float().sum(-1)
+        sinks = bool(getattr(self._spec.attention, "sinks", None))
+        if not bool((sums <= 1 + 1e-3).all()) or (not sinks and not torch.allclose(sums, torch.ones_like(sums), atol=1e-3)):
+            raise ConformanceError(
+                f"attention_probabilities[{i}]: rows sum to {sums.min().item():.4f}..{sums.max().item():.4f}, not 1"
+            )
+        if use_trace and torch.allclose(saved[1], saved[2]):
+            raise ConformanceError(
+                f"attention_probabilities[{i}]: replacing the probabilities left the logits unchanged, so the value read is "
+                "not the one the model uses"
+            )
+
+    def _print_probabilities(self, i: int, allow_dispatch: bool) -> None:
+        """``attention_probabilities.print_source``: the operation read, in context, and its function."""
+        self._run_for_check("print_source", allow_dispatch)
+        port = self.attention_probabilities.port(i)
+        found: list[str] = []
+        with torch.no_grad(), self.trace(self._CHECK_PROMPT) as tracer:
+            node, parent = port._envoy(), None
+            for step in port.ref.ops:
+                parent = node.source
+                node = getattr(parent, label_for(parent.names, step, port.label))
+            if parent is None:  # a value read from a submodule's input or output
+                found += [f"the module {node.path}", inspect.getsource(type(node._module).forward)]
+            else:
+                found += [str(node), str(parent)]
+            tracer.stop()
+        print(f"attention_probabilities[{i}] is read from ({self._adapter.source}: attention.probabilities):")
+        print(found[0])
+        print("\nWhole source it sits in:")
+        print(found[1])
 
     def _require_eager(self) -> None:
         if self.attention_implementation != "eager":
@@ -760,25 +980,39 @@ class StandardizedTransformer(TransformersModel):
         return self.input_ids.shape
 
     @property
+    def _model(self) -> torch.nn.Module:
+        """The wrapped HF model: NNsight 0.7's name (which nnterp code reads) for ``_module``."""
+        return self._module
+
+    @property
     def attn_probs_available(self) -> bool:
         """Whether ``attention_probabilities`` can be read and written on this model as loaded."""
-        return self.attention_probabilities.unavailable is None and self.attention_implementation == "eager"
+        return self.attention_probabilities.enabled
 
     # -- research helpers (see nnspec.runtime.cache and nnspec.runtime.gradients) -----------------
 
     def run_with_cache(
         self,
-        prompts: Union[str, list[str]],
+        prompts: Union[str, list[str], torch.Tensor],
         names: Optional[list[str]] = None,
         layers: Union[int, list[int], None] = None,
         to_cpu: bool = False,
         remote: bool = False,
+        *,
+        names_filter: Any = None,
+        return_type: Any = ...,
+        remove_batch_dim: bool = False,
+        device: Any = None,
     ) -> Any:
         """One forward caching standard values under ``"name.layer"`` keys; see
-        :func:`nnspec.runtime.cache.run_with_cache`. Returns an :class:`ActivationCache`."""
-        from .cache import run_with_cache
+        :func:`nnspec.runtime.cache.run_with_cache`. Returns an :class:`ActivationCache`, which
+        also unpacks as TransformerLens's ``logits, cache = model.run_with_cache(...)``."""
+        from .cache import _UNSET, run_with_cache
 
-        return run_with_cache(self, prompts, names, layers, to_cpu, remote)
+        return run_with_cache(
+            self, prompts, names, layers, to_cpu, remote, names_filter=names_filter,
+            return_type=_UNSET if return_type is ... else return_type, remove_batch_dim=remove_batch_dim, device=device,
+        )
 
     def gradients(self, prompts: Union[str, list[str]], metric: Any, names: tuple[str, ...] = ("layers_output",),
                   layers: Union[int, list[int], None] = None, remote: bool = False) -> dict[str, torch.Tensor]:
@@ -815,21 +1049,11 @@ class StandardizedTransformer(TransformersModel):
             self.dispatch()
         weight = next(self._module.parameters())
         x = hidden_state.to(dtype=weight.dtype, device=weight.device)  # a float32 vector on a bf16 model
-        for path in self._final_modules:
-            x = self.get(path)(x)
-        x = self.lm_head(x)
-        config = text_config(self._module.config)
-        for transform in self._spec.logits.transforms:
-            value = read_config(config, transform.key)
-            if value is None:
-                continue
-            if transform.op == "multiply":
-                x = x * value
-            elif transform.op == "divide":
-                x = x / value
-            else:
-                x = torch.tanh(x / value) * value
-        return x
+        # One code path with nnspec.nnsight_utils.project_on_vocab on plain NNsight models.
+        from .unembed import unembed
+
+        finals = [self.get(path) for path in self._final_modules]
+        return unembed(x, finals, self.lm_head, self._spec, text_config(self._module.config))
 
     def steer(
         self,
@@ -837,31 +1061,91 @@ class StandardizedTransformer(TransformersModel):
         steering_vector: torch.Tensor,
         factor: float = 1,
         positions: Union[int, list[int], torch.Tensor, None] = None,
+        token_positions: Union[int, list[int], torch.Tensor, None] = None,
+        batch_index: Union[int, list[int], torch.Tensor, None] = None,
     ) -> None:
-        """Add ``factor * steering_vector`` to ``layers_output`` of each layer (at ``positions``,
-        default all). ``steering_vector`` has the residual stream's shape, :attr:`residual_shape`
-        (``(hidden,)`` on a single-stream model). Positions count within each
-        prompt's own tokens (``0`` is every prompt's first real token in a left-padded batch;
-        negative positions count from the end)."""
+        """Inside a trace: add ``factor * steering_vector`` to ``layers_output`` of each of
+        ``layers``, in the prompts ``batch_index`` (default all) at ``token_positions`` (default all).
+
+        ``steering_vector`` has the residual stream's shape, :attr:`residual_shape` (``(hidden,)``
+        on a single-stream model). ``token_positions`` (an int, a list or a 1-D tensor) count within
+        each prompt's own tokens: ``0`` is every prompt's first real token in a left-padded batch,
+        negative positions count from its end. ``batch_index`` (an int, a list or a 1-D tensor)
+        picks rows of this invoke's batch; with both, every chosen row is steered at every chosen
+        position. ``positions`` is the deprecated name of ``token_positions``. Arguments are checked
+        before the model runs (out-of-range positions or rows raise, naming the argument).
+        """
+        if positions is not None:
+            if token_positions is not None:
+                raise InputError("steer: Cannot specify both positions= (deprecated) and token_positions=; give token_positions=")
+            warnings.warn("steer(positions=...) is deprecated: use token_positions=", DeprecationWarning, stacklevel=2)
+            token_positions = positions
+        self._steer(layers, steering_vector, factor, token_positions, batch_index)
+
+    def _steer(self, layers: Any, steering_vector: Any, factor: Any, token_positions: Any, batch_index: Any) -> None:
         if not self._is_residual(steering_vector, 0, 0):
             shape = tuple(steering_vector.shape) if isinstance(steering_vector, torch.Tensor) else type(steering_vector).__name__
             raise ShapeMismatchError(
                 f"steer(steering_vector=...): expected shape ({self._residual_text()},), got {shape}"
             )
-        chosen = [layers] if not isinstance(layers, (list, tuple, range)) else list(layers)
-        where = None
-        for i in sorted({layer_index("steer(layers=...)", layer, self.num_layers) for layer in chosen}):
+        if isinstance(factor, bool) or not isinstance(factor, (int, float, torch.Tensor)) or (
+            isinstance(factor, torch.Tensor) and factor.numel() != 1
+        ):
+            raise InputTypeError(f"steer(factor=...): expected a number, got {factor!r}")
+        chosen = [layers] if not isinstance(layers, (list, tuple, range, torch.Tensor)) else list(layers)
+        if not chosen:
+            raise InputError("steer(layers=...): the list of layers is empty")
+        order = sorted({layer_index("steer(layers=...)", layer, self.num_layers) for layer in chosen})
+        wanted_rows = None if batch_index is None else _indices(batch_index, "steer(batch_index=...)")
+        wanted_cols = None if token_positions is None else _indices(token_positions, "steer(token_positions=...)")
+        shape = self._invoke_shape()
+        rows = cols = None
+        if shape is not None:  # checked before the model runs
+            rows, cols = self._steer_targets(wanted_rows, wanted_cols, *shape)
+        for i in order:
             hidden = self.layers_output[i]
-            if positions is not None and where is None:
-                where = self._columns(positions, hidden.shape[0], hidden.shape[1], "steer(positions=...)")
+            if shape is None:
+                shape = (hidden.shape[0], hidden.shape[1])
+                rows, cols = self._steer_targets(wanted_rows, wanted_cols, *shape)
             delta = factor * steering_vector.to(device=hidden.device, dtype=hidden.dtype)
-            if positions is None:
+            if rows is None and cols is None:
                 self.layers_output[i] = hidden + delta
+                continue
+            steered = hidden.clone()
+            picked = torch.arange(hidden.shape[0]) if rows is None else rows
+            if cols is None:
+                steered[picked] += delta
             else:
-                steered = hidden.clone()
-                rows = torch.arange(hidden.shape[0]).unsqueeze(-1)
-                steered[rows, where] += delta
-                self.layers_output[i] = steered
+                steered[picked.unsqueeze(-1), cols[picked]] += delta
+            self.layers_output[i] = steered
+
+    def _invoke_shape(self) -> Optional[tuple[int, int]]:
+        """``(batch, seq)`` of the current invoke, known before the model runs from the batch's
+        attention mask (None when the trace passed none)."""
+        mask = self._batch_mask
+        if not isinstance(mask, torch.Tensor) or mask.ndim != 2:
+            return None
+        from nnsight.intervention.interleaver import Mediator
+
+        try:
+            group = Mediator.current("steer").batch_group
+        except (ValueError, AttributeError):
+            group = None
+        return (mask.shape[0] if group is None else group[1]), mask.shape[1]
+
+    def _steer_targets(self, rows: Optional[list[int]], positions: Optional[list[int]], batch: int, seq: int) -> tuple:
+        """The rows (``(n,)``) and per-row columns (``(batch, m)``) ``steer`` edits (None: all)."""
+        picked = None
+        if rows is not None:
+            bad = [r for r in rows if not -batch <= r < batch]
+            if bad:
+                raise InputError(
+                    f"steer(batch_index={bad[0]}): out of range for a batch of {batch} prompts "
+                    f"(valid: 0..{batch - 1}, or -{batch}..-1 from the end)"
+                )
+            picked = torch.tensor(sorted({r % batch for r in rows}), dtype=torch.long)
+        cols = None if positions is None else self._columns(positions, batch, seq, "steer(token_positions=...)")
+        return picked, cols
 
     def _columns(self, positions: Any, batch: int, seq: int, label: str) -> torch.Tensor:
         """``(batch, n)`` columns of positions counted within each prompt's own tokens."""
@@ -872,9 +1156,29 @@ class StandardizedTransformer(TransformersModel):
         index = torch.tensor(wanted, dtype=torch.long).expand(batch, len(wanted))
         return columns(invoke_mask(self._batch_mask, batch, seq), index, label)
 
-    def skip_layers(self, start_layer: int, end_layer: int, skip_with: Optional[torch.Tensor] = None) -> None:
+    def skip_layers(
+        self,
+        start_layer: int,
+        end_layer: int,
+        skip_with: Optional[torch.Tensor] = None,
+        layer_returns_tuple: Optional[bool] = None,
+    ) -> None:
         """Skip blocks ``start_layer..end_layer`` (inclusive): each returns ``skip_with``
-        (default: ``layers_input[start_layer]``) instead of running."""
+        (``(batch, seq, hidden)``; default: ``layers_input[start_layer]``) instead of running.
+
+        ``layer_returns_tuple`` need not be given: the spec says whether a block returns a tuple
+        (:attr:`layers_output.returns_tuple`), and nnspec wraps ``skip_with`` in what the block
+        returns. Given, it must agree with the spec (a disagreement raises :class:`InputError`).
+        """
+        if layer_returns_tuple is not None:
+            if not isinstance(layer_returns_tuple, bool):
+                raise InputTypeError(f"skip_layers(layer_returns_tuple=...): expected True, False or None, got {layer_returns_tuple!r}")
+            if layer_returns_tuple != self.layers_output.returns_tuple:
+                says = "returns a tuple" if self.layers_output.returns_tuple else "returns a tensor, not a tuple"
+                raise InputError(
+                    f"skip_layers(layer_returns_tuple={layer_returns_tuple}): the spec ({self._adapter.source}: "
+                    f"layer.returns) says this model's block {says}; leave layer_returns_tuple out"
+                )
         start = layer_index("skip_layers(start_layer=...)", start_layer, self.num_layers)
         end = layer_index("skip_layers(end_layer=...)", end_layer, self.num_layers)
         if end < start:
@@ -927,6 +1231,51 @@ class StandardizedTransformer(TransformersModel):
     def skip_layer(self, layer: int, skip_with: Optional[torch.Tensor] = None) -> None:
         """Skip one block: it returns ``skip_with`` (default: its input) instead of running."""
         self.skip_layers(layer, layer, skip_with)
+
+    def detect_layer_output_type(self) -> bool:
+        """Whether each block returns a tuple (True) or a tensor (False), as the spec states it
+        (``layer.returns``); nothing runs. Also :attr:`layers_output.returns_tuple`."""
+        return bool(self.layers_output.returns_tuple)
+
+    @property
+    def add_prefix_false_tokenizer(self) -> Any:
+        """The model's tokenizer loaded again with ``add_prefix_space=False`` (loaded on first use,
+        then kept), for tokenizing a word without the space a byte-level BPE would put in front."""
+        cached = self.__dict__.get("_prefix_false_tokenizer")
+        if cached is not None:
+            return cached
+        source = getattr(self.tokenizer, "name_or_path", None) or getattr(self._module.config, "name_or_path", None)
+        if not source:
+            raise InputError(
+                "add_prefix_false_tokenizer: this model's tokenizer carries no name_or_path to load it again from; "
+                "load your tokenizer with add_prefix_space=False yourself"
+            )
+        from transformers import AutoTokenizer
+
+        loaded = AutoTokenizer.from_pretrained(source, add_prefix_space=False)
+        self.__dict__["_prefix_false_tokenizer"] = loaded
+        return loaded
+
+    def probs_to_dict(self, tokens: Union[torch.Tensor, list[int]], probs: Union[torch.Tensor, list[float]]) -> dict[str, float]:
+        """``{token string: probability}`` for token ids ``tokens`` ``(n,)`` and their
+        probabilities ``probs`` ``(n,)`` (e.g. the indices and values of ``torch.topk``)."""
+        ids = tokens.tolist() if isinstance(tokens, torch.Tensor) else tokens
+        values = probs.detach().float().cpu().tolist() if isinstance(probs, torch.Tensor) else probs
+        if isinstance(tokens, torch.Tensor) and tokens.ndim != 1 or isinstance(probs, torch.Tensor) and probs.ndim != 1:
+            raise ShapeMismatchError(
+                f"probs_to_dict: expected 1-D tokens and probs, got shapes {tuple(getattr(tokens, 'shape', ()))} and "
+                f"{tuple(getattr(probs, 'shape', ()))}"
+            )
+        if not isinstance(ids, (list, tuple)) or not all(isinstance(t, int) and not isinstance(t, bool) for t in ids):
+            raise InputTypeError(f"probs_to_dict(tokens=...): expected token ids (ints), got {tokens!r}")
+        if not isinstance(values, (list, tuple)) or len(values) != len(ids):
+            raise ShapeMismatchError(
+                f"probs_to_dict: {len(ids)} tokens but {len(values) if isinstance(values, (list, tuple)) else values!r} probabilities"
+            )
+        bad = [t for t in ids if not 0 <= t < len(self.tokenizer)]
+        if bad:
+            raise InputError(f"probs_to_dict(tokens=...): token id {bad[0]} is outside the tokenizer's {len(self.tokenizer)} ids")
+        return {token: float(p) for token, p in zip(self.tokenizer.convert_ids_to_tokens(list(ids)), values)}
 
     def get_topk_closest_tokens(self, hidden_state: torch.Tensor, k: int = 5) -> Union[dict[str, float], list[dict[str, float]]]:
         """Top-``k`` tokens of ``softmax(project_on_vocab(h))`` for ``h`` of shape ``(hidden,)``
