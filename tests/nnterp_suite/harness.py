@@ -28,11 +28,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import tomllib
 import xml.etree.ElementTree as ElementTree
 import zipfile
 from pathlib import Path
 from typing import Optional
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -162,7 +166,7 @@ def _outcomes(junit: Path, reasons: Optional[dict[str, str]] = None) -> dict[str
 
 def run(package: str = "nnspec", python: str = sys.executable, jobs: Optional[str] = None,
         keep: Optional[Path] = None, timeout: float = 1800,
-        reasons: Optional[dict[str, str]] = None) -> dict[str, str]:
+        reasons: Optional[dict[str, str]] = None, pytest_args: tuple[str, ...] = ()) -> dict[str, str]:
     """Run the suite with ``python`` against ``package``; returns each test's outcome (and fills
     ``reasons`` with each failure's or skip's message when given)."""
     python = str(Path(python).absolute())  # pytest runs in the suite's folder
@@ -177,6 +181,7 @@ def run(package: str = "nnspec", python: str = sys.executable, jobs: Optional[st
                    "-o", "addopts=", "--junitxml", str(junit), "-W", "ignore"]
         if jobs:
             command += ["-n", jobs]
+        command += list(pytest_args)
         done = subprocess.run(command, cwd=suite, env=_environment(hub, work, ids, package), capture_output=True,
                               text=True, timeout=timeout)
         if keep is not None:

@@ -24,6 +24,7 @@ import torch
 
 from ..errors import CapabilityUnavailableError, InputError, InputTypeError
 from .adapter import read_config, text_config
+from .unembed import apply_logit_transforms
 
 #: Relative agreement required when a helper checks its own decomposition against the model.
 SELF_CHECK_RTOL = 1e-3
@@ -132,18 +133,7 @@ def unembed(model: Any, normalized: torch.Tensor) -> torch.Tensor:
         if path != norm:
             x = model._module.get_submodule(path)(x)
     x = model._module.get_submodule(model.spec.modules.lm_head)(x)
-    config = text_config(model._module.config)
-    for transform in model.spec.logits.transforms:
-        value = read_config(config, transform.key)
-        if value is None:
-            continue
-        if transform.op == "multiply":
-            x = x * value
-        elif transform.op == "divide":
-            x = x / value
-        else:
-            x = torch.tanh(x / value) * value
-    return x
+    return apply_logit_transforms(x, model.spec, text_config(model._module.config))
 
 
 def token_ids(model: Any, tokens: Any, label: str = "tokens") -> torch.Tensor:

@@ -115,7 +115,8 @@ SWEEPS: dict[str, Sweep] = {
 
 #: TransformerLens sweeps with no counterpart here, and why.
 NOT_OFFERED = {
-    "resid_mid": "the residual stream between the attention and MLP branches is not a standard value; "
+    "resid_mid": "the residual stream between the attention and MLP branches is only derived (the cache's "
+    "resid_mid is layers_input + attentions_output), not a value the model can be given; "
     "patch 'attn_out' (what the attention adds to it) or 'resid_pre' of the layer instead",
 }
 
