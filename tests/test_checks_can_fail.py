@@ -87,3 +87,67 @@ def test_out_of_order_read_names_the_standard_values() -> None:
         with model.trace("Hello world"):
             model.layers_output[1].save()
             model.layers_input[0].save()
+
+
+# -- the checks share forwards: each sharing must still catch what separate runs caught -------------
+
+#: The checks that make all their edits in one batched forward (a block of rows per edit).
+BATCHED_EDITS = {"residual", "token_mixing", "edit_layers_output", "edit_attentions_output", "edit_mlps_output",
+                 "attention_probabilities"}
+
+
+def test_every_block_of_an_edit_batch_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runtime whose writes reach only the first prompts of a batch: every batched edit row
+    fails (each block of rows carries its own layer's edit and is compared on its own)."""
+    from nnspec.runtime.accessors import ValueAccessor
+
+    subject = conformance.load_subject("llama", checkpoint("llama"))
+    original = ValueAccessor.__setitem__
+    first = subject.input_ids.shape[0]
+
+    def first_rows_only(self: ValueAccessor, index: int, value: object) -> None:
+        kept = self[index].clone()
+        kept[:first] = value[:first]
+        original(self, index, kept)
+
+    monkeypatch.setattr(ValueAccessor, "__setitem__", first_rows_only)
+    results = {r.check: r for r in conformance.run_checks(subject, sorted(BATCHED_EDITS))}
+    failed = {name for name, r in results.items() if not r.passed}
+    assert failed == BATCHED_EDITS, failed
+    assert "[1]" in results["edit_layers_output"].error and "differs from plain transformers by" in results["edit_layers_output"].error
+
+
+def test_a_value_that_breaks_the_shared_read_fails_only_its_own_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The read-only checks share one trace; a value that cannot be read fails its own check (and
+    the read-order row), while the others read theirs again and pass."""
+    from nnspec.runtime.accessors import AttentionProbabilitiesAccessor
+
+    subject = conformance.load_subject("llama", checkpoint("llama"))
+
+    def broken(self: AttentionProbabilitiesAccessor, index: int) -> None:
+        raise RuntimeError("probabilities broken on purpose")
+
+    monkeypatch.setattr(AttentionProbabilitiesAccessor, "__getitem__", broken)
+    results = {r.check: r for r in conformance.run_checks(subject)}
+    failed = {name for name, r in results.items() if not r.passed}
+    assert failed == {"attention_probabilities", "read_order"}, failed
+    assert "probabilities broken on purpose" in results["attention_probabilities"].error
+
+
+def test_shared_values_are_read_again_for_each_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Values read once serve one :func:`run_checks` call only: a later call sees the runtime as it
+    is then (a port that now returns a scaled value fails)."""
+    from nnspec.runtime.accessors import ValueAccessor
+
+    subject = conformance.load_subject("gpt2", checkpoint("gpt2"))
+    assert all(r.passed for r in conformance.run_checks(subject, ["layers_io", "contribution"]))
+    original = ValueAccessor.__getitem__
+
+    def scaled(self: ValueAccessor, index: int) -> object:
+        value = original(self, index)
+        return value * 1.01 if self.label == "layers_output" and index == 0 else value
+
+    monkeypatch.setattr(ValueAccessor, "__getitem__", scaled)
+    results = {r.check: r for r in conformance.run_checks(subject, ["layers_io", "contribution"])}
+    assert not results["layers_io"].passed and "layers_output[0]" in results["layers_io"].error
+    assert not results["contribution"].passed and "layer 0" in results["contribution"].error

@@ -7,6 +7,21 @@ layer within :data:`TOLERANCE` and raises :class:`ConformanceError` naming the c
 and the size of the disagreement. Edit checks also require the edit to change the logits, so a
 check that compares two unchanged runs cannot pass by accident.
 
+The checks share their forwards where that changes nothing they compare:
+
+* one plain-transformers forward at load (:attr:`Subject.reference`, :attr:`Subject.record`)
+  gives ``hidden_states``, the eager ``attentions``, the cache, and what every hooked HF module
+  (blocks, branch inputs, attention modules, output projections) received or returned;
+* inside :func:`run_checks`, the standard values the read-only checks compare are read once, in
+  one trace in the documented order (:meth:`Subject.standard`); a check whose values that trace
+  could not read (another value broke it) reads its own, so each check still fails only for
+  itself. ``read_order`` runs its own trace;
+* an edit check makes all its edits in one forward on a batch that repeats the input once per
+  edit (block ``j`` of rows carries edit ``j`` only; :meth:`Subject.tiled`), and plain
+  transformers runs the same batch with the same edits as hooks. A row of a causal LM depends only
+  on its own row and the edits are zero on every other block, so block ``j`` is the separate run
+  of edit ``j``; the comparison holds whatever the batch does, since both sides run the same one.
+
 The same checks back the pytest matrix, ``nnspec matrix`` and ``nnspec check MODEL``.
 """
 
@@ -15,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
 
@@ -23,7 +38,7 @@ from ..compiler.schema import ATTENTION_KINDS, BlockAttribute, Branch
 from ..errors import CapabilityUnavailableError, ConformanceError
 from .adapter import read_config, text_config
 from .batching import positions_from_mask
-from .ports import drop_prefix, pick, replace
+from .ports import cache_of, drop_prefix, pick, replace
 from .readorder import ATTENTION_INTERNALS, LAYER_ORDER
 from .structure import block_attribute_value
 
@@ -36,6 +51,9 @@ PADDING_ROUNDING = 1e-3
 MIN_EFFECT = 1e-4
 
 PROMPTS = ["The Eiffel Tower is in the city of", "Hello world, how are you?"]
+
+#: Values read in a trace besides the per-layer ones of :data:`LAYER_ORDER`.
+EXTRA_VALUES = ("token_embeddings", "project_on_vocab", "logits", "next_token_probs")
 
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -60,6 +78,38 @@ def assert_effect(check: str, what: str, edited: torch.Tensor, base: torch.Tenso
 
 
 @dataclass
+class Record:
+    """What plain transformers' modules received and returned in the reference forward (each
+    module's last call where blocks repeat), on the input's positions."""
+
+    #: Per block: the residual stream it receives and the hidden state it returns.
+    block_inputs: dict[int, torch.Tensor] = field(default_factory=dict)
+    block_outputs: dict[int, torch.Tensor] = field(default_factory=dict)
+    #: Per ``(accessor plural, layer)``: the first input of the module the branch reads
+    #: (``branch.input_path``), as the module received it (flattened tokens stay flattened).
+    branch_inputs: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict)
+    #: Per softmax-attention layer: the ``attention_mask`` the attention module received and its output.
+    attention_masks: dict[int, Any] = field(default_factory=dict)
+    attention_outputs: dict[int, torch.Tensor] = field(default_factory=dict)
+    #: Per layer: what the attention's output projection returned.
+    projections: dict[int, torch.Tensor] = field(default_factory=dict)
+    #: HF eager ``attentions`` by layer (None where the model has no softmax layer to report).
+    attentions: Optional[dict[int, torch.Tensor]] = None
+    #: The cache the forward returned (None unless the model serves recurrent states).
+    cache: Any = None
+
+
+@dataclass
+class _Shared:
+    """The standard values read once for the checks of one :func:`run_checks` call."""
+
+    wanted: set[str]
+    names: set[str] = field(default_factory=set)
+    values: Optional[dict[Any, torch.Tensor]] = None
+    error: Optional[BaseException] = None
+
+
+@dataclass
 class Subject:
     """One checkpoint, loaded as plain transformers (``hf``) and through nnspec (``model``)."""
 
@@ -68,11 +118,80 @@ class Subject:
     model: Any
     input_ids: torch.Tensor
     reference: Any = field(init=False)
+    record: Record = field(init=False)
 
     def __post_init__(self) -> None:
-        with torch.no_grad():
-            self.reference = self.hf(self.input_ids, output_hidden_states=True)
-        self._last_inputs: Optional[list[torch.Tensor]] = None
+        self._embeddings: Optional[torch.Tensor] = None
+        self._shared: Optional[_Shared] = None
+        self.reference, self.record = self._reference_forward()
+
+    # -- the plain-transformers reference ----------------------------------------------------------
+
+    def _reference_forward(self) -> tuple[Any, Record]:
+        """One plain-transformers forward with ``hidden_states`` (and ``attentions`` and the cache
+        where a check needs them), forward hooks recording what the checked modules saw."""
+        m, spec, record = self.model, self.spec, Record()
+        element = spec.layer.hidden_element if spec.layer.returns == "tuple" else 0
+        hooks: list[Any] = []
+
+        def first(args: tuple, kwargs: dict) -> Any:
+            return args[0] if args else next(iter(kwargs.values()))
+
+        def keep(store: dict, key: Any, value: Any) -> None:
+            store[key] = value.detach().clone() if isinstance(value, torch.Tensor) else value
+
+        def pre(module: torch.nn.Module, fn: Callable[[tuple, dict], None]) -> None:
+            hooks.append(module.register_forward_pre_hook(lambda mod, a, kw: fn(a, kw), with_kwargs=True))
+
+        def post(module: torch.nn.Module, fn: Callable[[Any], None]) -> None:
+            hooks.append(module.register_forward_hook(lambda mod, a, out: fn(out)))
+
+        def resolve(i: int, path: Optional[str]) -> Optional[torch.nn.Module]:
+            """Block ``i``'s module at ``path``; None where there is none (the check that needs it
+            resolves it again and reports why)."""
+            if path is None:
+                return None
+            try:
+                return self.hf_block(i).get_submodule(path)
+            except AttributeError:
+                return None
+
+        softmax = _softmax_layers(self)
+        projection = spec.attention.output_projection
+        for i in range(self.num_layers):
+            block = self.hf_block(i)
+            pre(block, lambda a, kw, i=i: keep(record.block_inputs, i, self.own(first(a, kw))))
+            post(block, lambda out, i=i: keep(record.block_outputs, i, self.own(pick(out, element))))
+            for plural in _branch_input_plurals(self, i):
+                module = resolve(i, m.branch("mlp" if plural == "mlps" else "attention", i).input_path)
+                if module is not None:
+                    pre(module, lambda a, kw, key=(plural, i): keep(record.branch_inputs, key, first(a, kw)))
+            attention = resolve(i, m.branch("attention", i).module)
+            if attention is None:
+                continue
+            if i in softmax:
+                pre(attention, lambda a, kw, i=i: record.attention_masks.__setitem__(i, kw.get("attention_mask")))
+                post(attention, lambda out, i=i: keep(record.attention_outputs, i, pick(out, spec.attention.element)))
+            if projection:
+                module = resolve(i, f"{m.branch('attention', i).module}.{projection}")
+                if module is not None:
+                    post(module, lambda out, i=i: keep(record.projections, i, self.own(pick(out, 0))))
+        attentions = bool(softmax) and any(getattr(m, a).unavailable is None for a in ("attention_probabilities", "queries"))
+        states = m.mixer_states.unavailable is None and any(m.mixer_states.serves(i) for i in range(self.num_layers))
+        extra = {"output_attentions": True} if attentions else {}
+        if states:
+            extra["use_cache"] = True
+        try:
+            with torch.no_grad():
+                output = self.hf(self.input_ids, output_hidden_states=True, **extra)
+        finally:
+            for handle in hooks:
+                handle.remove()
+        if attentions:
+            record.attentions = _attentions_by_layer(self, output.attentions)
+        if states:
+            record.cache = cache_of(output)
+        return output, record
 
     @property
     def repeats(self) -> bool:
@@ -119,24 +238,7 @@ class Subject:
         last call receives (a pass may restart from a state no block returned)."""
         if not self.repeats:
             return self.stream[i]
-        if self._last_inputs is None:
-            seen: dict[int, torch.Tensor] = {}
-
-            def keep(i: int) -> Callable:
-                def hook(module: Any, args: Any, kwargs: Any) -> None:
-                    seen[i] = self.own(args[0] if args else next(iter(kwargs.values()))).detach().clone()
-
-                return hook
-
-            handles = [self.hf_block(j).register_forward_pre_hook(keep(j), with_kwargs=True) for j in range(self.num_layers)]
-            try:
-                with torch.no_grad():
-                    self.hf(self.input_ids)
-            finally:
-                for handle in handles:
-                    handle.remove()
-            self._last_inputs = [seen[j] for j in range(self.num_layers)]
-        return self._last_inputs[i]
+        return self.record.block_inputs[i]
 
     def stream_output(self, i: int) -> Optional[torch.Tensor]:
         """Plain transformers' residual stream leaving block ``i`` (its last pass where blocks
@@ -154,9 +256,10 @@ class Subject:
         hs = list(self.reference.hidden_states)
         if self.spec.layer.hidden_states == "inputs":
             return hs
-        with torch.no_grad():  # no embeddings entry: the embedding module's own output
-            embeddings = self.hf.get_input_embeddings()(self.input_ids)
-        return [embeddings] + hs
+        if self._embeddings is None:  # no embeddings entry: the embedding module's own output
+            with torch.no_grad():
+                self._embeddings = self.hf.get_input_embeddings()(self.input_ids)
+        return [self._embeddings] + hs
 
     @property
     def num_layers(self) -> int:
@@ -169,13 +272,14 @@ class Subject:
     def hf_block(self, i: int) -> torch.nn.Module:
         return self.hf.get_submodule(self.spec.modules.layers)[i]
 
-    def hf_logits(self, hooks: list[tuple[torch.nn.Module, Callable]] = ()) -> torch.Tensor:
-        """Plain-transformers logits with forward hooks ``(module, hook)`` installed for one run
-        (on a looped block's last pass only, where blocks repeat)."""
+    def hf_logits(self, hooks: Iterable[tuple[torch.nn.Module, Callable]] = (), input_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Plain-transformers logits for ``input_ids`` (default: the subject's) with forward hooks
+        ``(module, hook)`` installed for one run (on a looped block's last pass only, where blocks
+        repeat)."""
         handles = [module.register_forward_hook(self.on_last_pass(module, hook)) for module, hook in hooks]
         try:
             with torch.no_grad():
-                return self.hf(self.input_ids).logits
+                return self.hf(self.input_ids if input_ids is None else input_ids).logits
         finally:
             for handle in handles:
                 handle.remove()
@@ -202,11 +306,95 @@ class Subject:
             return delta
         return torch.cat([delta.new_zeros((delta.shape[0], self.prefix, *delta.shape[2:])), delta], dim=1)
 
+    # -- batches of edits --------------------------------------------------------------------------
+
+    def tiled(self, blocks: int) -> torch.Tensor:
+        """The input repeated ``blocks`` times along the batch: ``(blocks * batch, seq)``."""
+        return self.input_ids.repeat(blocks, 1)
+
+    def rows(self, block: int) -> slice:
+        """The rows of block ``block`` in :meth:`tiled`."""
+        batch = self.input_ids.shape[0]
+        return slice(block * batch, (block + 1) * batch)
+
+    def spread(self, value: torch.Tensor, block: int, blocks: int) -> torch.Tensor:
+        """``value`` (shaped for the subject's batch) on block ``block``'s rows, zero on the others."""
+        out = value.new_zeros((blocks * value.shape[0], *value.shape[1:]))
+        out[self.rows(block)] = value
+        return out
+
+    # -- the standard values, read once ------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def sharing(self, names: Iterable[str]) -> Iterator[None]:
+        """Inside: :meth:`standard` reads the standard values in one trace, the first time a check
+        asks, and serves them to every check (``names``: those the coming checks read). Outside,
+        each call reads afresh, so a check run on its own sees the runtime as it is then."""
+        previous = self._shared
+        self._shared = _Shared(set(names))
+        try:
+            yield
+        finally:
+            self._shared = previous
+
+    def standard(self, names: Iterable[str], separately: bool = False) -> dict[Any, torch.Tensor]:
+        """The standard values ``names`` (:data:`LAYER_ORDER` names and :data:`EXTRA_VALUES`) on
+        the subject's input, keyed ``(name, layer)`` for every layer that serves them and by name
+        for the extras, read in one trace in the documented order.
+
+        Inside :meth:`sharing` the trace is the shared one. Where it failed (some other value broke
+        it), the values come from a trace of their own, or with ``separately`` one trace per name,
+        so that the failure is reported by the check it belongs to."""
+        wanted = set(names)
+        shared = self._shared
+        if shared is None:
+            return self._read(wanted)
+        if not wanted <= shared.names:
+            shared.names = shared.names | shared.wanted | wanted
+            try:
+                shared.values, shared.error = self._read(shared.names), None
+            except Exception as exc:  # noqa: BLE001 - each check then reads its own values
+                shared.values, shared.error = None, exc
+        if shared.values is not None:
+            return shared.values
+        if not separately:
+            return self._read(wanted)
+        values: dict[Any, torch.Tensor] = {}
+        for name in wanted:
+            values.update(self._read({name}))
+        return values
+
+    def plan(self, names: Iterable[str]) -> list[tuple[str, int]]:
+        """``(name, layer)`` for each of ``names`` that layer serves, in the documented read order."""
+        wanted = set(names)
+        return [(name, i) for i in range(self.num_layers) for name in LAYER_ORDER if name in wanted and _serves(self, name, i)]
+
+    def _read(self, names: set[str]) -> dict[Any, torch.Tensor]:
+        m, last = self.model, self.num_layers - 1
+        if "project_on_vocab" in names:
+            names = names | {"layers_output"}
+        got: dict[Any, torch.Tensor] = {}
+        with m.trace(self.input_ids) as tracer:
+            if "token_embeddings" in names:
+                got["token_embeddings"] = m.token_embeddings.save()
+            for name, i in self.plan(names):
+                got[(name, i)] = getattr(m, name)[i].save()
+                if (name, i) == ("layers_output", last) and "project_on_vocab" in names:
+                    got["project_on_vocab"] = m.project_on_vocab(got[(name, i)]).save()
+            if "logits" in names:
+                got["logits"] = m.logits.save()
+            if "next_token_probs" in names:
+                got["next_token_probs"] = m.next_token_probs.save()
+            if not names & {"logits", "next_token_probs"}:
+                tracer.stop()  # no need for the final norm and the unembedding
+        return got
+
 
 def load_subject(name: str, path: Any, spec: Any = None, **model_kwargs: Any) -> Subject:
     """Load ``path`` both ways; ``spec`` is passed to :class:`StandardizedTransformer` (None: registry)."""
     from .model import StandardizedTransformer
 
+    model_kwargs.setdefault("device_map", None)  # the plain reference runs on the CPU: so does this one
     model = StandardizedTransformer(str(path), spec=spec, attn_implementation="eager", dtype=torch.float32, **model_kwargs)
     # The plain model is the class the runtime builds (a vision-language wrapper's whole model).
     hf = type(model._module).from_pretrained(
@@ -220,24 +408,50 @@ def load_subject(name: str, path: Any, spec: Any = None, **model_kwargs: Any) ->
     return Subject(name=name, hf=hf, model=model, input_ids=input_ids)
 
 
+def _refuses(s: Subject, accessor: str, layer: int = 0) -> bool:
+    """Whether the runtime refuses ``accessor[layer]`` (:class:`CapabilityUnavailableError`).
+    Asked outside a trace first: a refusal comes before any forward runs. Where that gives no
+    refusal, asked inside a trace as a user would (any error other than a refusal propagates)."""
+    try:
+        getattr(s.model, accessor)[layer]
+    except CapabilityUnavailableError:
+        return True
+    except Exception:  # noqa: BLE001 - not refused up front: ask inside a trace
+        pass
+    try:
+        with s.model.trace(s.input_ids):
+            getattr(s.model, accessor)[layer]
+    except CapabilityUnavailableError:
+        return True
+    return False
+
+
 # -- the checks -------------------------------------------------------------------------------------
+
+
+#: The standard values each read-only check compares (read once for all, see :meth:`Subject.standard`).
+READS: dict[str, set[str]] = {
+    "layers_io": {"layers_input", "layers_output"},
+    "contribution": {"layers_input", "layers_output", "attentions_output", "mixers_output", "mlps_output"},
+    "project_on_vocab": {"project_on_vocab"},
+    "logits": {"logits", "next_token_probs"},
+    "branch_inputs": {"token_embeddings", "attentions_input", "mixers_input", "mlps_input"},
+    "attention_probabilities": {"attention_probabilities"},
+    "qkv": {"queries", "keys", "values", "attention_heads_output"},
+    "read_order": set(LAYER_ORDER),
+}
 
 
 def check_layers_io(s: Subject) -> float:
     """``layers_input[i] == hidden_states[i]`` and ``layers_output[i] == hidden_states[i+1]`` (i < L-1),
     in the standard numbering (:attr:`Subject.stream`)."""
-    m, n = s.model, s.num_layers
-    inputs, outputs = [], []
-    with m.trace(s.input_ids):
-        for i in range(n):
-            inputs.append(m.layers_input[i].save())
-            outputs.append(m.layers_output[i].save())
+    values = s.standard(READS["layers_io"])
     worst = 0.0
-    for i in range(n):
-        worst = max(worst, assert_close("layers_io", f"layers_input[{i}]", inputs[i], s.stream_input(i)))
+    for i in range(s.num_layers):
+        worst = max(worst, assert_close("layers_io", f"layers_input[{i}]", values[("layers_input", i)], s.stream_input(i)))
         expected = s.stream_output(i)
         if expected is not None:
-            worst = max(worst, assert_close("layers_io", f"layers_output[{i}]", outputs[i], expected))
+            worst = max(worst, assert_close("layers_io", f"layers_output[{i}]", values[("layers_output", i)], expected))
     return worst
 
 
@@ -254,6 +468,12 @@ def _branches(s: Subject, i: int) -> list[str]:
     """The contribution accessors of layer ``i``'s branches (mixer, MLP), those it has."""
     mixer = _mixer_accessor(s, i)
     return ([f"{mixer}_output"] if mixer else []) + (["mlps_output"] if s.model.mlps_output.serves(i) else [])
+
+
+def _branch_input_plurals(s: Subject, i: int) -> list[str]:
+    """The branches whose input :func:`check_branch_inputs` compares on layer ``i``: the mixer's
+    accessor plural (see :func:`_mixer_accessor`) and ``mlps``, those the layer serves."""
+    return [name for name in (_mixer_accessor(s, i), "mlps" if s.model.mlps_input.serves(i) else None) if name]
 
 
 def _check_refusals(s: Subject) -> None:
@@ -290,25 +510,17 @@ def check_contribution(s: Subject) -> float:
 
     Where the spec declares the identity unavailable, the runtime must refuse (not guess).
     """
-    m, n = s.model, s.num_layers
     reason = s.spec.limits.contribution
     if reason:
-        try:
-            with m.trace(s.input_ids):
-                getattr(m, f"{_mixer_accessor(s, 0) or 'mlps'}_output")[0]
-        except CapabilityUnavailableError:
+        if _refuses(s, f"{_mixer_accessor(s, 0) or 'mlps'}_output"):
             return 0.0
         raise ConformanceError("contribution: the spec declares the identity unavailable, but the runtime served it")
     _check_refusals(s)
-    rows = []
-    with m.trace(s.input_ids):
-        for i in range(n):
-            x = m.layers_input[i].save()
-            parts = {name: getattr(m, name)[i].save() for name in _branches(s, i)}
-            y = m.layers_output[i].save()
-            rows.append((x, parts, y))
+    values = s.standard(READS["contribution"])
     worst = 0.0
-    for i, (x, parts, y) in enumerate(rows):
+    for i in range(s.num_layers):
+        x, y = values[("layers_input", i)], values[("layers_output", i)]
+        parts = {name: values[(name, i)] for name in _branches(s, i)}
         total = x + sum(parts.values())
         worst = max(worst, assert_close("contribution", f"layer {i}: layers_input + {' + '.join(parts)} vs layers_output", total, y))
         for name, part in parts.items():
@@ -319,23 +531,28 @@ def check_contribution(s: Subject) -> float:
 
 def check_residual_kind(s: Subject) -> float:
     """The declared residual kind: in a sequential block the MLP reads the attention's
-    contribution, in a parallel one it does not (checked by editing ``attentions_output[i]``)."""
+    contribution, in a parallel one it does not (checked by editing ``attentions_output[i]``).
+
+    One forward: block 0 of the batch runs unedited, block ``j`` edits the ``j``-th layer's mixer
+    contribution and reads that layer's ``mlps_input``."""
     m, kind = s.model, s.spec.residual.kind
     if kind == "post_norm" or s.spec.limits.contribution:
         return 0.0
+    layers = [i for i in range(s.num_layers) if _mixer_accessor(s, i) and m.mlps_input.serves(i)]
+    if not layers:
+        return 0.0  # one branch only: nothing to order
+    blocks = len(layers) + 1
+    read: dict[int, Any] = {}
+    with m.trace(s.tiled(blocks)) as tracer:
+        for j, i in enumerate(layers, 1):
+            contribution = getattr(m, f"{_mixer_accessor(s, i)}_output")
+            contribution[i] = contribution[i] + s.spread(s.delta(i), j, blocks)
+            read[i] = m.mlps_input[i].save()
+        tracer.stop()  # nothing after the last read is needed
     worst = 0.0
-    for i in range(s.num_layers):
+    for j, i in enumerate(layers, 1):
         mixer = _mixer_accessor(s, i)
-        if mixer is None or not m.mlps_input.serves(i):
-            continue  # one branch only: nothing to order
-        contribution = getattr(m, f"{mixer}_output")
-        clean, edited = [], []
-        with m.trace(s.input_ids):
-            clean.append(m.mlps_input[i].save())
-        with m.trace(s.input_ids):
-            contribution[i] = contribution[i] + s.delta(i)
-            edited.append(m.mlps_input[i].save())
-        moved = max_diff(edited[0], clean[0])
+        moved = max_diff(read[i][s.rows(j)], read[i][s.rows(0)])
         if kind == "parallel" and moved > TOLERANCE["atol"]:
             raise ConformanceError(
                 f"residual: the spec says parallel, but mlps_input[{i}] moved by {moved:.3g} when {mixer}_output[{i}] changed"
@@ -353,26 +570,31 @@ def check_token_mixing(s: Subject) -> float:
     of ``mixers_input[i]`` at the first position moves ``mixers_output[i]`` at later positions, the
     same change of ``mlps_input[i]`` leaves ``mlps_output[i]`` at later positions as it was. A truth
     about the modules themselves, so a spec that swaps the two branches (or names a mixer that is
-    none) fails here whatever the other rows say."""
+    none) fails here whatever the other rows say.
+
+    One forward: block 0 of the batch runs unedited, block ``j`` changes the ``j``-th branch input
+    (in forward order) and reads that branch's output."""
     m, n = s.model, s.num_layers
     if s.spec.limits.contribution:
         return 0.0
     plan = [(name, i) for i in range(n) for name in ("mixers", "mlps") if getattr(m, f"{name}_output").serves(i)]
-    clean: dict[tuple[str, int], Any] = {}
-    with m.trace(s.input_ids):
-        for i in range(n):
-            for name in ("mixers", "mlps"):
-                if (name, i) in plan:
-                    clean[(name, i)] = getattr(m, f"{name}_output")[i].save()
-    worst = 0.0
-    for name, i in plan:
-        with m.trace(s.input_ids):
+    if not plan:
+        return 0.0
+    blocks = len(plan) + 1
+    outputs: dict[tuple[str, int], Any] = {}
+    with m.trace(s.tiled(blocks)) as tracer:
+        for j, (name, i) in enumerate(plan, 1):
             inputs = getattr(m, f"{name}_input")
             value = inputs[i].clone()
-            value[:, 0] = value[:, 0] + s.delta(i)[:, 0] * 10
+            rows = s.rows(j)
+            value[rows, 0] = value[rows, 0] + s.delta(i)[:, 0] * 10
             inputs[i] = value
-            edited = getattr(m, f"{name}_output")[i].save()
-        moved = max_diff(edited[:, 1:], clean[(name, i)][:, 1:])
+            outputs[(name, i)] = getattr(m, f"{name}_output")[i].save()
+        tracer.stop()
+    worst = 0.0
+    for j, (name, i) in enumerate(plan, 1):
+        edited, clean = outputs[(name, i)][s.rows(j)], outputs[(name, i)][s.rows(0)]
+        moved = max_diff(edited[:, 1:], clean[:, 1:])
         if name == "mixers" and moved <= MIN_EFFECT:
             raise ConformanceError(
                 f"token_mixing: mixers_output[{i}] at later positions did not move when mixers_input[{i}] changed at the "
@@ -411,31 +633,19 @@ def check_project_on_vocab(s: Subject) -> float:
                 continue
             raise ConformanceError("project_on_vocab: the spec declares it unavailable, but the runtime served it")
         return 0.0
-    with m.trace(s.input_ids):
-        projected = m.project_on_vocab(m.layers_output[-1]).save()
-    outside = m.project_on_vocab(_last_layer_output(s))
+    projected = s.standard(READS["project_on_vocab"])["project_on_vocab"]
+    # Outside a trace, on the last block's output as plain transformers computed it.
+    outside = m.project_on_vocab(s.record.block_outputs[s.num_layers - 1])
     worst = assert_close("project_on_vocab", "project_on_vocab(layers_output[-1])", projected, s.reference.logits)
     return max(worst, assert_close("project_on_vocab", "project_on_vocab outside a trace", outside, s.reference.logits))
-
-
-def _last_layer_output(s: Subject) -> torch.Tensor:
-    captured: list[torch.Tensor] = []
-
-    def grab(module: Any, args: Any, output: Any) -> None:
-        captured.append(pick(output, s.spec.layer.hidden_element))
-
-    s.hf_logits([(s.hf_block(s.num_layers - 1), grab)])
-    return s.own(captured[-1])
 
 
 def check_logits(s: Subject) -> float:
     """``logits`` and ``next_token_probs`` equal plain transformers, for token ids and for text prompts."""
     m = s.model
-    with m.trace(s.input_ids):
-        logits = m.logits.save()
-        probs = m.next_token_probs.save()
-    worst = assert_close("logits", "logits", logits, s.reference.logits)
-    worst = max(worst, assert_close("logits", "next_token_probs", probs, s.reference.logits[:, -1].softmax(-1)))
+    values = s.standard(READS["logits"])
+    worst = assert_close("logits", "logits", values["logits"], s.reference.logits)
+    worst = max(worst, assert_close("logits", "next_token_probs", values["next_token_probs"], s.reference.logits[:, -1].softmax(-1)))
     prompts = PROMPTS if not s.spec.limits.padding else PROMPTS[:1]  # no padded batch where padding is a limit
     encoded = m.tokenizer(prompts, return_tensors="pt", padding=True)
     with m.trace(prompts):
@@ -459,19 +669,27 @@ def _hook_add(element: int, delta: torch.Tensor, flat: bool = False) -> Callable
 def _edit_check(
     s: Subject, check: str, accessor: Any, hook_for: Callable[[int, torch.Tensor], tuple], layers: Optional[list[int]] = None
 ) -> float:
-    """``accessor`` (a name, or a function of the layer giving one) edited on ``layers`` (default: all)."""
+    """``accessor`` (a name, or a function of the layer giving one) edited on ``layers`` (default:
+    all), each by its own delta: all in one forward, block ``j`` of the batch carrying the edit of
+    the ``j``-th layer only (zero elsewhere), against plain transformers on the same batch with
+    the same edits made by hooks."""
     m, worst = s.model, 0.0
-    base = s.reference.logits
-    for i in range(s.num_layers) if layers is None else layers:
-        name = accessor(i) if callable(accessor) else accessor
-        delta = s.delta(i)
-        with m.trace(s.input_ids):
-            values = getattr(m, name)
-            values[i] = values[i] + delta
-            edited = m.logits.save()
-        expected = s.hf_logits([hook_for(i, s.widen(delta))])
-        assert_effect(check, f"{name}[{i}] += delta", expected, base)
-        worst = max(worst, assert_close(check, f"logits after {name}[{i}] += delta", edited, expected))
+    layers = list(range(s.num_layers)) if layers is None else layers
+    if not layers:
+        return 0.0
+    blocks = len(layers)
+    deltas = {i: s.spread(s.delta(i), j, blocks) for j, i in enumerate(layers)}
+    names = {i: accessor(i) if callable(accessor) else accessor for i in layers}
+    with m.trace(s.tiled(blocks)):
+        for i in layers:  # increasing layers: forward order
+            values = getattr(m, names[i])
+            values[i] = values[i] + deltas[i]
+        edited = m.logits.save()
+    expected = s.hf_logits([hook_for(i, s.widen(deltas[i])) for i in layers], s.tiled(blocks))
+    for j, i in enumerate(layers):
+        rows = s.rows(j)
+        assert_effect(check, f"{names[i]}[{i}] += delta", expected[rows], s.reference.logits)
+        worst = max(worst, assert_close(check, f"logits after {names[i]}[{i}] += delta", edited[rows], expected[rows]))
     return worst
 
 
@@ -523,23 +741,34 @@ def check_edit_mlps_output(s: Subject) -> float:
 
 
 def check_steer(s: Subject) -> float:
-    """``steer`` equals adding ``factor * vector`` to the chosen blocks' outputs with hooks."""
+    """``steer`` equals adding ``factor * vector`` to the chosen blocks' outputs with hooks.
+
+    Both settings run in one forward, one invoke each; plain transformers runs the two copies of
+    the input as one batch, each block of rows with its own hooks' edits."""
     m, n = s.model, s.num_layers
     vector = torch.randn(m.residual_shape, generator=torch.Generator().manual_seed(7))
     element = s.spec.layer.hidden_element
-    worst = 0.0
-    for layers, positions in (([0, n - 1], None), ([n // 2], [1, -1])):
-        with m.trace(s.input_ids):
-            m.steer(layers=layers, steering_vector=vector, factor=1.5, positions=positions)
-            steered = m.logits.save()
+    settings = (([0, n - 1], None), ([n // 2], [1, -1]))
+    steered: list[Any] = []
+    with m.trace() as tracer:
+        for layers, positions in settings:
+            with tracer.invoke(s.input_ids):
+                m.steer(layers=layers, steering_vector=vector, factor=1.5, token_positions=positions)
+                steered.append(m.logits.save())
+    hooks = []
+    for j, (layers, positions) in enumerate(settings):
         delta = torch.zeros_like(s.reference.hidden_states[0])
         if positions is None:
             delta += 1.5 * vector
         else:
             delta[:, positions] += 1.5 * vector
-        expected = s.hf_logits([(s.hf_block(i), _hook_add(element, s.widen(delta))) for i in layers])
-        assert_effect("steer", f"steer(layers={layers})", expected, s.reference.logits)
-        worst = max(worst, assert_close("steer", f"logits after steer(layers={layers}, positions={positions})", steered, expected))
+        hooks += [(s.hf_block(i), _hook_add(element, s.widen(s.spread(delta, j, len(settings))))) for i in layers]
+    expected = s.hf_logits(hooks, s.tiled(len(settings)))
+    worst = 0.0
+    for j, (layers, positions) in enumerate(settings):
+        rows = s.rows(j)
+        assert_effect("steer", f"steer(layers={layers})", expected[rows], s.reference.logits)
+        worst = max(worst, assert_close("steer", f"logits after steer(layers={layers}, positions={positions})", steered[j], expected[rows]))
     return worst
 
 
@@ -573,36 +802,19 @@ def check_branch_inputs(s: Subject) -> float:
     """``attentions_input[i]`` / ``mlps_input[i]`` equal what the HF branch modules receive, shaped
     ``(batch, seq, hidden)``, and ``token_embeddings`` equals ``get_input_embeddings()(input_ids)``."""
     m, n = s.model, s.num_layers
-    plan = [(name, i) for i in range(n) for name in (_mixer_accessor(s, i), "mlps" if m.mlps_input.serves(i) else None) if name]
-    got: dict[tuple[str, int], Any] = {}
-    with m.trace(s.input_ids):
-        embeddings = m.token_embeddings.save()
-        for name, i in plan:
-            got[(name, i)] = getattr(m, f"{name}_input")[i].save()
-    seen: dict[tuple[str, int], Any] = {}
-
-    def recorder(key: tuple[str, int]) -> Callable:
-        def hook(module: Any, args: Any, kwargs: Any) -> None:
-            value = args[0] if args else next(iter(kwargs.values()))
-            batch, seq = s.reference.hidden_states[0].shape[:2]
-            seen[key] = s.own(value.reshape((batch, seq + s.prefix) + value.shape[-1:]))  # a looped block: last call
-
-        return hook
-
-    handles = []
-    for name, i in plan:
-        module = s.hf_block(i).get_submodule(m.branch("mlp" if name == "mlps" else "attention", i).input_path)
-        handles.append(module.register_forward_pre_hook(recorder((name, i)), with_kwargs=True))
-    try:
-        s.hf_logits()
-    finally:
-        for handle in handles:
-            handle.remove()
+    plan = [(name, i) for i in range(n) for name in _branch_input_plurals(s, i)]
+    values = s.standard(READS["branch_inputs"])
+    batch, seq = s.reference.hidden_states[0].shape[:2]
     with torch.no_grad():  # ground truth from transformers' own accessor, not the spec's path
         expected = s.hf.get_input_embeddings()(s.input_ids)
-    worst = assert_close("branch_inputs", "token_embeddings vs get_input_embeddings()(input_ids)", embeddings, expected)
+    worst = assert_close("branch_inputs", "token_embeddings vs get_input_embeddings()(input_ids)", values["token_embeddings"], expected)
     for name, i in plan:
-        worst = max(worst, assert_close("branch_inputs", f"{name}_input[{i}]", got[(name, i)], seen[(name, i)]))
+        if (name, i) not in s.record.branch_inputs:  # no such module: resolving it says why
+            s.hf_block(i).get_submodule(m.branch("mlp" if name == "mlps" else "attention", i).input_path)
+            raise ConformanceError(f"branch_inputs: plain transformers never called layer {i}'s {name} input module")
+        value = s.record.branch_inputs[(name, i)]
+        seen = s.own(value.reshape((batch, seq + s.prefix) + value.shape[-1:]))  # a looped block: its last call
+        worst = max(worst, assert_close("branch_inputs", f"{name}_input[{i}]", values[(f"{name}_input", i)], seen))
     return worst
 
 
@@ -636,10 +848,7 @@ def _attentions_by_layer(s: Subject, attentions: tuple) -> dict[int, torch.Tenso
 
 def _expect_refusal(check: str, s: Subject, accessor: str, layer: int = 0) -> float:
     """Where the spec declares a capability unavailable, the runtime must refuse with the reason."""
-    try:
-        with s.model.trace(s.input_ids):
-            getattr(s.model, accessor)[layer]
-    except CapabilityUnavailableError:
+    if _refuses(s, accessor, layer):
         return 0.0
     raise ConformanceError(f"{check}: the spec declares {accessor} unavailable, but the runtime served it")
 
@@ -654,47 +863,55 @@ def _sinks(s: Subject, i: int) -> Optional[torch.Tensor]:
 
 
 @contextlib.contextmanager
-def _softmax_edit(
-    module: torch.nn.Module,
-    edit: Callable[[torch.Tensor], torch.Tensor],
-    sink: bool = False,
-    shape: Optional[torch.Size] = None,
-    passes: int = 1,
+def _softmax_edits(
+    edits: list[tuple[torch.nn.Module, Callable[[torch.Tensor], torch.Tensor], bool, Optional[torch.Size], int]],
 ) -> Iterator[list[int]]:
-    """Apply ``edit`` to every softmax computed inside ``module``'s forward (plain torch, no NNsight).
+    """Apply each ``(module, edit, sink, shape, passes)``'s ``edit`` to every softmax computed
+    inside that module's forward (plain torch, no NNsight); yields the number of softmaxes each
+    module computed (its last call only).
 
     With ``sink``, the softmax runs over the real keys plus a last sink column: ``edit`` replaces
     the probabilities over the real keys and the sink column is kept as computed (the model drops
     it after the softmax), which is what setting ``attention_probabilities`` means there. With
     ``shape`` (the standard ``(batch, heads, q, k)``), a softmax computed with the heads folded
-    into the batch, ``(batch*heads, q, k)``, is edited in the standard layout. Where the module runs
+    into the batch, ``(batch*heads, q, k)``, is edited in the standard layout. Where a module runs
     ``passes`` times per forward (a looped block), only its last call is edited."""
     functional = torch.nn.functional
     original = functional.softmax
-    inside, calls, entered = [False], [0], [0]
-
-    def apply(probs: torch.Tensor) -> torch.Tensor:
-        if shape is None or probs.shape == shape:
-            return edit(probs)
-        return edit(probs.reshape(shape)).reshape(probs.shape)
+    active: list[Optional[int]] = [None]
+    calls = [0] * len(edits)
+    entered = [0] * len(edits)
 
     def softmax(*args: Any, **kwargs: Any) -> torch.Tensor:
         out = original(*args, **kwargs)
-        if inside[0]:
-            calls[0] += 1
-            if sink:
-                return torch.cat([apply(out[..., :-1]), out[..., -1:]], dim=-1)
-            return apply(out)
-        return out
+        k = active[0]
+        if k is None:
+            return out
+        _, edit, sink, shape, _ = edits[k]
+        calls[k] += 1
 
-    def enter(*a: Any) -> None:
-        entered[0] += 1
-        inside[0] = entered[0] == passes
+        def apply(probs: torch.Tensor) -> torch.Tensor:
+            if shape is None or probs.shape == shape:
+                return edit(probs)
+            return edit(probs.reshape(shape)).reshape(probs.shape)
 
-    def leave(*a: Any) -> None:
-        inside[0] = False
+        if sink:
+            return torch.cat([apply(out[..., :-1]), out[..., -1:]], dim=-1)
+        return apply(out)
 
-    handles = [module.register_forward_pre_hook(enter), module.register_forward_hook(leave)]
+    handles = []
+    for k, (module, _, _, _, passes) in enumerate(edits):
+
+        def enter(*a: Any, k: int = k, passes: int = passes) -> None:
+            entered[k] += 1
+            if entered[k] == passes:
+                active[0] = k
+
+        def leave(*a: Any, k: int = k) -> None:
+            if active[0] == k:
+                active[0] = None
+
+        handles += [module.register_forward_pre_hook(enter), module.register_forward_hook(leave)]
     functional.softmax = softmax
     try:
         yield calls
@@ -704,41 +921,63 @@ def _softmax_edit(
             handle.remove()
 
 
+@contextlib.contextmanager
+def _softmax_edit(
+    module: torch.nn.Module,
+    edit: Callable[[torch.Tensor], torch.Tensor],
+    sink: bool = False,
+    shape: Optional[torch.Size] = None,
+    passes: int = 1,
+) -> Iterator[list[int]]:
+    """:func:`_softmax_edits` for one module: ``calls[0]`` counts its softmaxes."""
+    with _softmax_edits([(module, edit, sink, shape, passes)]) as calls:
+        yield calls
+
+
 def check_attention_probabilities(s: Subject) -> float:
     """``attention_probabilities[i]`` equals HF eager ``attentions[i]``; setting it equals the same
     edit made to the softmax output inside the attention computation (with attention sinks: to
-    the softmax output's columns of the real keys, the sink column kept)."""
+    the softmax output's columns of the real keys, the sink column kept). The edits of all layers
+    run in one forward, block ``j`` of the batch edited on the ``j``-th layer only."""
     m = s.model
     layers = _served_layers("attention_probabilities", s, "attention_probabilities")
     if not layers:
         return 0.0
-    with torch.no_grad():
-        reference = _attentions_by_layer(s, s.hf(s.input_ids, output_attentions=True).attentions)
-    probs = {}
-    with m.trace(s.input_ids):
-        for i in layers:
-            probs[i] = m.attention_probabilities[i].save()
+    reference = s.record.attentions
+    values = s.standard(READS["attention_probabilities"])
+    probs = {i: values[("attention_probabilities", i)] for i in layers}
     worst = 0.0
     for i in layers:
         worst = max(worst, assert_close("attention_probabilities", f"attention_probabilities[{i}]", probs[i], reference[i]))
-    for i in layers:
+    blocks = len(layers)
+    edits: dict[int, Callable[[torch.Tensor], torch.Tensor]] = {}
+    for j, i in enumerate(layers):
         weights = torch.rand(probs[i].shape, generator=torch.Generator().manual_seed(50 + i)) + 0.1
 
-        def edit(p: torch.Tensor, w: torch.Tensor = weights) -> torch.Tensor:
-            q = p * w.to(p.dtype)
-            return q / q.sum(-1, keepdim=True)
+        def edit(p: torch.Tensor, w: torch.Tensor = weights, rows: slice = s.rows(j)) -> torch.Tensor:
+            q = p[rows] * w.to(p.dtype)
+            out = p.clone()
+            out[rows] = q / q.sum(-1, keepdim=True)
+            return out
 
-        with m.trace(s.input_ids):
-            m.attention_probabilities[i] = edit(m.attention_probabilities[i])
-            edited = m.logits.save()
+        edits[i] = edit
+    with m.trace(s.tiled(blocks)):
+        for i in layers:
+            m.attention_probabilities[i] = edits[i](m.attention_probabilities[i])
+        edited = m.logits.save()
+    plan = []
+    for i in layers:
         attention = s.hf_block(i).get_submodule(m.branch("attention", i).module)
-        with _softmax_edit(attention, edit, sink=_sinks(s, i) is not None, shape=probs[i].shape,
-                           passes=s.passes_of(attention) if s.repeats else 1) as calls:
-            expected = s.hf_logits()
-        if calls[0] != 1:
-            raise ConformanceError(f"attention_probabilities: layer {i}'s attention computed {calls[0]} softmaxes, expected 1")
-        assert_effect("attention_probabilities", f"setting attention_probabilities[{i}]", expected, s.reference.logits)
-        worst = max(worst, assert_close("attention_probabilities", f"logits after setting attention_probabilities[{i}]", edited, expected))
+        shape = torch.Size((blocks * probs[i].shape[0], *probs[i].shape[1:]))
+        plan.append((attention, edits[i], _sinks(s, i) is not None, shape, s.passes_of(attention) if s.repeats else 1))
+    with _softmax_edits(plan) as calls:
+        expected = s.hf_logits(input_ids=s.tiled(blocks))
+    for j, i in enumerate(layers):
+        if calls[j] != 1:
+            raise ConformanceError(f"attention_probabilities: layer {i}'s attention computed {calls[j]} softmaxes, expected 1")
+        rows = s.rows(j)
+        assert_effect("attention_probabilities", f"setting attention_probabilities[{i}]", expected[rows], s.reference.logits)
+        worst = max(worst, assert_close("attention_probabilities", f"logits after setting attention_probabilities[{i}]", edited[rows], expected[rows]))
     return worst
 
 
@@ -753,26 +992,11 @@ def check_qkv(s: Subject) -> float:
     layers = _served_layers("qkv", s, "queries")
     if not layers:
         return 0.0
-    got: dict[str, dict] = {}
-    for name in ("queries", "keys", "values"):  # one trace each: their order in the forward varies
-        got[name] = {}
-        with m.trace(s.input_ids):
-            for i in layers:
-                got[name][i] = getattr(m, name)[i].save()
-    masks: dict[int, Any] = {}
-    outputs: dict[int, torch.Tensor] = {}
-    handles = []
-    for i in layers:
-        module = s.hf_block(i).get_submodule(m.branch("attention", i).module)
-        # A looped block's attention runs once per pass: the last call's values are kept.
-        handles.append(module.register_forward_pre_hook(lambda mod, a, kw, i=i: masks.__setitem__(i, kw.get("attention_mask")), with_kwargs=True))
-        handles.append(module.register_forward_hook(lambda mod, a, out, i=i: outputs.__setitem__(i, pick(out, att.element))))
-    try:
-        with torch.no_grad():
-            probs_reference = _attentions_by_layer(s, s.hf(s.input_ids, output_attentions=True).attentions)
-    finally:
-        for handle in handles:
-            handle.remove()
+    # Read together where the shared trace could; else one trace per name (their order varies).
+    values = s.standard(READS["qkv"], separately=True)
+    got = {name: {i: values[(name, i)] for i in layers} for name in ("queries", "keys", "values")}
+    masks, outputs = s.record.attention_masks, s.record.attention_outputs
+    probs_reference = s.record.attentions
     worst = 0.0
     config = text_config(s.hf.config)
     for i in layers:
@@ -818,8 +1042,7 @@ def check_qkv(s: Subject) -> float:
                 probs = scores.softmax(-1)
             worst = max(worst, assert_close("qkv", f"softmax(q k^T) of layer {i} vs attentions[{i}]", probs, probs_reference[i]))
         if m.attention_heads_output.unavailable is None and att.output_projection:
-            with m.trace(s.input_ids):
-                heads = m.attention_heads_output[i].save()
+            heads = values[("attention_heads_output", i)]
             if not att.gated_output:
                 expected = (probs_reference[i] @ _repeat_kv(v, n_heads)).transpose(1, 2)
                 worst = max(worst, assert_close("qkv", f"attention_heads_output[{i}] vs probabilities @ values", heads, expected))
@@ -832,7 +1055,9 @@ def check_qkv(s: Subject) -> float:
 
 def check_padding(s: Subject) -> float:
     """A left-padded batch gives each prompt the logits and residual stream it gets alone, on its
-    real tokens, and ``next_token_probs`` reads its last real token."""
+    real tokens, and ``next_token_probs`` reads its last real token ("alone": plain transformers
+    on that prompt's tokens, one forward per prompt; some models attend both ways inside the
+    input, so no shorter prompt can share a forward with a longer one)."""
     m, n = s.model, s.num_layers
     prompts = ["The capital of France is", "Hi", "Once upon a time there was a small model that lived on a laptop"]
     if s.spec.limits.padding:  # declared: a padded batch must be refused before it runs
@@ -850,6 +1075,7 @@ def check_padding(s: Subject) -> float:
         batch_probs = m.next_token_probs.save()
     encoded = m.tokenizer(prompts, return_tensors="pt", padding=True)
     mask = encoded["attention_mask"].bool()
+    alone_states, alone_logits = _hf_alone(s, [encoded["input_ids"][row][mask[row]] for row in range(len(prompts))])
     padded: list[Any] = []  # plain transformers on the same padded batch, computed when needed
 
     def close(what: str, actual: torch.Tensor, alone: torch.Tensor, expected: Callable[[], torch.Tensor]) -> float:
@@ -861,7 +1087,7 @@ def check_padding(s: Subject) -> float:
             # nnspec then must give exactly what plain transformers gives on that batch. Only
             # rounding-sized differences qualify: a model whose padding changes a prompt's result
             # (a recurrence that reads the pad tokens) fails, and must declare a padding limit.
-            if max_diff(actual, alone) > PADDING_ROUNDING:
+            if actual.shape != alone.shape or max_diff(actual, alone) > PADDING_ROUNDING:
                 raise
             if not padded:
                 padded.append(_hf_padded_batch(s, encoded))
@@ -871,26 +1097,22 @@ def check_padding(s: Subject) -> float:
                 raise error from None
 
     worst = 0.0
-    for row, prompt in enumerate(prompts):
-        alone: list[Any] = []
-        with m.trace(prompt):
-            for i in range(n):
-                alone.append(m.layers_output[i].save())
-            logits = m.logits.save()
+    for row in range(len(prompts)):
         real = mask[row]
-        worst = max(worst, close(f"logits of prompt {row} in a padded batch", batch_logits[row][real], logits[0],
+        logits = alone_logits[row][0]
+        worst = max(worst, close(f"logits of prompt {row} in a padded batch", batch_logits[row][real], logits,
                                  lambda r=row, k=real: padded[0][1][r][k]))
-        worst = max(worst, close(f"next_token_probs of prompt {row}", batch_probs[row], logits[0, -1].softmax(-1),
+        worst = max(worst, close(f"next_token_probs of prompt {row}", batch_probs[row], logits[-1].softmax(-1),
                                  lambda r=row: padded[0][1][r, -1].softmax(-1)))
         for i in range(n):
-            worst = max(worst, close(f"layers_output[{i}] of prompt {row}", batch_states[i][row][real], alone[i][0],
+            worst = max(worst, close(f"layers_output[{i}] of prompt {row}", batch_states[i][row][real], alone_states[row][i][0],
                                      lambda r=row, k=real, i=i: padded[0][0][i][r][k]))
     return worst
 
 
-def _hf_padded_batch(s: Subject, encoded: Any) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Plain transformers on a left-padded batch (positions from the mask): each block's output
-    and the logits."""
+def _hf_blocks_and_logits(s: Subject, **inputs: Any) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Plain transformers on ``inputs``: each block's output (its last call; the input's
+    positions) and the logits."""
     element = s.spec.layer.hidden_element if s.spec.layer.returns == "tuple" else 0
     outputs: dict[int, torch.Tensor] = {}
 
@@ -902,11 +1124,24 @@ def _hf_padded_batch(s: Subject, encoded: Any) -> tuple[list[torch.Tensor], torc
     handles = [s.hf_block(i).register_forward_hook(keep(i)) for i in range(s.num_layers)]
     try:
         with torch.no_grad():
-            logits = s.hf(**encoded, position_ids=positions_from_mask(encoded["attention_mask"])).logits
+            logits = s.hf(**inputs).logits
     finally:
         for handle in handles:
             handle.remove()
     return [outputs[i] for i in range(s.num_layers)], logits
+
+
+def _hf_alone(s: Subject, prompts: list[torch.Tensor]) -> tuple[list[list[torch.Tensor]], list[torch.Tensor]]:
+    """Plain transformers on each prompt's tokens alone: per prompt, each block's output and the
+    logits (batch of one)."""
+    runs = [_hf_blocks_and_logits(s, input_ids=p[None]) for p in prompts]
+    return [states for states, _ in runs], [logits for _, logits in runs]
+
+
+def _hf_padded_batch(s: Subject, encoded: Any) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Plain transformers on a left-padded batch (positions from the mask): each block's output
+    and the logits."""
+    return _hf_blocks_and_logits(s, **encoded, position_ids=positions_from_mask(encoded["attention_mask"]))
 
 
 def _serves(s: Subject, name: str, i: int) -> bool:
@@ -920,29 +1155,28 @@ def _serves(s: Subject, name: str, i: int) -> bool:
 
 
 def check_read_order(s: Subject) -> float:
-    """Every value of every layer read in one trace, in the documented order (:data:`LAYER_ORDER`),
-    equals the same value read alone in its own trace (which the other rows prove against plain
-    transformers), and the residual stream equals ``hidden_states``."""
+    """Every value of every layer read in one trace of its own, in the documented order
+    (:data:`LAYER_ORDER`), equals the same value as the other rows read and prove against plain
+    transformers (where the shared read failed: read alone, one trace per name), and the residual
+    stream equals ``hidden_states``."""
     m, n = s.model, s.num_layers
-    plan = [(name, i) for i in range(n) for name in LAYER_ORDER if _serves(s, name, i)]
+    plan = s.plan(LAYER_ORDER)
     together: dict[tuple[str, int], Any] = {}
-    with m.trace(s.input_ids):
+    with m.trace(s.input_ids) as tracer:
         for name, i in plan:
             together[(name, i)] = getattr(m, name)[i].save()
+        tracer.stop()
     worst = 0.0
     for i in range(n):
         worst = max(worst, assert_close("read_order", f"layers_input[{i}] read in order", together[("layers_input", i)],
                                         s.stream_input(i)))
-    for name in LAYER_ORDER:
-        layers = [i for other, i in plan if other == name]
-        if not layers:
-            continue
-        alone: dict[int, Any] = {}
-        with m.trace(s.input_ids):
-            for i in layers:
-                alone[i] = getattr(m, name)[i].save()
-        for i in layers:
-            worst = max(worst, assert_close("read_order", f"{name}[{i}] read in order vs alone", together[(name, i)], alone[i]))
+        expected = s.stream_output(i)
+        if expected is not None:
+            worst = max(worst, assert_close("read_order", f"layers_output[{i}] read in order", together[("layers_output", i)], expected))
+    checked = s.standard(READS["read_order"], separately=True)
+    for name, i in plan:
+        worst = max(worst, assert_close("read_order", f"{name}[{i}] read in order vs the value the other rows check",
+                                        together[(name, i)], checked[(name, i)]))
     return worst
 
 
@@ -950,7 +1184,7 @@ def check_mixer_states(s: Subject) -> float:
     """``mixer_states[i]`` equals the recurrent state plain transformers' own forward leaves in its
     cache for layer i (state-space, linear-attention and recurrent mixers); other layers, and models
     whose cache keeps no such state, refuse."""
-    from .ports import cache_of, recurrent_state
+    from .ports import recurrent_state
 
     m = s.model
     accessor = m.mixer_states
@@ -959,8 +1193,10 @@ def check_mixer_states(s: Subject) -> float:
     layers = [i for i in range(s.num_layers) if accessor.serves(i)]
     for i in sorted(set(range(s.num_layers)) - set(layers)):
         _expect_refusal("mixer_states", s, "mixer_states", i)
-    with torch.no_grad():
-        cache = cache_of(s.hf(s.input_ids, use_cache=True))
+    cache = s.record.cache
+    if cache is None:
+        with torch.no_grad():
+            cache = cache_of(s.hf(s.input_ids, use_cache=True))
     expected = {i: recurrent_state(cache, i) for i in layers}
     if all(v is None for v in expected.values()):  # a model-specific cache: the runtime must say so
         try:
@@ -1007,16 +1243,13 @@ def check_attribution(s: Subject) -> float:
             worst = max(worst, assert_close("attribution", f"stack_activation('layers_output')[{i}]", stacked[i], expected))
     heads = [i for i in range(n) if f"attention_heads_output.{i}" in cache] if s.spec.attention.output_projection else []
     if heads:
-        outputs: dict[int, torch.Tensor] = {}
-
-        def grab(i: int) -> Callable:
-            def hook(module: Any, args: Any, output: Any) -> None:
-                outputs[i] = s.own(pick(output, 0)).detach().clone()
-
-            return hook
-
         projection = s.spec.attention.output_projection
-        s.hf_logits([(s.hf_block(i).get_submodule(f"{m.branch('attention', i).module}.{projection}"), grab(i)) for i in heads])
+        outputs: dict[int, torch.Tensor] = {}
+        for i in heads:  # what the output projection returned in the reference forward
+            if i not in s.record.projections:  # no such module: resolving it says why
+                s.hf_block(i).get_submodule(f"{m.branch('attention', i).module}.{projection}")
+                raise ConformanceError(f"attribution: plain transformers never called layer {i}'s {projection}")
+            outputs[i] = s.record.projections[i]
         results = cache.stack_head_results(return_labels=True)
         for i in heads:
             _, bias = head_results(m, i, cache[f"attention_heads_output.{i}"])
@@ -1082,13 +1315,17 @@ class CheckResult:
 
 
 def run_checks(subject: Subject, names: Optional[list[str]] = None) -> list[CheckResult]:
-    """Run the named checks (default: all, in :data:`CHECKS` order) and report each one."""
+    """Run the named checks (default: all, in :data:`CHECKS` order) and report each one. The
+    standard values the chosen checks read are read once for all of them (:meth:`Subject.sharing`)."""
+    chosen = names or list(CHECKS)
+    wanted = set().union(*(READS.get(name, set()) for name in chosen))
     results = []
-    for name in names or list(CHECKS):
-        start = time.perf_counter()
-        try:
-            worst = CHECKS[name](subject)
-            results.append(CheckResult(name, True, worst, time.perf_counter() - start))
-        except Exception as exc:  # noqa: BLE001 - every failure is reported, not raised
-            results.append(CheckResult(name, False, float("nan"), time.perf_counter() - start, f"{type(exc).__name__}: {exc}"))
+    with subject.sharing(wanted):
+        for name in chosen:
+            start = time.perf_counter()
+            try:
+                worst = CHECKS[name](subject)
+                results.append(CheckResult(name, True, worst, time.perf_counter() - start))
+            except Exception as exc:  # noqa: BLE001 - every failure is reported, not raised
+                results.append(CheckResult(name, False, float("nan"), time.perf_counter() - start, f"{type(exc).__name__}: {exc}"))
     return results
