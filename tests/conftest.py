@@ -23,13 +23,13 @@ torch.set_num_threads(1)
 quiet_transformers()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def checkpoint(spec_name: str, variant: Optional[str] = None) -> Path:
     """The cached tiny checkpoint of a bundled spec."""
     return tiny.checkpoint(adapter_by_name(spec_name).spec, variant)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def subject(spec_name: str, variant: Optional[str] = None) -> conformance.Subject:
     """A bundled spec's tiny checkpoint loaded as plain transformers and through nnspec."""
     return conformance.load_subject(f"{spec_name}/{variant or 'base'}", checkpoint(spec_name, variant))
@@ -46,6 +46,6 @@ def llama_path() -> Path:
 
 
 def pytest_collection_modifyitems(items: list) -> None:
-    # The run of nnterp's suite is one long test: start it first, so that a parallel run does not
-    # wait for it at the end.
-    items.sort(key=lambda item: item.get_closest_marker("nnterp_suite") is None)
+    # Long tests start first (nnterp's suite, the longest, before all), so that a parallel run does
+    # not wait for one of them at the end.
+    items.sort(key=lambda item: (item.get_closest_marker("nnterp_suite") is None, item.get_closest_marker("long") is None))

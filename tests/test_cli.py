@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import checkpoint
 
 
@@ -39,6 +41,7 @@ def test_check_runs_every_check_on_a_local_model() -> None:
     assert result.stdout.count("pass ") == len(CHECKS)
 
 
+@pytest.mark.long
 def test_matrix_writes_markdown_and_json(tmp_path: Path) -> None:
     result = nnspec("matrix", "--specs", "bloom", "--jobs", "1", "--out", str(tmp_path), "--quiet")
     assert result.returncode == 0, result.stdout + result.stderr

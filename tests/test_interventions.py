@@ -12,7 +12,14 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from nnspec import LayerIndexError, ShapeMismatchError, StandardizedTransformer
-from nnspec.interventions import TargetPrompt, TargetPromptBatch, logit_lens, patchscope_generate, patchscope_lens, repeat_prompt
+from nnspec.interventions import (
+    TargetPrompt,
+    TargetPromptBatch,
+    logit_lens,
+    patchscope_generate,
+    patchscope_lens,
+    repeat_prompt,
+)
 from nnspec.nnsight_utils import collect_activations, collect_token_activations_batched, get_token_activations
 from nnspec.prompt_utils import Prompt, TargetTokenizationError, get_first_tokens, run_prompts
 from nnspec.runtime import tiny
@@ -219,6 +226,7 @@ def test_plots_png_and_html(pair, tmp_path: Path) -> None:
     assert (tmp_path / "cats.png").stat().st_size > 1000 and (tmp_path / "bars.png").stat().st_size > 1000
 
 
+@pytest.mark.long
 def test_lens_cli_runs_offline(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "nnspec", "lens", "The capital of France is", "--plot", str(tmp_path / "l.png")],

@@ -83,7 +83,7 @@ PROMPTS = ["Hello world", "The quick brown fox jumps over", "Hi"]
 ATOL = 1e-5
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def loaded(name: str) -> tuple[Any, Any, Any, Any]:
     """(plain NNsight model from load_model, StandardizedTransformer, plain HF model, tokenizer)."""
     path = str(checkpoint(name))
@@ -409,10 +409,11 @@ def test_load_model_through_a_private_hub_cache(tmp_path: Path) -> None:
 
 
 def test_name_tables_and_utils() -> None:
+    from transformers import OPTForCausalLM
+
     import nnspec
     from nnspec import rename_utils, utils
     from nnspec.logging import logger
-    from transformers import OPTForCausalLM
 
     assert "transformer.h" in rename_utils.LAYER_NAMES and "self_attention" in rename_utils.ATTENTION_NAMES
     assert "transformer" in rename_utils.MODEL_NAMES and "model.decoder.final_layer_norm" in rename_utils.LN_NAMES

@@ -333,7 +333,7 @@ def test_module_outputs_match_hf_modules(name):
     for accessor, path in branches:
         seen = []
         handle = blocks[1].get_submodule(path).register_forward_hook(
-            lambda m, a, out: seen.append(out[0] if isinstance(out, tuple) else out)
+            lambda m, a, out: seen.append(out[0] if isinstance(out, tuple) else out)  # noqa: B023 (removed in this iteration)
         )
         expected = _hf_logits(hf, "Hello world", model.tokenizer)
         handle.remove()

@@ -7,10 +7,26 @@ import pytest
 import torch
 
 from nnspec import StandardizedTransformer
-from nnspec.errors import CapabilityUnavailableError, InputError, InputTypeError, LayerIndexError, PositionError, UnknownNameError
-from nnspec.patching import SWEEPS, get_act_patch, get_act_patch_attn_head_out_all_pos, get_act_patch_attn_head_out_by_pos
-from nnspec.patching import get_act_patch_attn_out, get_act_patch_block_every, get_act_patch_mlp_out, get_act_patch_resid_post
-from nnspec.patching import get_act_patch_attn_head_all_pos_every, get_act_patch_resid_pre
+from nnspec.errors import (
+    CapabilityUnavailableError,
+    InputError,
+    InputTypeError,
+    LayerIndexError,
+    PositionError,
+    UnknownNameError,
+)
+from nnspec.patching import (
+    SWEEPS,
+    get_act_patch,
+    get_act_patch_attn_head_all_pos_every,
+    get_act_patch_attn_head_out_all_pos,
+    get_act_patch_attn_head_out_by_pos,
+    get_act_patch_attn_out,
+    get_act_patch_block_every,
+    get_act_patch_mlp_out,
+    get_act_patch_resid_post,
+    get_act_patch_resid_pre,
+)
 
 from .conftest import checkpoint, subject
 

@@ -65,9 +65,9 @@ def test_model_reports_head_shapes_per_layer(checkpoint: Path) -> None:
 
 
 def test_uniform_models_keep_single_values() -> None:
-    from nnspec.runtime.tiny import checkpoint as tiny_checkpoint
-    from nnspec.runtime.registry import adapter_by_name
     from nnspec import StandardizedTransformer
+    from nnspec.runtime.registry import adapter_by_name
+    from nnspec.runtime.tiny import checkpoint as tiny_checkpoint
 
     model = StandardizedTransformer(str(tiny_checkpoint(adapter_by_name("llama").spec)))
     assert model.head_dim == 16 and model.head_dims == [16] * model.num_layers

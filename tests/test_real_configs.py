@@ -160,6 +160,7 @@ def nnspec(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           env={**os.environ, **(env or {})}, timeout=300)
 
 
+@pytest.mark.long
 def test_tiny_from_config_cli_and_refusals(tmp_path: Path) -> None:
     hub_id = "Qwen/Qwen2.5-3B"
     out = tmp_path / "qwen"

@@ -5,6 +5,8 @@
 ``project_on_vocab`` and the rest, with the same meaning on every architecture.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     CapabilityUnavailableError,
     ConformanceError,
@@ -16,30 +18,39 @@ from .errors import (
     UnsupportedArchitectureError,
 )
 
-
-def __getattr__(name: str) -> object:
-    # The runtime imports torch and NNsight: load it on first use, so that the spec compiler and
-    # the command line start without them.
-    if name == "StandardizedTransformer":
-        from .runtime.model import StandardizedTransformer
-
-        return StandardizedTransformer
-    if name == "Adapter":
-        from .runtime.adapter import Adapter
-
-        return Adapter
-    if name == "ModuleAccessor":  # nnterp's top-level names
-        from .runtime.functional import ModuleAccessor
-
-        return ModuleAccessor
-    if name == "get_rename_dict":
-        from .runtime.renameconfig import get_rename_dict
-
-        return get_rename_dict
-    raise AttributeError(f"module 'nnspec' has no attribute {name!r}")
+if TYPE_CHECKING:
+    # What the lazy names below are, for type checkers and editors (nothing is imported at run time).
+    from .runtime.adapter import Adapter
+    from .runtime.functional import ModuleAccessor
+    from .runtime.model import StandardizedTransformer
+    from .runtime.renameconfig import get_rename_dict
 
 
-__version__ = "0.1.0"
+if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name is an error there
+
+    def __getattr__(name: str) -> Any:
+        # The runtime imports torch and NNsight: load it on first use, so that the spec compiler and
+        # the command line start without them.
+        if name == "StandardizedTransformer":
+            from .runtime.model import StandardizedTransformer
+
+            return StandardizedTransformer
+        if name == "Adapter":
+            from .runtime.adapter import Adapter
+
+            return Adapter
+        if name == "ModuleAccessor":  # nnterp's top-level names
+            from .runtime.functional import ModuleAccessor
+
+            return ModuleAccessor
+        if name == "get_rename_dict":
+            from .runtime.renameconfig import get_rename_dict
+
+            return get_rename_dict
+        raise AttributeError(f"module 'nnspec' has no attribute {name!r}")
+
+
+from ._version import __version__  # noqa: E402  (the one version source)
 
 __all__ = [
     "Adapter",
@@ -53,5 +64,6 @@ __all__ = [
     "SpecError",
     "StandardizedTransformer",
     "UnsupportedArchitectureError",
+    "__version__",
     "get_rename_dict",
 ]

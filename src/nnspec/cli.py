@@ -3,19 +3,50 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .errors import NnspecError, TinyCheckpointError, UnsupportedArchitectureError, UsageError
+from ._version import __version__
+from .errors import NnspecError, TinyCheckpointError, UnsupportedArchitectureError, UsageError, did_you_mean
 
 #: The top-level help text (plain text: argparse prints it as is).
 DESCRIPTION = (
     "The nnspec command: compile specs, export the schema, build tiny checkpoints, run checks. "
     "Run 'nnspec COMMAND --help' for one command's options."
 )
+
+
+#: ``--dtype`` values and the torch dtype each loads the weights in ("auto": the checkpoint's own).
+DTYPES: dict[str, str] = {
+    "auto": "auto", "float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
+    "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16",
+}
+
+
+def version_line() -> str:
+    """``nnspec X (transformers A, nnsight B, torch C)``: the versions that decide what runs."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return f"nnspec {__version__} (" + ", ".join(f"{n} {installed(n)}" for n in ("transformers", "nnsight", "torch")) + ")"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (exit 2), like nnspec's own."""
+
+    def error(self, message: str) -> Any:  # argparse's signature says NoReturn
+        self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
 
 
 def _compile(args: argparse.Namespace) -> int:
@@ -51,12 +82,38 @@ def _schema(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from .runtime.registry import adapter_by_name, spec_names
 
+    rows = [("NAME", ["MODEL TYPES"], "DESCRIPTION")]
     for name in spec_names():
-        adapter = adapter_by_name(name)
-        spec = adapter.spec
-        parent = f" (extends {spec.extends})" if spec.extends else ""
-        print(f"{name:12s} {', '.join(spec.model_types):20s} {spec.description}{parent}")
+        spec = adapter_by_name(name).spec
+        about = " ".join(filter(None, [spec.description, f"(extends {spec.extends})" if spec.extends else ""]))
+        rows.append((name, list(spec.model_types), about))
+    print("\n".join(list_table(rows)))
     return 0
+
+
+def list_table(rows: list[tuple[str, list[str], str]], types_width: int = 40) -> list[str]:
+    """Lines of a three-column table: NAME, MODEL TYPES, DESCRIPTION. The first two columns are as
+    wide as their longest cell (the types at most ``types_width``: a longer list continues on the
+    next lines, under its own column), so that every description starts in one column."""
+    name_width = max(len(name) for name, _, _ in rows)
+    cells = [_wrap_types(types, types_width) for _, types, _ in rows]
+    width = max(len(line) for lines in cells for line in lines)
+    out = []
+    for (name, _, about), lines in zip(rows, cells):
+        out.append(f"{name:<{name_width}}  {lines[0]:<{width}}  {about}".rstrip())
+        out += [f"{'':<{name_width}}  {line}".rstrip() for line in lines[1:]]
+    return out
+
+
+def _wrap_types(types: list[str], width: int) -> list[str]:
+    lines = [""]
+    for i, kind in enumerate(types):
+        piece = kind + ("," if i < len(types) - 1 else "")
+        if lines[-1] and len(lines[-1]) + 1 + len(piece) > width:
+            lines.append(piece)
+        else:
+            lines[-1] = f"{lines[-1]} {piece}".strip()
+    return lines
 
 
 def _spec_of(name: str) -> object:
@@ -164,7 +221,8 @@ def _lens(args: argparse.Namespace) -> int:
         _model_argument("MODEL", model_id)
     if args.spec:
         _resolve_spec(args.spec)
-    model = _loading("MODEL", model_id or "the tiny gpt2 checkpoint", lambda: _lens_model(model_id, args.spec))
+    placement = _placement(args)  # a bad --dtype or --device fails before the model is loaded
+    model = _loading("MODEL", model_id or "the tiny gpt2 checkpoint", lambda: _lens_model(model_id, args.spec, placement))
     grid = lens_grid(model, prompt, k=args.k)
     last = len(grid["tokens"]) - 1
     print(f"logit lens at the last token of {prompt!r} ({model.spec.name}, {model.num_layers} layers)")
@@ -177,7 +235,7 @@ def _lens(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lens_model(model_id: Optional[str], spec: Optional[str]) -> object:
+def _lens_model(model_id: Optional[str], spec: Optional[str], placement: Optional[dict[str, Any]] = None) -> object:
     from .runtime import tiny
     from .runtime.model import StandardizedTransformer
     from .runtime.registry import adapter_by_name
@@ -188,7 +246,7 @@ def _lens_model(model_id: Optional[str], spec: Optional[str]) -> object:
         logging.disable_progress_bar()
         model_id = str(tiny.checkpoint(adapter_by_name("gpt2").spec))
         print(f"(no MODEL given: using the tiny offline gpt2 checkpoint at {model_id}; its weights are random)")
-    return StandardizedTransformer(model_id, spec=spec)
+    return StandardizedTransformer(model_id, spec=spec, **(placement or {}))
 
 
 def _compat(args: argparse.Namespace) -> int:
@@ -225,19 +283,25 @@ def _support(args: argparse.Namespace) -> int:
 def _scaffold(args: argparse.Namespace) -> int:
     import torch
 
-    from .scaffold.draft import scaffold
+    from .scaffold.draft import package_path_problem, scaffold
 
     torch.set_num_threads(args.threads)
-    output = Path(args.output) if args.output else None
-    planned = output or _scaffold_default(args.target, args.name)
+    output = Path(args.output).expanduser() if args.output else None
+    folder = output if output is not None and output.is_dir() else None
+    planned = output if output is not None and folder is None else _scaffold_default(args.target, args.name, folder or Path.cwd())
+    named = "-o/--output " if output is not None else ""
+    if planned is not None:
+        problem = package_path_problem(planned)
+        if problem:  # refused before anything is built
+            raise UsageError(f"{named}{planned}: {problem}")
     if planned is not None and planned.exists() and not args.force:
         raise UsageError(
-            f"{'-o/--output ' if output else ''}{planned} already exists; nnspec scaffold does not overwrite it: "
+            f"{named}{planned} already exists; nnspec scaffold does not overwrite it: "
             "give -o another path, or --force to replace it"
         )
-    if output is not None:
+    if output is not None and folder is None:
         _writable("-o/--output", str(output), make_parents=True)
-    path, results, parent = scaffold(args.target, output, args.name, check=not args.no_check)
+    path, results, parent = scaffold(args.target, planned or folder, args.name, check=not args.no_check)
     print(f"wrote {path}" + (f" (extends {parent})" if parent else ""))
     for r in results:
         print(f"{'pass' if r.passed else 'FAIL'}  {r.check:24s} {'' if r.passed else r.error[:200]}")
@@ -247,22 +311,81 @@ def _scaffold(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scaffold_default(target: str, name: Optional[str]) -> Optional[Path]:
-    """Where ``nnspec scaffold`` writes without -o (None when only loading the model would tell)."""
-    from .compiler.loader import BUNDLED_DIR
-
+def _scaffold_default(target: str, name: Optional[str], folder: Path) -> Optional[Path]:
+    """Where ``nnspec scaffold`` writes ``NAME.toml`` in ``folder`` (the current one unless -o names
+    another); None when only loading the model would tell the name."""
     if name:
-        return BUNDLED_DIR / f"{name}.toml"
+        return folder / f"{name}.toml"
     if Path(target).exists() or "/" in target:
         try:
             model_type = json.loads((Path(target) / "config.json").read_text(encoding="utf-8"))["model_type"]
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        return BUNDLED_DIR / f"{str(model_type).replace('-', '_')}.toml"
-    return BUNDLED_DIR / f"{target.replace('-', '_')}.toml"
+        return folder / f"{str(model_type).replace('-', '_')}.toml"
+    return folder / f"{target.replace('-', '_')}.toml"
 
 
 # -- user errors ------------------------------------------------------------------------------------
+
+
+def _placement(args: argparse.Namespace) -> dict[str, Any]:
+    """``dtype`` and ``device_map`` for the model load from ``--dtype`` / ``--device`` (only those given)."""
+    found: dict[str, Any] = {}
+    if args.dtype is not None:
+        found["dtype"] = dtype_argument(args.dtype)
+    if args.device is not None:
+        found["device_map"] = device_argument(args.device)
+    return found
+
+
+def dtype_argument(value: str) -> Any:
+    """The torch dtype (or ``"auto"``) a ``--dtype`` value names; :class:`UsageError` otherwise."""
+    key = value.strip().lower().removeprefix("torch.")
+    if key not in DTYPES:
+        raise UsageError(
+            f"--dtype {value}: not a dtype nnspec loads weights in{did_you_mean(key, DTYPES)}; "
+            "choose auto, float32, float16 or bfloat16"
+        )
+    if DTYPES[key] == "auto":
+        return "auto"
+    import torch
+
+    return getattr(torch, DTYPES[key])
+
+
+def device_argument(value: str) -> str:
+    """The ``device_map`` a ``--device`` value names ("auto", "cpu", "cuda:1"...), after checking
+    that the device exists here; :class:`UsageError` otherwise."""
+    import torch
+
+    hint = "use cpu, cuda, cuda:N, mps or auto"
+    text = value.strip().lower()
+    if text == "auto":
+        from .runtime.placement import accelerate_installed
+
+        if not accelerate_installed():
+            raise UsageError(f"--device auto: needs the accelerate package (pip install 'nnspec[accelerate]'), or {hint[4:]}")
+        return "auto"
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError, TypeError):
+        guess = did_you_mean(text, ["auto", "cpu", "cuda", "mps"])
+        raise UsageError(f"--device {value}: not a device name{guess}; {hint}") from None
+    if device.type == "cpu":
+        return "cpu"
+    if device.type == "meta":
+        raise UsageError(f"--device {value}: the meta device holds no weights, so nothing could run; {hint}")
+    if device.type == "mps":
+        available, count = torch.backends.mps.is_available(), 1
+    else:
+        backend = getattr(torch, device.type, None)
+        available = bool(backend is not None and hasattr(backend, "is_available") and backend.is_available())
+        count = backend.device_count() if available and hasattr(backend, "device_count") else 1
+    if not available:
+        raise UsageError(f"--device {value}: no {device.type} device is visible to torch {torch.__version__} here; use --device cpu")
+    if device.index is not None and device.index >= count:
+        raise UsageError(f"--device {value}: only {count} {device.type} device(s) here ({device.type}:0 to {device.type}:{count - 1})")
+    return str(device)
 
 
 def _writable(option: str, value: str, make_parents: bool = False) -> None:
@@ -353,79 +476,111 @@ def _blames_argument(exc: OSError, given: dict[str, str]) -> Optional[str]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nnspec", description=DESCRIPTION)
-    sub = p.add_subparsers(dest="command", required=True)
+    """The ``nnspec`` argument parser (every option with its help; usage errors are one line)."""
+    p = _Parser(prog="nnspec", description=DESCRIPTION)
+    p.add_argument("--version", action="version", version=version_line(),
+                   help="print the versions of nnspec, transformers, nnsight and torch, then exit")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show nnspec's progress and diagnostic messages (its log at level INFO) on stderr")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
+    threads = "CPU threads torch may use (default 1)"
 
-    c = sub.add_parser("compile", help="render specs into generated adapters (or check for drift)")
-    c.add_argument("--check", action="store_true", help="exit 1 if the generated adapters differ from the specs")
-    c.add_argument("--specs", help="spec folder (default: the bundled specs)")
-    c.add_argument("--out", help="output folder (default: nnspec/generated)")
+    c = sub.add_parser("compile", help="render specs into generated adapters (or check for drift)",
+                       description="Render the spec files into the generated adapter modules.")
+    c.add_argument("--check", action="store_true", help="write nothing; exit 1 if the generated adapters differ from the specs")
+    c.add_argument("--specs", metavar="FOLDER", help="spec folder (default: the bundled specs)")
+    c.add_argument("--out", metavar="FOLDER", help="output folder (default: the package's generated folder)")
     c.set_defaults(run=_compile)
 
-    s = sub.add_parser("schema", help="print the JSON Schema of spec files")
-    s.add_argument("-o", "--output", help="write to this file instead of stdout")
+    s = sub.add_parser("schema", help="print the JSON Schema of spec files",
+                       description="Print the JSON Schema that spec files follow (for editors and validators).")
+    s.add_argument("-o", "--output", metavar="FILE", help="write to this file instead of stdout")
     s.set_defaults(run=_schema)
 
-    ls = sub.add_parser("list", help="list the bundled specs and the model types they serve")
+    ls = sub.add_parser("list", help="list the bundled specs and the model types they serve",
+                        description="List the bundled specs: name, the config.model_type values each serves, and what it describes.")
     ls.set_defaults(run=_list)
 
     t = sub.add_parser(
         "tiny",
-        help="build a tiny offline checkpoint (random weights, local tokenizer): SPEC DIRECTORY, or "
-        "--from-config CONFIG DIRECTORY",
+        help="build a tiny offline checkpoint (random weights, local tokenizer)",
+        description="Build a tiny offline checkpoint (random weights, a locally trained tokenizer): "
+        "SPEC DIRECTORY, or --from-config CONFIG DIRECTORY.",
     )
     t.add_argument("words", nargs="+", metavar="[SPEC] DIRECTORY",
                    help="bundled spec name or spec file, then an empty or new output folder")
     t.add_argument("--from-config", metavar="CONFIG",
                    help="a real config.json, checkpoint folder or Hub id: keep every key but sizes")
-    t.add_argument("--variant", help="one of the spec's [variants]")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--variant", metavar="NAME", help="one of the spec's variants (default: the base checkpoint)")
+    t.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     t.add_argument("--force", action="store_true", help="replace a tiny checkpoint nnspec wrote in DIRECTORY before")
     t.set_defaults(run=_tiny)
 
-    k = sub.add_parser("check", help="run the conformance checks on a model (hub id or local path)")
-    k.add_argument("model")
-    k.add_argument("--spec", help="spec file or bundled spec name (default: by config.model_type)")
-    k.add_argument("--checks", help="comma-separated subset of checks")
-    k.add_argument("--threads", type=int, default=1)
-    k.add_argument("--trust-remote-code", action="store_true")
+    k = sub.add_parser(
+        "check", help="run the conformance checks on a model (hub id or local path)",
+        description="Load a model both through nnspec and as plain transformers and check that every standard "
+        "name agrees. Both run in float32 on the CPU: the tolerances are float32's.",
+    )
+    k.add_argument("model", metavar="MODEL", help="a Hugging Face Hub id or a local checkpoint folder")
+    k.add_argument("--spec", help="spec file or bundled spec name (default: found from config.model_type)")
+    k.add_argument("--checks", metavar="NAMES", help="comma-separated subset of the checks (default: all)")
+    k.add_argument("--threads", type=int, default=1, help=threads)
+    k.add_argument("--trust-remote-code", action="store_true", help="allow the checkpoint's own modeling code to run")
     k.set_defaults(run=_check)
 
-    co = sub.add_parser("compat", help="merge `nox -s matrix` results into the compatibility table and data")
-    co.add_argument("--results", default="compat-results")
-    co.add_argument("--doc", default="docs/compatibility.md")
-    co.add_argument("--data", default="src/nnspec/data/compatibility.json")
+    co = sub.add_parser("compat", help="merge the results of nox -s matrix into the compatibility table and data",
+                        description="Merge the per-version results of nox -s matrix into the compatibility page and data file.")
+    co.add_argument("--results", metavar="FOLDER", default="compat-results", help="folder of matrix results (default compat-results)")
+    co.add_argument("--doc", metavar="FILE", default="docs/compatibility.md", help="page to write (default docs/compatibility.md)")
+    co.add_argument("--data", metavar="FILE", default="src/nnspec/data/compatibility.json",
+                    help="data file to write (default src/nnspec/data/compatibility.json)")
     co.set_defaults(run=_compat)
 
-    su = sub.add_parser("support", help="write docs/architectures.md from the specs and a matrix run")
-    su.add_argument("--results", default="matrix-results/matrix.json", help="matrix.json from `nnspec matrix`")
-    su.add_argument("-o", "--output", default="docs/architectures.md")
+    su = sub.add_parser("support", help="write docs/architectures.md from the specs and a matrix run",
+                        description="Write the supported-architectures page from the specs and a matrix run.")
+    su.add_argument("--results", metavar="FILE", default="matrix-results/matrix.json",
+                    help="matrix.json written by nnspec matrix (default matrix-results/matrix.json)")
+    su.add_argument("-o", "--output", metavar="FILE", default="docs/architectures.md", help="page to write (default docs/architectures.md)")
     su.set_defaults(run=_support)
 
-    sc = sub.add_parser("scaffold", help="draft a spec for a model type or checkpoint, and check it")
-    sc.add_argument("target", help="a config.model_type (built offline) or a checkpoint directory")
-    sc.add_argument("-o", "--output", help="where to write the spec (default: specs/NAME.toml)")
+    sc = sub.add_parser(
+        "scaffold", help="draft a spec for a model type or checkpoint, and check it",
+        description="Draft a spec for a model type or checkpoint, run the conformance checks on it and write it "
+        "as NAME.toml in the current folder (or where -o says; never inside the installed package).",
+    )
+    sc.add_argument("target", metavar="TARGET", help="a config.model_type (built offline) or a checkpoint folder")
+    sc.add_argument("-o", "--output", metavar="PATH",
+                    help="spec file to write, or a folder to write NAME.toml into (default: NAME.toml in the current folder)")
     sc.add_argument("--name", help="spec name (default: the model type)")
     sc.add_argument("--no-check", action="store_true", help="do not run the conformance checks on the draft")
     sc.add_argument("--force", action="store_true", help="replace an existing spec file at the output path")
-    sc.add_argument("--threads", type=int, default=1)
+    sc.add_argument("--threads", type=int, default=1, help=threads)
     sc.set_defaults(run=_scaffold)
 
-    le = sub.add_parser("lens", help="logit lens: top tokens per layer at the last token of a prompt")
-    le.add_argument("words", nargs="+", metavar="[MODEL] PROMPT", help="hub id or local path (default: tiny offline gpt2), then the prompt")
-    le.add_argument("--spec", help="spec file or bundled spec name")
-    le.add_argument("--plot", help="save a layers x positions heatmap PNG here")
-    le.add_argument("--html", help="save the heatmap as an HTML page here")
+    le = sub.add_parser("lens", help="logit lens: top tokens per layer at the last token of a prompt",
+                        description="Logit lens: the top tokens of every layer at the last token of a prompt.")
+    le.add_argument("words", nargs="+", metavar="[MODEL] PROMPT",
+                    help="hub id or local path (default: the tiny offline gpt2), then the prompt (quoted)")
+    le.add_argument("--spec", help="spec file or bundled spec name (default: found from config.model_type)")
+    le.add_argument("--plot", metavar="FILE", help="save a layers x positions heatmap PNG here")
+    le.add_argument("--html", metavar="FILE", help="save the heatmap as an HTML page here")
     le.add_argument("-k", type=int, default=5, help="tokens per layer (default 5)")
-    le.add_argument("--threads", type=int, default=1)
+    le.add_argument("--dtype", help="weights dtype: auto (the checkpoint's), float32, float16 or bfloat16 "
+                    "(default: as transformers loads it)")
+    le.add_argument("--device", help="where the model runs: cpu, cuda, cuda:N, mps, or auto (spread over the "
+                    "visible devices, needs accelerate); default: auto with accelerate and a GPU or MPS device, else cpu")
+    le.add_argument("--threads", type=int, default=1, help=threads)
     le.set_defaults(run=_lens)
 
-    m = sub.add_parser("matrix", help="build every spec's tiny checkpoint and run every check")
-    m.add_argument("--specs", help="comma-separated spec names (default: all)")
+    m = sub.add_parser(
+        "matrix", help="build every spec's tiny checkpoint and run every check",
+        description="Build every spec's tiny checkpoints (float32, CPU) and run every conformance check on them.",
+    )
+    m.add_argument("--specs", metavar="NAMES", help="comma-separated spec names (default: all)")
     m.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     m.add_argument("--no-variants", action="store_true", help="only each spec's base checkpoint")
     m.add_argument("--no-real", action="store_true", help="leave out the rows built from real published configs")
-    m.add_argument("--out", default="matrix-results", help="folder for matrix.md and matrix.json")
+    m.add_argument("--out", metavar="FOLDER", default="matrix-results", help="folder for matrix.md and matrix.json (default matrix-results)")
     m.add_argument("--quiet", action="store_true", help="no progress bar")
     m.set_defaults(run=_matrix)
     return p
@@ -445,6 +600,36 @@ def main(argv: Optional[list[str]] = None) -> int:
     and return 2; a reader closing the pipe early (``nnspec list | head -1``) returns 141 quietly."""
     p = parser()
     args = p.parse_args(argv)
+    with _verbose(args.verbose):
+        return _run(p, args)
+
+
+@contextlib.contextmanager
+def _verbose(on: bool) -> Iterator[None]:
+    """While running one command with -v: nnspec's log messages of level INFO and above on stderr."""
+    from .logging import logger
+
+    if not on:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("nnspec: %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if not args.verbose and args.command in ("check", "lens", "scaffold", "tiny"):
+        # transformers' load progress bars and reports would bury the command's own report (-v keeps them).
+        from .runtime.matrix import quiet_transformers
+
+        quiet_transformers()
     try:
         code = args.run(args)
         sys.stdout.flush()

@@ -137,3 +137,8 @@ class UnknownNameError(NnspecError, KeyError):
 
 class PositionError(NnspecError, IndexError):
     """A token position outside a prompt."""
+
+
+class NnspecWarning(UserWarning):
+    """Base class of the warnings nnspec issues itself (filter them with
+    ``warnings.filterwarnings("ignore", category=nnspec.errors.NnspecWarning)``)."""

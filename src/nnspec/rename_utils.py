@@ -5,7 +5,7 @@ use for each role, computed on first access; ``IGNORE_MLP_MODELS`` is the tuple 
 classes whose spec has no MLP module (for ``isinstance``).
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .runtime.renameconfig import (
     AttnProbFunction,
@@ -26,6 +26,20 @@ from .runtime.renameconfig import (
     get_vocab_size,
     text_config,
 )
+
+if TYPE_CHECKING:
+    # What the names computed on first use below are, for type checkers and editors.
+    from .runtime.accessors import AttentionProbabilitiesAccessor
+    from .runtime.accessors import ValueAccessor as LayerAccessor
+
+    MODEL_NAMES: list[str]
+    LAYER_NAMES: list[str]
+    ATTENTION_NAMES: list[str]
+    MLP_NAMES: list[str]
+    LN_NAMES: list[str]
+    LM_HEAD_NAMES: list[str]
+    EMBED_TOKENS_NAMES: list[str]
+    IGNORE_MLP_MODELS: tuple[type, ...]
 
 _TABLES = ("MODEL_NAMES", "LAYER_NAMES", "ATTENTION_NAMES", "MLP_NAMES", "LN_NAMES", "LM_HEAD_NAMES", "EMBED_TOKENS_NAMES")
 

@@ -14,7 +14,7 @@ import sys
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from pydantic import BaseModel, ValidationError
 
@@ -167,7 +167,7 @@ def _has_path(raw: dict[str, Any], loc: tuple[Any, ...]) -> bool:
     return True
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: Mapping[str, Any]) -> str:
     kind = error["type"]
     if kind == "missing":
         return "required key is missing"

@@ -433,7 +433,7 @@ class PerLayer(_Strict):
         for entry, kind in self.kinds.items():
             if kind == "none" and self.mlp_modules.get(entry) == "":
                 raise ValueError(f"entry {entry!r} has neither a token mixer (kind 'none') nor an MLP (mlp_modules \"\")")
-        for entry, path in [*self.modules.items(), *self.mlp_modules.items(), *self.contributions.items(),
+        for _entry, path in [*self.modules.items(), *self.mlp_modules.items(), *self.contributions.items(),
                             *self.mlp_contributions.items()]:
             if path != "":
                 _check_path(path)

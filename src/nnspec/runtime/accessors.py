@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import operator
-from typing import Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, Optional, SupportsIndex, TypeVar
 
 import torch
 from nnsight.intervention.envoy import Envoy
@@ -16,6 +16,25 @@ from nnsight.intervention.envoy import Envoy
 from ..errors import CapabilityUnavailableError, InputTypeError, LayerIndexError
 from .ports import Port
 from .readorder import guarded
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    class SavableTensor(torch.Tensor):
+        """The static type of a standard value read inside a trace: a ``torch.Tensor`` that also
+        has NNsight's ``.save()`` (which returns the value itself, kept past the trace). Indexing
+        keeps ``.save()``; other tensor operations give plain tensors (use ``nnsight.save(x)``)."""
+
+        def save(self) -> Self: ...
+
+        def __getitem__(self, key: Any) -> Self: ...
+
+else:
+    # At run time a value read in a trace is a plain tensor (NNsight mounts ``.save()`` on it).
+    SavableTensor = torch.Tensor
+
+#: What indexing an accessor returns: a tensor for value accessors, an envoy for module accessors.
+T = TypeVar("T")
 
 
 def layer_index(label: str, index: Any, num_layers: int) -> int:
@@ -98,29 +117,32 @@ class _Indexed:
         return f"<{self.label}: {self.num_layers} layers>"
 
 
-class ModuleAccessor(_Indexed):
-    """``model.layers[i]``, ``model.attentions[i]``, ``model.mlps[i]``: the NNsight envoy of a module."""
+class ModuleAccessor(_Indexed, Generic[T]):
+    """``model.layers[i]``, ``model.attentions[i]``, ``model.mlps[i]``: the NNsight envoy of a module
+    (``ModuleAccessor[Envoy]``: indexing gives an :class:`~nnsight.intervention.envoy.Envoy`)."""
 
     def __init__(
         self,
         label: str,
         num_layers: int,
-        envoy: Callable[[int], Any],
+        envoy: Callable[[int], T],
         unavailable: Optional[str] = None,
         refuse: Optional[Callable[[int], Optional[str]]] = None,
     ) -> None:
         super().__init__(label, num_layers, unavailable, refuse)
         self._envoy = envoy
 
-    def __getitem__(self, index: Any) -> Any:
+    def __getitem__(self, index: SupportsIndex) -> T:
         return self._envoy(self._index(index))
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[T]:
         return (self[i] for i in range(self.num_layers))
 
 
-class ValueAccessor(_Indexed):
-    """``model.layers_output[i]`` and the like: get and set a standard tensor inside a trace."""
+class ValueAccessor(_Indexed, Generic[T]):
+    """``model.layers_output[i]`` and the like: get and set a standard tensor inside a trace
+    (``ValueAccessor[SavableTensor]``: indexing gives a tensor with ``.save()``; assigning takes a
+    ``torch.Tensor`` of the same shape)."""
 
     def __init__(
         self,
@@ -151,18 +173,18 @@ class ValueAccessor(_Indexed):
         """Which call of layer ``index``'s block the value belongs to (0 but in a looped section)."""
         return 0 if self.occurrences is None else self.occurrences[layer_index(self.label, index, self.num_layers)]
 
-    def __getitem__(self, index: Any) -> torch.Tensor:
+    def __getitem__(self, index: SupportsIndex) -> T:
         port = self.port(index)
         with at_occurrence(self.occurrence(index)):
             return guarded(port.label, port.get)
 
-    def __setitem__(self, index: Any, value: torch.Tensor) -> None:
+    def __setitem__(self, index: SupportsIndex, value: torch.Tensor) -> None:
         port = self.port(index)
         with at_occurrence(self.occurrence(index)):
             guarded(port.label, lambda: port.set(value))
 
 
-class AttentionProbabilitiesAccessor(ValueAccessor):
+class AttentionProbabilitiesAccessor(ValueAccessor[SavableTensor]):
     """``model.attention_probabilities[i]``, with nnterp's switches: :attr:`enabled`,
     :meth:`disable`, :meth:`check_source` and :meth:`print_source`.
 

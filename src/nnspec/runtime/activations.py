@@ -8,7 +8,7 @@ memory is bounded by the result plus one batch. Positions count within each prom
 from __future__ import annotations
 
 from itertools import islice
-from typing import Any, Iterable, Iterator, Optional, Sequence, Union
+from typing import Any, Iterable, Iterator, Optional, Sequence, Sized, Union
 
 import torch
 
@@ -75,7 +75,7 @@ def collect_activations(
     for layer in order:  # a value a chosen layer lacks raises its reason before any forward
         if not accessor.serves(layer):
             accessor[layer]
-    total = len(prompts) if hasattr(prompts, "__len__") else None
+    total = len(prompts) if isinstance(prompts, Sized) else None
     if total == 0:
         raise InputError("prompts is empty: give at least one prompt")
     bar = tqdm(total=total, desc=f"collecting {value}", unit="prompt", disable=not progress)

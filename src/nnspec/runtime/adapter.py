@@ -8,7 +8,7 @@ the base spec with every override whose condition holds (config values, installe
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
@@ -17,7 +17,7 @@ from ..compiler.schema import ATTENTION_KINDS, Condition, Spec
 from ..errors import ModelStructureError
 
 
-@lru_cache(maxsize=None)
+@cache
 def installed_version(package: str) -> Optional[str]:
     """The installed version of ``package`` (``None`` when it is not installed)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -190,7 +190,10 @@ def rename_dict(spec: Spec) -> dict[str, str]:
     for path, aliases in roles.items():
         if len(aliases) == 1:
             wanted[path] = next(iter(aliases))
-    return {path: alias for path, alias in wanted.items() if path != alias and not path.startswith(alias + ".")}
+    return {
+        path: alias for path, alias in wanted.items()
+        if path is not None and path != alias and not path.startswith(alias + ".")
+    }
 
 
 def backbone_aliases(spec: Spec) -> dict[str, str]:

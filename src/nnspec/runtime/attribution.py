@@ -61,7 +61,7 @@ def frozen_norm(module: torch.nn.Module, stream: torch.Tensor, label: str = "the
     with torch.no_grad():
         hidden = stream.shape[-1]
         x = stream.detach()
-        probe = dict(dtype=x.dtype, device=x.device)
+        probe: dict[str, Any] = dict(dtype=x.dtype, device=x.device)
         out = module(x)
         bias = module(torch.zeros(1, 1, hidden, **probe))[0, 0]
         if not torch.isfinite(bias).all():
@@ -177,6 +177,7 @@ def logit_directions(model: Any, tokens: Any) -> torch.Tensor:
         point = torch.zeros(flat.numel(), hidden, dtype=weight.dtype, device=weight.device, requires_grad=True)
         logits = unembed(model, point)
         logits[torch.arange(flat.numel()), flat.to(logits.device)].sum().backward()
+    assert point.grad is not None  # backward() above filled it
     return point.grad.detach().reshape(tuple(ids.shape) + (hidden,))
 
 

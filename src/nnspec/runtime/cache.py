@@ -24,7 +24,13 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 
 from ..errors import (
-    CapabilityUnavailableError, InputError, InputTypeError, LayerIndexError, ShapeMismatchError, UnknownNameError, did_you_mean,
+    CapabilityUnavailableError,
+    InputError,
+    InputTypeError,
+    LayerIndexError,
+    ShapeMismatchError,
+    UnknownNameError,
+    did_you_mean,
 )
 from . import hooknames
 from .interventions import Layers, as_layers, as_prompts
@@ -81,7 +87,7 @@ def _slice(tensor: torch.Tensor, index: SliceLike, dim: int, label: str) -> torc
         raise InputTypeError(f"{label}: indices must be integers, got a {index.dtype} tensor")
     elif not isinstance(index, (int, slice, torch.Tensor)):
         raise InputTypeError(f"{label}: expected an int, a tuple, a list, a slice or a tensor of indices, got {index!r}")
-    where = [slice(None)] * tensor.ndim
+    where: list[Any] = [slice(None)] * tensor.ndim
     where[dim] = index
     try:
         return tensor[tuple(where)]

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
-from ..errors import NnspecError
+from ..errors import NnspecError, NnspecWarning
 
 #: Version of compatibility.json.
 SCHEMA = 1
@@ -169,5 +169,5 @@ def warn_if_unverified(spec: str, transformers: Optional[str], nnsight: Optional
         f"nnspec: spec {spec!r} is not verified on transformers {transformers} with nnsight {nnsight}{hint}. "
         "Run `nnspec check MODEL` to check this model here."
     )
-    warnings.warn(message, stacklevel=3)
+    warnings.warn(message, NnspecWarning, stacklevel=3)
     return message

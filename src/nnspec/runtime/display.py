@@ -1,13 +1,19 @@
-"""Plots: a logit-lens heatmap (layers x positions), per-category probabilities, and nnterp's
-``plot_topk_tokens`` / ``prompts_to_df``.
+"""Plots: the logit lens as a layers x positions heatmap (PNG, or a self-contained HTML page),
+per-category probabilities over layers, how tokens are shown, and nnterp's ``plot_topk_tokens`` /
+``prompts_to_df``. Interactive plotly figures are in :mod:`.plots_plotly`, the attention viewer in
+:mod:`.plots_attention`.
 
-PNG output needs matplotlib, ``plot_topk_tokens`` plotly and ``prompts_to_df`` pandas (all in
-``pip install nnspec[display]``); the lens HTML page is self-contained and needs nothing extra.
+PNGs need matplotlib, ``plot_topk_tokens`` plotly and ``prompts_to_df`` pandas (all in
+``pip install 'nnspec[display]'``); the HTML page needs nothing extra. Matplotlib is driven through
+its object API only (a ``Figure`` on an Agg canvas): pyplot's global state and the backend a
+notebook runs are left alone.
 """
 
 from __future__ import annotations
 
 import html
+import importlib
+import re
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -17,43 +23,324 @@ from ..errors import InputError, InputTypeError, ShapeMismatchError
 
 from .interventions import Layers, as_layers
 
+_EXTRA = "pip install 'nnspec[display]'"
 
-def _pyplot() -> Any:
+
+def _import(module: str, purpose: str) -> Any:
+    """``module`` imported, or an ImportError saying which extra brings it."""
     try:
-        import matplotlib
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(f"{purpose} needs {module.split('.')[0]}, which is not installed: {_EXTRA}") from exc
 
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("plots need matplotlib: pip install 'nnspec[display]'") from exc
-    return plt
+
+def _matplotlib(purpose: str) -> tuple[Any, Any, Any, Any]:
+    """``(Figure, FigureCanvasAgg, MaxNLocator, colormaps)``: matplotlib's object API, which draws
+    without pyplot and without selecting a backend."""
+    figure = _import("matplotlib.figure", purpose)
+    agg = _import("matplotlib.backends.backend_agg", purpose)
+    ticker = _import("matplotlib.ticker", purpose)
+    return figure.Figure, agg.FigureCanvasAgg, ticker.MaxNLocator, _import("matplotlib", purpose).colormaps
+
+
+# -- how tokens are shown ---------------------------------------------------------------------------
+
+SPACE_MARK = "␣"
+EMPTY_MARK = "∅"
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def visible_text(text: str) -> str:
+    """``text`` with its whitespace made visible, so that no label is blank: each space becomes
+    ``␣``; newline, tab, carriage return and backslash become ``\\n``, ``\\t``, ``\\r``, ``\\\\``;
+    other invisible characters become ``\\xNN`` / ``\\uNNNN`` escapes; the empty string is ``∅``.
+    Printable text in any script is kept as it is."""
+    if not isinstance(text, str):
+        raise InputTypeError(f"visible_text: text is a {type(text).__name__}, not a string")
+    if not text:
+        return EMPTY_MARK
+    out = []
+    for char in text:
+        code = ord(char)
+        if char == " ":
+            out.append(SPACE_MARK)
+        elif char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif char.isprintable():
+            out.append(char)
+        else:
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return "".join(out)
+
+
+def _decode_entry(tokenizer: Any, entry: str) -> str:
+    """The text of vocabulary entry ``entry`` where it follows other text, by the tokenizer's own
+    decoding. Decoders that drop the leading space of a text's first token (sentencepiece) would
+    turn ``▁Paris`` into ``Paris`` and ``▁`` into nothing, so the entry is decoded twice in a row
+    and the second copy is kept."""
+    try:
+        once = tokenizer.convert_tokens_to_string([entry])
+        twice = tokenizer.convert_tokens_to_string([entry, entry])
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError):
+        ids = tokenizer.convert_tokens_to_ids([entry])
+        return tokenizer.decode(ids)
+    if twice.startswith(once):
+        second = twice[len(once):]
+        if second and second.strip() == once.strip():
+            return second
+    return once
+
+
+def token_text(tokenizer: Any, token: Union[str, int]) -> str:
+    """The text a token stands for inside a text, by the tokenizer's own decoding: ``"ĠParis"``
+    and ``"▁Paris"`` give ``" Paris"``, ``"ĉ"`` gives ``"\\t"``, ``"cafÃ©"`` gives ``"café"``.
+
+    Args:
+        tokenizer: a HuggingFace tokenizer, or a model with a ``.tokenizer``.
+        token: a vocabulary entry (as ``convert_ids_to_tokens`` gives it) or a token id.
+    """
+    from .prompts import tokenizer_of
+
+    tok = tokenizer_of(tokenizer, "tokenizer")
+    if isinstance(token, bool) or not isinstance(token, (str, int)):
+        raise InputTypeError(f"token is a {type(token).__name__}: give a vocabulary entry (str) or a token id (int)")
+    if isinstance(token, int):
+        if not 0 <= token < len(tok):
+            raise InputError(f"token id {token} is outside the vocabulary (0 to {len(tok) - 1})")
+        entry = tok.convert_ids_to_tokens(token)
+        if entry is None:
+            return tok.decode([token])
+        token = entry
+    return _decode_entry(tok, token)
+
+
+def _byte_level_alphabet() -> dict[str, int]:
+    """Byte-level BPE vocabularies write each byte as one printable character: printable Latin-1
+    bytes stand for themselves, the others (controls, space, ...) move to code points 256, 257, ...
+    in byte order (so space is ``Ġ``, tab ``ĉ``, newline ``Ċ``). Character -> byte."""
+    kept = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    alphabet = {chr(b): b for b in kept}
+    moved = 0
+    for byte in range(256):
+        if byte not in alphabet.values():
+            alphabet[chr(256 + moved)] = byte
+            moved += 1
+    return alphabet
+
+
+_BYTE_ALPHABET = _byte_level_alphabet()
+_BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+
+
+def _guess_text(entry: str) -> str:
+    """A vocabulary entry's text without its tokenizer: sentencepiece (``▁``, ``<0xNN>``) or
+    byte-level markers undone where the entry reads as one of them, else the entry as it is."""
+    if "▁" in entry or _BYTE_PIECE.search(entry):
+        return _BYTE_PIECE.sub(lambda m: chr(int(m.group(1), 16)) if int(m.group(1), 16) < 0x80 else m.group(0), entry).replace("▁", " ")
+    if entry and all(char in _BYTE_ALPHABET for char in entry):
+        try:
+            return bytes(_BYTE_ALPHABET[char] for char in entry).decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return entry
+
+
+def display_token(token: Union[str, int], tokenizer: Any = None) -> str:
+    """A token as a label that is never blank: its text (:func:`token_text`, the tokenizer's own
+    decoding, when ``tokenizer`` (a tokenizer or model) is given; else the byte-level / sentencepiece
+    markers undone where the entry reads as one) passed through :func:`visible_text`."""
+    if tokenizer is not None:
+        return visible_text(token_text(tokenizer, token))
+    if not isinstance(token, str):
+        raise InputTypeError(f"display_token: token is a {type(token).__name__}; a token id needs tokenizer=")
+    return visible_text(_guess_text(token))
+
+
+class _Texts:
+    """Token id -> decoded text, each id decoded once."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.known: dict[int, str] = {}
+
+    def __call__(self, token_id: int) -> str:
+        if token_id not in self.known:
+            if 0 <= token_id < len(self.tokenizer):
+                self.known[token_id] = token_text(self.tokenizer, int(token_id))
+            else:  # an unembedding row past the tokenizer's vocabulary (padded embedding matrices)
+                self.known[token_id] = f"<id {token_id}>"
+        return self.known[token_id]
+
+
+# -- colours ----------------------------------------------------------------------------------------
+
+# Viridis (perceptually uniform, readable in grey and by most colour-blind readers) at nine stops.
+_VIRIDIS = (
+    (68, 1, 84), (71, 45, 123), (59, 82, 139), (44, 114, 142), (33, 145, 140),
+    (40, 174, 128), (94, 201, 98), (173, 220, 48), (253, 231, 37),
+)
+
+
+def _scale_colour(value: float) -> tuple[int, int, int]:
+    """The viridis colour of ``value`` in [0, 1] (clamped), as 0-255 RGB."""
+    x = min(max(float(value), 0.0), 1.0) * (len(_VIRIDIS) - 1)
+    low = min(int(x), len(_VIRIDIS) - 2)
+    t = x - low
+    a, b = _VIRIDIS[low], _VIRIDIS[low + 1]
+    return tuple(round(a[i] + (b[i] - a[i]) * t) for i in range(3))  # type: ignore[return-value]
+
+
+def _luminance(rgb: Sequence[float]) -> float:
+    """Relative luminance (WCAG 2) of a 0-255 RGB colour."""
+    def linear(c: float) -> float:
+        c = c / 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (linear(c) for c in rgb[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _text_colour(rgb: Sequence[float]) -> str:
+    """Black or white, whichever contrasts more with the background ``rgb``."""
+    lum = _luminance(rgb)
+    return "#000000" if (lum + 0.05) / 0.05 >= 1.05 / (lum + 0.05) else "#ffffff"
+
+
+def _hex(rgb: Sequence[int]) -> str:
+    return "#%02x%02x%02x" % tuple(rgb[:3])
+
+
+# -- checks -----------------------------------------------------------------------------------------
+
+
+def _check_prompt(prompt: Any) -> str:
+    if not isinstance(prompt, str):
+        raise InputTypeError(f"prompt is a {type(prompt).__name__}: give one prompt as a string")
+    if not prompt:
+        raise InputError("prompt is empty")
+    return prompt
+
+
+def _check_k(k: Any, vocab: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= vocab:
+        raise InputError(f"k must be an integer from 1 to the vocabulary size ({vocab}), got {k!r}")
+    return k
+
+
+def _check_flag(value: Any, label: str) -> bool:
+    if not isinstance(value, bool):
+        raise InputTypeError(f"{label} must be True or False, got {value!r}")
+    return value
+
+
+def _check_path(value: Any, label: str) -> Optional[Path]:
+    if value is None:
+        return None
+    if not isinstance(value, (str, Path)) or not str(value):
+        raise InputTypeError(f"{label} must be a file path (str or Path), got {value!r}")
+    path = Path(value)
+    if not path.parent.is_dir():
+        raise InputError(f"{label}={str(path)!r}: folder {str(path.parent)!r} does not exist")
+    return path
+
+
+def _check_title(title: Any) -> Optional[str]:
+    if title is not None and not isinstance(title, str):
+        raise InputTypeError(f"title is a {type(title).__name__}, not a string")
+    return title
+
+
+# -- logit lens -------------------------------------------------------------------------------------
 
 
 @torch.no_grad()
 def lens_grid(model: Any, prompt: str, layers: Layers = None, k: int = 5, remote: bool = False) -> dict[str, Any]:
-    """Logit lens at every position of one prompt.
+    """Logit lens at every position of one prompt: each chosen layer's ``layers_output`` decoded
+    with ``model.project_on_vocab`` (final norm and unembedding, softcaps included).
 
-    Returns ``{"layers": [...], "tokens": [str] (seq), "probs": (layers, seq, vocab) tensor,
-    "top": [[[(token, prob)] * k] * seq] * layers}``.
+    Returns a dict, with ``L`` layers, ``S`` prompt tokens and ``V`` the vocabulary size:
+    ``"layers"`` (list of ``L`` layer numbers), ``"tokens"`` / ``"token_ids"`` / ``"texts"`` (the
+    prompt's tokens as vocabulary entries, ids and decoded text, ``S`` each), ``"probs"`` ``(L, S,
+    V)`` float32 tensor, ``"top"`` ``[[[(entry, prob)] * k] * S] * L`` (most likely first),
+    ``"top_ids"`` ``(L, S, k)`` tensor and ``"top_texts"`` (the top tokens' decoded text, ``L x S x k``).
     """
+    _check_prompt(prompt)
+    _check_k(k, model.vocab_size)
+    _check_flag(remote, "remote")
     chosen = as_layers(model, layers)
-    states: list[Any] = []
+    saved: dict[int, Any] = {}
     with model.trace(prompt, remote=remote):
-        for layer in chosen:
-            states.append(model.layers_output[layer][0].save())
-    probs = model.project_on_vocab(torch.stack(states, 0)).softmax(-1).float().cpu()
-    ids = model.tokenizer(prompt, return_tensors="pt")["input_ids"][0].tolist()
-    top = torch.topk(probs, k=min(k, probs.shape[-1]), dim=-1)
-    names = [[model.tokenizer.convert_ids_to_tokens(row.tolist()) for row in layer] for layer in top.indices]
-    grid = [
-        [list(zip(names[l][p], top.values[l, p].tolist())) for p in range(probs.shape[1])] for l in range(len(chosen))
-    ]
-    return {"layers": chosen, "tokens": model.tokenizer.convert_ids_to_tokens(ids), "probs": probs, "top": grid}
+        for layer in sorted(set(chosen)):  # read in forward order, whatever order was asked for
+            saved[layer] = model.layers_output[layer][0].save()
+    probs = model.project_on_vocab(torch.stack([saved[layer] for layer in chosen], 0)).softmax(-1).float().cpu()
+    tok = model.tokenizer
+    ids = tok(prompt, return_tensors="pt")["input_ids"][0].tolist()
+    top = torch.topk(probs, k=k, dim=-1)
+    text = _Texts(tok)
+    entries = [[tok.convert_ids_to_tokens(row.tolist()) for row in layer] for layer in top.indices]
+    grid = [[list(zip(entries[l][p], top.values[l, p].tolist())) for p in range(probs.shape[1])] for l in range(len(chosen))]
+    return {
+        "layers": chosen,
+        "tokens": tok.convert_ids_to_tokens(ids),
+        "token_ids": ids,
+        "texts": [text(i) for i in ids],
+        "probs": probs,
+        "top": grid,
+        "top_ids": top.indices,
+        "top_texts": [[[text(i) for i in cell] for cell in layer] for layer in top.indices.tolist()],
+    }
 
 
-def display_token(token: str) -> str:
-    """A vocabulary entry as readable text (byte-level and sentencepiece space markers shown as spaces)."""
-    return token.replace("Ġ", " ").replace("▁", " ").replace("Ċ", "\\n")
+def _labels(grid: dict[str, Any]) -> tuple[list[str], list[list[list[str]]]]:
+    """Visible labels of a lens grid: the prompt tokens ``(S,)`` and each cell's top tokens
+    ``(L, S, k)``; decoded text where the grid has it (:func:`lens_grid`), else the entries read
+    without a tokenizer."""
+    if "texts" in grid and "top_texts" in grid:
+        inputs = [visible_text(t) for t in grid["texts"]]
+        cells = [[[visible_text(t) for t in cell] for cell in row] for row in grid["top_texts"]]
+    else:
+        inputs = [display_token(t) for t in grid["tokens"]]
+        cells = [[[display_token(t) for t, _ in cell] for cell in row] for row in grid["top"]]
+    return inputs, cells
+
+
+def _check_grid(grid: Any) -> dict[str, Any]:
+    missing = [key for key in ("layers", "tokens", "top") if not isinstance(grid, dict) or key not in grid]
+    if missing:
+        raise InputTypeError(f"grid: expected the dict lens_grid returns; missing {', '.join(missing)}")
+    return grid
+
+
+def lens_figure(grid: dict[str, Any], title: Optional[str] = None) -> Any:
+    """The lens grid (:func:`lens_grid`) as a matplotlib ``Figure``: layers (bottom to top) x
+    prompt positions, each cell coloured by its top token's probability (viridis, 0 to 1) and
+    labelled with that token (whitespace made visible) and its probability. The figure is not
+    registered with pyplot: save it with ``fig.savefig`` or let a notebook display it."""
+    Figure, FigureCanvasAgg, _, colormaps = _matplotlib("lens_figure")
+    _check_grid(grid)
+    _check_title(title)
+    inputs, cells = _labels(grid)
+    probs = [[cell[0][1] for cell in row] for row in grid["top"]]
+    n_layers, n_pos = len(probs), len(probs[0])
+    width = min(max(4.5, 0.85 * n_pos + 2.2), 60.0)
+    height = min(max(2.5, 0.42 * n_layers + 1.6), 60.0)
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    cmap = colormaps["viridis"]
+    image = ax.imshow(probs, cmap=cmap, vmin=0, vmax=1, aspect="auto", origin="lower", interpolation="nearest")
+    for l in range(n_layers):
+        for p in range(n_pos):
+            prob = probs[l][p]
+            colour = _text_colour([255 * c for c in cmap(prob)[:3]])
+            ax.text(p, l, f"{cells[l][p][0]}\n{prob:.2f}", ha="center", va="center", fontsize=7, color=colour)
+    ax.set_xticks(range(n_pos), inputs, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n_layers), [str(l) for l in grid["layers"]], fontsize=8)
+    ax.set_xlabel("input position")
+    ax.set_ylabel("layer")
+    ax.set_title(title if title is not None else "logit lens", fontsize=9)
+    fig.colorbar(image, ax=ax, label="top-token probability", fraction=0.05, pad=0.01, aspect=30)
+    return fig
 
 
 def plot_logit_lens(
@@ -65,104 +352,173 @@ def plot_logit_lens(
     k: int = 5,
     remote: bool = False,
 ) -> Any:
-    """Heatmap of the top token's probability per (layer, position), with the token in each cell.
+    """Logit lens of one prompt as a heatmap: layers x positions, each cell showing the top token
+    (whitespace made visible) and its probability.
 
-    Saves a PNG at ``path`` (matplotlib) and/or a self-contained HTML page at ``html_path``;
-    returns the matplotlib figure when ``path`` is given, else the grid from :func:`lens_grid`.
+    Saves a PNG at ``path`` (matplotlib, see :func:`lens_figure`) and/or a self-contained HTML page
+    at ``html_path`` (:func:`write_lens_html`, with each cell's top ``k`` tokens). Returns the
+    matplotlib ``Figure`` when ``path`` is given, else the grid from :func:`lens_grid`.
     """
+    png = _check_path(path, "path")
+    page = _check_path(html_path, "html_path")
+    if png is not None:
+        _matplotlib("plot_logit_lens(path=...)")
     grid = lens_grid(model, prompt, layers, k, remote)
-    if html_path is not None:
-        write_lens_html(grid, html_path, title=prompt)
-    if path is None:
+    if page is not None:
+        write_lens_html(grid, page, title=prompt)
+    if png is None:
         return grid
-    plt = _pyplot()
-    best = [[cell[0] for cell in row] for row in grid["top"]]
-    values = [[p for _, p in row] for row in best]
-    n_layers, n_pos = len(values), len(values[0])
-    fig, ax = plt.subplots(figsize=(max(4, 1.1 * n_pos + 1.5), max(2.5, 0.45 * n_layers + 1.2)))
-    image = ax.imshow(values, cmap="viridis", vmin=0, vmax=1, aspect="auto", origin="lower")
-    for l in range(n_layers):
-        for p in range(n_pos):
-            token, prob = best[l][p]
-            ax.text(p, l, f"{display_token(token)}\n{prob:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if prob < 0.6 else "black")
-    ax.set_xticks(range(n_pos), [display_token(t) for t in grid["tokens"]], rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(n_layers), [str(l) for l in grid["layers"]], fontsize=8)
-    ax.set_xlabel("input position")
-    ax.set_ylabel("layer")
-    ax.set_title(f"logit lens: {prompt!r}", fontsize=9)
-    fig.colorbar(image, ax=ax, label="top-token probability")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    fig = lens_figure(grid, title=f"logit lens: {visible_text(prompt)}")
+    fig.savefig(png, dpi=120)
     return fig
 
 
+_HTML_STYLE = """
+body{font:13px system-ui,-apple-system,"Segoe UI",sans-serif;margin:1em;color:#222}
+table{border-collapse:collapse}
+td,th{border:1px solid #bbb;padding:3px 5px;text-align:center;vertical-align:top}
+th{background:#f4f4f4;font-weight:600}
+.tok{font-family:ui-monospace,Menlo,Consolas,monospace;white-space:pre}
+summary{cursor:pointer;list-style:none}
+summary::-webkit-details-marker{display:none}
+details[open] summary{text-decoration:underline}
+details ol{margin:3px 0 0;padding-left:1.7em;text-align:left;font-size:11px}
+.legend{display:flex;align-items:center;gap:6px;margin:.6em 0}
+.bar{display:inline-block;width:260px;height:14px;border:1px solid #888}
+"""
+
+_HTML_SCRIPT = (
+    "<script>function lensToggle(open){for(const d of document.querySelectorAll('details'))d.open=open}</script>"
+)
+
+
 def write_lens_html(grid: dict[str, Any], path: Union[str, Path], title: str = "logit lens") -> Path:
-    """Write the lens grid as an HTML table; each cell's tooltip lists the top-k tokens."""
+    """Write a lens grid (:func:`lens_grid`) as one self-contained HTML page.
+
+    Layers run top (last) to bottom, positions left to right. Each cell is coloured by its top
+    token's probability (viridis; the legend shows the scale) with black or white text, whichever
+    contrasts more; clicking a cell opens its list of top-k tokens with their probabilities (two
+    buttons open or close them all). Returns the path written.
+    """
+    _check_grid(grid)
+    out = _check_path(path, "path")
+    if out is None:
+        raise InputError("path is required: the HTML file to write")
+    if not isinstance(title, str):
+        raise InputTypeError(f"title is a {type(title).__name__}, not a string")
+    inputs, cells = _labels(grid)
     rows = []
-    for layer, cells in reversed(list(zip(grid["layers"], grid["top"]))):
+    for l in reversed(range(len(grid["layers"]))):
         tds = []
-        for cell in cells:
-            token, prob = cell[0]
-            tip = "&#10;".join(f"{html.escape(display_token(t))}: {p:.3f}" for t, p in cell)
-            shade = int(255 - 200 * prob)
-            tds.append(f'<td title="{tip}" style="background: rgb({shade},{shade},255)">{html.escape(display_token(token))}<br><small>{prob:.2f}</small></td>')
-        rows.append(f"<tr><th>{layer}</th>{''.join(tds)}</tr>")
-    header = "".join(f"<th>{html.escape(display_token(t))}</th>" for t in grid["tokens"])
+        for p, cell in enumerate(grid["top"][l]):
+            prob = cell[0][1]
+            background = _scale_colour(prob)
+            labels = cells[l][p]
+            tip = "&#10;".join(f"{html.escape(t)}: {q:.3f}" for t, (_, q) in zip(labels, cell))
+            items = "".join(f"<li><span class='tok'>{html.escape(t)}</span> {q:.3f}</li>" for t, (_, q) in zip(labels, cell))
+            tds.append(
+                f"<td data-layer='{grid['layers'][l]}' data-position='{p}' title=\"{tip}\" "
+                f"style='background:{_hex(background)};color:{_text_colour(background)}'>"
+                f"<details><summary><span class='tok'>{html.escape(labels[0])}</span><br><small>{prob:.2f}</small></summary>"
+                f"<ol>{items}</ol></details></td>"
+            )
+        rows.append(f"<tr><th>{grid['layers'][l]}</th>{''.join(tds)}</tr>")
+    header = "".join(f"<th><small>{p}</small><br><span class='tok'>{html.escape(t)}</span></th>" for p, t in enumerate(inputs))
+    stops = ", ".join(f"{_hex(c)} {100 * i / (len(_VIRIDIS) - 1):.1f}%" for i, c in enumerate(_VIRIDIS))
+    k = len(grid["top"][0][0]) if grid["top"] and grid["top"][0] else 0
     page = (
-        f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        "<style>table{border-collapse:collapse;font:12px sans-serif}td,th{border:1px solid #ccc;padding:3px;text-align:center}</style>"
-        f"<h3>logit lens: {html.escape(title)}</h3><table><tr><th>layer</th>{header}</tr>{''.join(rows)}</table>"
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_HTML_STYLE}</style>{_HTML_SCRIPT}</head><body>"
+        f"<h3>logit lens: <span class='tok'>{html.escape(visible_text(title))}</span></h3>"
+        f"<p>Each cell: the most likely next token at that layer and position, and its probability. "
+        f"Click a cell for its top {k} tokens. Spaces show as {SPACE_MARK}, newlines and tabs as \\n and \\t.</p>"
+        f"<div class='legend'>top-token probability: 0 <span class='bar' style='background:linear-gradient(to right, {stops})'>"
+        f"</span> 1 <button type='button' onclick='lensToggle(true)'>open all</button>"
+        f"<button type='button' onclick='lensToggle(false)'>close all</button></div>"
+        f"<table><tr><th>layer</th>{header}</tr>{''.join(rows)}</table></body></html>"
     )
-    Path(path).write_text(page, encoding="utf-8")
-    return Path(path)
+    out.write_text(page, encoding="utf-8")
+    return out
+
+
+# -- categories -------------------------------------------------------------------------------------
+
+
+def _check_results(results: Any, layers: Optional[Sequence[int]]) -> tuple[dict[str, torch.Tensor], Optional[list[int]]]:
+    """``run_prompts`` output checked: ``{category: (prompts,) or (prompts, layers) tensor}``, all
+    one shape. Returns the float tensors and, for per-layer values, the layer numbers."""
+    if not isinstance(results, dict):
+        raise InputTypeError(f"results is a {type(results).__name__}: give the dict run_prompts returns")
+    if not results:
+        raise InputError("results is empty")
+    shape = None
+    checked: dict[str, torch.Tensor] = {}
+    for name, values in results.items():
+        if not isinstance(values, torch.Tensor) or values.ndim not in (1, 2) or values.shape[0] == 0:
+            got = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+            raise ShapeMismatchError(f"results[{name!r}]: expected a (prompts,) or (prompts, layers) tensor, got {got}")
+        if shape is not None and values.shape != shape:
+            raise ShapeMismatchError(f"results[{name!r}] has shape {tuple(values.shape)}, the others {tuple(shape)}")
+        shape = values.shape
+        checked[str(name)] = values.detach().float().cpu()
+    if shape is None or len(shape) == 1:
+        if layers is not None:
+            raise InputError("layers= is for per-layer results ((prompts, layers) tensors); these are (prompts,)")
+        return checked, None
+    if layers is None:
+        return checked, list(range(shape[1]))
+    xs = list(layers) if isinstance(layers, (list, tuple, range)) else None
+    if xs is None or any(isinstance(x, bool) or not isinstance(x, int) for x in xs):
+        raise InputTypeError(f"layers must be a list of layer numbers (int), got {layers!r}")
+    if len(xs) != shape[1]:
+        raise InputError(f"layers has {len(xs)} entries, the results {shape[1]} layers")
+    return checked, xs
+
+
+def _spread(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation over prompts (dimension 0); zero spread for one prompt."""
+    mean = values.mean(0)
+    std = values.std(0) if values.shape[0] > 1 else torch.zeros_like(mean)
+    return mean, std
 
 
 def plot_category_probs(
     results: dict[str, torch.Tensor], path: Union[str, Path], title: Optional[str] = None, layers: Optional[Sequence[int]] = None
 ) -> Any:
-    """Plot :func:`run_prompts` results: per-layer curves for ``(prompts, layers)`` values (mean
-    and spread over prompts), bars for ``(prompts,)`` values. Saves a PNG at ``path``."""
-    if not results:
-        raise InputError("results is empty")
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    first = next(iter(results.values()))
-    if first.ndim == 2:
-        xs = list(layers) if layers is not None else list(range(first.shape[1]))
-        for category, values in results.items():
-            mean, std = values.float().mean(0), values.float().std(0) if values.shape[0] > 1 else torch.zeros(values.shape[1])
+    """Plot :func:`run_prompts` results and save a PNG at ``path``.
+
+    ``(prompts, layers)`` values give one curve per category: the mean over prompts at each layer,
+    shaded by one standard deviation, on an axis of whole layer numbers (``layers``: their numbers,
+    default ``0..n-1``); ``(prompts,)`` values give one bar per category (mean, with the standard
+    deviation as an error bar). Returns the matplotlib ``Figure`` (not registered with pyplot).
+    """
+    Figure, FigureCanvasAgg, MaxNLocator, _ = _matplotlib("plot_category_probs")
+    out = _check_path(path, "path")
+    if out is None:
+        raise InputError("path is required: the PNG file to write")
+    _check_title(title)
+    values, xs = _check_results(results, layers)
+    fig = Figure(figsize=(6, 3.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    if xs is not None:
+        for category, tensor in values.items():
+            mean, std = _spread(tensor)
             ax.plot(xs, mean.tolist(), marker="o", label=category)
             ax.fill_between(xs, (mean - std).tolist(), (mean + std).tolist(), alpha=0.2)
         ax.set_xlabel("layer")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend()
     else:
-        names = list(results)
-        ax.bar(names, [float(v.float().mean()) for v in results.values()])
+        spreads = [_spread(tensor) for tensor in values.values()]
+        ax.bar(list(values), [float(m) for m, _ in spreads], yerr=[float(s) for _, s in spreads], capsize=4)
     ax.set_ylabel("probability")
     ax.set_title(title or "probability by category")
-    if first.ndim == 2:
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    fig.savefig(out, dpi=120)
     return fig
 
 
 # -- nnterp's plotly and pandas helpers -------------------------------------------------------------
-
-_EXTRA = "pip install 'nnspec[display]'"
-
-
-def _import(module: str, purpose: str) -> Any:
-    """``module`` imported, or an ImportError saying which extra brings it."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise ImportError(f"{purpose} needs {module.split('.')[0]}, which is not installed: {_EXTRA}") from exc
-
 
 def topk_tokens(next_token_probs: torch.Tensor, tokenizer: Any, k: int = 4) -> dict[str, Any]:
     """The ``k`` most likely tokens per (prompt, layer) of a probability tensor.
@@ -232,7 +588,7 @@ def plot_topk_tokens(
     fig = subplots.make_subplots(rows=n_rows, cols=n_cols, vertical_spacing=0.1, horizontal_spacing=0.05)
     for b in range(batch):
         ids = [[str(i) for i in layer] for layer in top["ids"][b].tolist()]
-        names = [[repr(display_token(t)) for t in layer] for layer in top["tokens"][b]]
+        names = [[html.escape(repr(token_text(tokenizer, int(i))), quote=False) for i in layer] for layer in top["ids"][b].tolist()]
         hover = [[f"id {i}<br>token {t}" for i, t in zip(li, lt)] for li, lt in zip(ids, names)]
         row, col = b // n_cols + 1, b % n_cols + 1
         fig.add_trace(

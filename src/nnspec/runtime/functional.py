@@ -16,7 +16,7 @@ Read values inside ``with nn_model.trace(...)`` in forward order, as NNsight req
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Union, cast
 
 import torch
 
@@ -307,7 +307,7 @@ def get_token_activations(
     saved = []
     with nn_model.trace(batch, remote=remote) as run:
         for layer in chosen:
-            saved.append(getter(nn_model, layer)[rows, cols].cpu().save())
+            saved.append(getter(nn_model, layer)[rows, cols].cpu().save())  # type: ignore[attr-defined]  # NNsight mounts .save() on every value
         run.stop()
     return torch.stack(list(saved))
 
@@ -331,7 +331,7 @@ def collect_last_token_activations_session(
     with nn_model.session(remote=remote):
         for batch in batches:
             parts.append(get_token_activations(nn_model, batch, chosen, get_activations, False, idx))
-        result = torch.cat(parts, 1).save()
+        result = torch.cat(parts, 1).save()  # type: ignore[attr-defined]  # NNsight mounts .save() on every value
     return result
 
 
@@ -389,7 +389,7 @@ def compute_next_token_probs(nn_model: Any, prompt: Union[str, Sequence[str]], r
             "last token); set nn_model.tokenizer.padding_side = 'left'"
         )
     with nn_model.trace(batch, remote=remote):
-        probs = get_next_token_probs(nn_model).cpu().save()
+        probs = get_next_token_probs(nn_model).cpu().save()  # type: ignore[attr-defined]  # NNsight mounts .save() on every value
     return probs
 
 
@@ -412,6 +412,10 @@ class ModuleAccessor:
         rename: extra NNsight aliases ``{native path: alias}`` for :attr:`nn_model`.
     """
 
+    _root: torch.nn.Module
+    _facts: ModelFacts
+    nn_model: Any
+
     def __init__(self, model: torch.nn.Module, rename_config: Any = None, rename: Optional[dict[str, str]] = None) -> None:
         from nnsight import NNsight
 
@@ -430,7 +434,7 @@ class ModuleAccessor:
         facts = facts_for_module(model, adapter)
         object.__setattr__(self, "_root", model)
         object.__setattr__(self, "_facts", facts)
-        aliases = merge_aliases(dict(adapter.rename_for(facts.spec)), backbone_aliases(facts.spec))
+        aliases: dict[Any, Any] = merge_aliases(dict(adapter.rename_for(facts.spec)), backbone_aliases(facts.spec))
         aliases.update(rename or {})
         object.__setattr__(self, "nn_model", NNsight(model, rename=aliases))
 
@@ -455,8 +459,9 @@ class ModuleAccessor:
         paths = self._standard_paths()
         if name == "ln_final":
             return self.get_unembed_norm()
-        if name in paths and paths[name] is not None:
-            return self._root.get_submodule(paths[name])
+        path = paths.get(name)
+        if path is not None:
+            return self._root.get_submodule(path)
         attr = getattr(self.nn_model, name)
         from nnsight.intervention.envoy import Envoy
 
@@ -470,7 +475,7 @@ class ModuleAccessor:
 
     def get_layers(self) -> torch.nn.ModuleList:
         """The list of blocks."""
-        return self._root.get_submodule(self._facts.spec.modules.layers)
+        return cast(torch.nn.ModuleList, self._root.get_submodule(self._facts.spec.modules.layers))
 
     def _layer(self, layer: int, label: str) -> tuple[int, torch.nn.Module]:
         i = layer_index(label, layer, self._facts.num_layers)

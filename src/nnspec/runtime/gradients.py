@@ -14,7 +14,6 @@ from typing import Any, Callable, Sequence, Union
 import torch
 
 from ..errors import InputError, UnknownNameError
-
 from .cache import _check_names, plan, served
 from .interventions import Layers, as_layers, as_prompts
 
@@ -75,7 +74,7 @@ def _trace(model: Any, prompts: list[str], metric: Metric, names: Sequence[str],
             if keep_values:
                 values.append(port.get().detach().save())
         value = _scalar(metric(model.logits))
-        metric_out.append(value.detach().save())
+        metric_out.append(value.detach().save())  # type: ignore[attr-defined]  # NNsight mounts .save() on every value
         # One autograd call for every value: no dependence on the order backward visits them.
         found = torch.autograd.grad(value, [tensor for tensor, _ in live], allow_unused=True)
         for (tensor, to_standard), grad in zip(live, found):

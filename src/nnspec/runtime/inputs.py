@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, NnspecWarning
 from .shrink import SIZE_KEYS
 
 
@@ -90,7 +90,7 @@ def warn_right_padding(tokenizer: Any) -> None:
             "tokenizer.padding_side is 'right', but nnspec pads its batches on the left so that the last "
             "column is every prompt's last token (next_token_probs, logit lens, patchscopes and positions "
             "rely on it); the setting is left as it is for your own tokenization",
-            UserWarning,
+            NnspecWarning,
             stacklevel=4,
         )
 

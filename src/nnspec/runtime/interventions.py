@@ -129,7 +129,7 @@ def logit_lens(
                 hidden = nn_model.layers_output[layer][:, -1]
                 probs.append(nn_model.project_on_vocab(hidden).softmax(-1).float().cpu().save())
                 if inverse:
-                    inv.append(negated_logits(nn_model, hidden).softmax(-1).float().cpu().save())
+                    inv.append(negated_logits(nn_model, hidden).softmax(-1).float().cpu().save())  # type: ignore[attr-defined]  # NNsight mounts .save() on every value
 
         def gather(saved: list[Any]) -> torch.Tensor:
             return torch.stack([saved[order.index(layer)] for layer in chosen], 1)
@@ -375,6 +375,7 @@ def patchscope_lens(
         states = _latents(model, latents, chosen)  # (layers, sources, hidden)
         sources = states.shape[1]
     else:
+        assert source_prompts is not None  # exactly one of the two was given (checked above)
         prompts = as_prompts(source_prompts, "source_prompts")
         sources = len(prompts)
     targets = TargetPromptBatch.auto(target_patch_prompts if target_patch_prompts is not None else repeat_prompt(), sources)

@@ -96,9 +96,9 @@ def load_model(repo_id: Any, **kwargs: Any) -> Any:
     if tokenizer is None:
         tokenizer = load_tokenizer(repo_id, trust, revision, **(kwargs.pop("tokenizer_kwargs", None) or {}))
     config = AutoConfig.from_pretrained(repo_id, trust_remote_code=trust, revision=revision)
-    from .registry import model_types, adapter_by_name
+    from .registry import adapter_by_name, model_types
 
-    served = model_types().get(getattr(config, "model_type", None))
+    served = model_types().get(getattr(config, "model_type", ""))
     spec = adapter_by_name(served).spec if served else None
     auto = auto_class(config, spec)
     from nnsight import LanguageModel

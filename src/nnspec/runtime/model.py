@@ -5,16 +5,41 @@ from __future__ import annotations
 import inspect
 import threading
 import warnings
+from functools import partial
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union, cast
 
 import torch
+from nnsight.intervention.envoy import Envoy
 from nnsight.modeling.transformers import TransformersModel
 
 from ..compiler.schema import ATTENTION_KINDS, MIXER_KINDS, STATEFUL_KINDS, Branch, Spec
-from ..errors import CapabilityUnavailableError, InputError, InputTypeError, ModelStructureError, ShapeMismatchError, UnknownNameError
-from .accessors import AttentionProbabilitiesAccessor, BlockEnvoy, ModuleAccessor, ValueAccessor, at_occurrence, layer_index
-from .adapter import Adapter, attention_for_layer, backbone_aliases, merge_aliases, mlp_for_layer, read_config, text_config
+from ..errors import (
+    CapabilityUnavailableError,
+    InputError,
+    InputTypeError,
+    ModelStructureError,
+    ShapeMismatchError,
+    UnknownNameError,
+)
+from .accessors import (
+    AttentionProbabilitiesAccessor,
+    BlockEnvoy,
+    ModuleAccessor,
+    SavableTensor,
+    ValueAccessor,
+    at_occurrence,
+    layer_index,
+)
+from .adapter import (
+    Adapter,
+    attention_for_layer,
+    backbone_aliases,
+    merge_aliases,
+    mlp_for_layer,
+    read_config,
+    text_config,
+)
 from .batching import columns
 from .inputs import check_encoding, check_invoke, invoke_mask, position_limit, split_model_kwargs, warn_right_padding
 from .loading import auto_class, pipeline_accepts
@@ -24,6 +49,9 @@ from .registry import SpecArgument, resolve_adapter
 from .sources import SourcePort, label_for
 from .structure import BranchFacts, Structure, check_module_paths, check_overrides, check_structure, module_absent
 from .tokens import TokenHelpers
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 def _load_config(model: Any, trust_remote_code: bool, revision: Optional[str]) -> tuple[Any, str]:
@@ -86,6 +114,7 @@ def _layer_passes(spec: Spec, config: Any, source: str, num_layers: int) -> list
     if repeats.end is not None:
         end = _layer_count(spec, config, source, "repeats.end", repeats.end)
     else:
+        assert repeats.count is not None  # the schema requires exactly one of `end` and `count`
         end = start + _layer_count(spec, config, source, "repeats.count", repeats.count)
     passes = _layer_count(spec, config, source, "repeats.passes", repeats.passes)
     if not 0 <= start <= end <= num_layers or passes < 1:
@@ -99,7 +128,8 @@ def _layer_passes(spec: Spec, config: Any, source: str, num_layers: int) -> list
 def _load_tokenizer(model: Any, trust_remote_code: bool, revision: Optional[str], extra: Optional[dict] = None) -> Any:
     from transformers import AutoTokenizer
 
-    source = model.config.name_or_path if isinstance(model, torch.nn.Module) else str(model)
+    config: Any = model.config if isinstance(model, torch.nn.Module) else None
+    source = config.name_or_path if config is not None else str(model)
     if not source:
         raise InputError("this model carries no name_or_path to load a tokenizer from: pass tokenizer=")
     return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, revision=revision, **(extra or {}))
@@ -208,7 +238,10 @@ class StandardizedTransformer(TokenHelpers, TransformersModel):
             spec serves (default: found from ``config.model_type``). Keyword only.
         tokenizer: the tokenizer to use (default: loaded from ``model``). Keyword only.
         rename: extra NNsight aliases, ``{native path: alias}``, merged over the spec's. Keyword only.
-        **kwargs: model kwargs (``dtype``, ``device_map``, ``attn_implementation``, ``revision``, ...),
+        **kwargs: model kwargs (``dtype``, ``device_map``, ``attn_implementation``, ``revision``, ...;
+            without ``device_map``, a hub id or path loads with ``device_map="auto"`` when
+            ``accelerate`` is installed and a GPU or MPS device is visible, as nnterp does, and
+            on the CPU otherwise; pass ``device_map=None`` to always load on the CPU),
             config overrides (``output_attentions=True``: set on the config, as ``from_pretrained``
             does), ``tokenizer_kwargs`` (passed to ``AutoTokenizer.from_pretrained`` for the
             tokenizer nnspec loads; refused together with ``tokenizer=``) and NNsight kwargs
@@ -222,6 +255,59 @@ class StandardizedTransformer(TokenHelpers, TransformersModel):
     cast to the model's dtype and device when that loses nothing. Traces of one model run one at
     a time (a second thread waits; a trace inside a trace is refused).
     """
+
+    # The standard names, declared for type checkers and editors. `_install_accessors` installs
+    # exactly the accessors declared here (tests/test_typing.py checks both ways). Indexing takes a
+    # layer number (negative: from the end); each comment says what it gives for layer i.
+    #: Block i's envoy (also answers to ``self_attn`` / ``mixer`` / ``mlp``).
+    layers: ModuleAccessor[Envoy]
+    #: ``(batch, seq, hidden)``: the residual stream entering block i.
+    layers_input: ValueAccessor[SavableTensor]
+    #: ``(batch, seq, hidden)``: the residual stream leaving block i.
+    layers_output: ValueAccessor[SavableTensor]
+    #: Layer i's attention module envoy.
+    attentions: ModuleAccessor[Envoy]
+    #: ``(batch, seq, hidden)``: what layer i's attention reads (after its input norm).
+    attentions_input: ValueAccessor[SavableTensor]
+    #: ``(batch, seq, hidden)``: layer i's attention contribution to the residual stream.
+    attentions_output: ValueAccessor[SavableTensor]
+    #: ``(batch, seq, hidden)``: layer i's attention module's own output, before what the block applies to it.
+    attentions_module_output: ValueAccessor[SavableTensor]
+    #: Layer i's token-mixer module envoy (attention, state space, recurrence, convolution).
+    mixers: ModuleAccessor[Envoy]
+    #: ``(batch, seq, hidden)``: what layer i's token mixer reads (after its input norm).
+    mixers_input: ValueAccessor[SavableTensor]
+    #: ``(batch, seq, hidden)``: layer i's token-mixer contribution to the residual stream.
+    mixers_output: ValueAccessor[SavableTensor]
+    #: Layer i's MLP module envoy.
+    mlps: ModuleAccessor[Envoy]
+    #: ``(batch, seq, hidden)``: what layer i's MLP reads (after its input norm).
+    mlps_input: ValueAccessor[SavableTensor]
+    #: ``(batch, seq, hidden)``: layer i's MLP contribution to the residual stream.
+    mlps_output: ValueAccessor[SavableTensor]
+    #: ``(batch, seq, hidden)``: layer i's MLP module's own output, before what the block applies to it.
+    mlps_module_output: ValueAccessor[SavableTensor]
+    #: Layer i's recurrent state after the last position (its shape is the mixer's cache entry); read-only.
+    mixer_states: ValueAccessor[SavableTensor]
+    #: ``(batch, heads, q, k)``: layer i's attention probabilities (eager attention).
+    attention_probabilities: AttentionProbabilitiesAccessor
+    #: ``(batch, heads, seq, head_dim)``: layer i's queries as they enter the scores (after rotary).
+    queries: ValueAccessor[SavableTensor]
+    #: ``(batch, kv_heads, seq, head_dim)``: layer i's keys as they enter the scores (after rotary).
+    keys: ValueAccessor[SavableTensor]
+    #: ``(batch, kv_heads, seq, head_dim)``: layer i's values as they enter the attention.
+    values: ValueAccessor[SavableTensor]
+    #: ``(batch, seq, heads, head_dim)``: layer i's per-head attention output, before the output projection.
+    attention_heads_output: ValueAccessor[SavableTensor]
+    # Module aliases the spec names (NNsight renames), on every architecture.
+    #: The token embedding module's envoy.
+    embed_tokens: Envoy
+    #: The final norm's envoy (refused with the reason on a model without one).
+    ln_final: Envoy
+    #: The unembedding (``lm_head``) envoy.
+    lm_head: Envoy
+    #: The tokenizer traces use (loaded from the model unless one was passed).
+    tokenizer: PreTrainedTokenizerBase
 
     def __init__(
         self,
@@ -275,7 +361,7 @@ class StandardizedTransformer(TokenHelpers, TransformersModel):
         config, source = _load_config(model, trust_remote_code, revision)
         for key, value in split_model_kwargs(kwargs, config).items():
             setattr(config, key, value)  # config overrides, as from_pretrained applies them
-        adapter = resolve_adapter(spec, getattr(config, "model_type", None), source)
+        adapter = resolve_adapter(spec, getattr(config, "model_type", ""), source)
         if rename_config is not None:  # a spec with the paths and keys it names, checked on the module tree
             from .renameconfig import adapter_for_rename_config
 
@@ -294,6 +380,9 @@ class StandardizedTransformer(TokenHelpers, TransformersModel):
         aliases.update(rename or {})
         if not isinstance(model, torch.nn.Module):
             kwargs.setdefault("config", config)  # already loaded: NNsight need not read it again
+            from .placement import apply_default_device_map
+
+            apply_default_device_map(model, kwargs)  # "auto" with accelerate and a GPU/MPS device, as nnterp
         # Blocks say why a standard branch name is missing (OPT's blocks have no `mlp` module).
         kwargs.setdefault("envoys", {f"{effective.modules.layers}.*": BlockEnvoy})
         # The class that builds what the spec describes (a vision-language wrapper's whole model).
@@ -327,7 +416,7 @@ class StandardizedTransformer(TokenHelpers, TransformersModel):
         if check_renaming:
             structure = check_structure(self._module, hf_config, effective, adapter.source)
         else:
-            structure = Structure(num_layers=len(self._module.get_submodule(effective.modules.layers)))
+            structure = Structure(num_layers=len(cast(torch.nn.ModuleList, self._module.get_submodule(effective.modules.layers))))
         self._structure = structure
         modules = effective.modules
         self._final_modules = [
@@ -487,7 +576,9 @@ class StandardizedTransformer(TokenHelpers, TransformersModel):
     def _block(self, i: int) -> Any:
         return self.get(self._spec.modules.layers)[i]
 
-    def _in_block(self, i: int, path: str) -> Any:
+    def _in_block(self, i: int, path: Optional[str]) -> Any:
+        if path is None:  # the accessors refuse a branch the spec names no module for before asking
+            raise ModelStructureError(f"layer {i}: the spec ({self._adapter.source}) names no module for this value")
         return self._block(i).get(path)
 
     def _flat_shape(self, i: int) -> Any:
@@ -619,6 +710,13 @@ class StandardizedTransformer(TokenHelpers, TransformersModel):
         )
         mixer_inputs: dict[int, Any] = {}
         mixer_outputs: dict[int, Any] = {}
+
+        def module_of(branch: str) -> Callable[[int], Any]:
+            return lambda i: self._in_block(i, self.branch(branch, i).module)
+
+        def module_refusal(branch: str, refuse: Callable[[int], Optional[str]]) -> Callable[[int], Optional[str]]:
+            return lambda i: refuse(i) or self._no_module(branch, i)
+
         for plural, name, facts, unavailable, module_limit, refuse, shared in (
             ("mixers", "attention", self._structure.attention, no_mixer, None, self._no_mixer, (mixer_inputs, mixer_outputs)),
             ("attentions", "attention", self._structure.attention, no_attention, limits.attention_module, self._not_attention,
@@ -627,23 +725,20 @@ class StandardizedTransformer(TokenHelpers, TransformersModel):
         ):
             # A limit on the module (no module to return) leaves the values served.
             module_reason = module_limit or unavailable
-            setattr(self, plural, ModuleAccessor(
-                plural, n, lambda i, b=name: self._in_block(i, self.branch(b, i).module), module_reason, refuse
-            ))
+            setattr(self, plural, ModuleAccessor(plural, n, module_of(name), module_reason, refuse))
             setattr(self, f"{plural}_input", ValueAccessor(
-                f"{plural}_input", n, lambda i, b=name, l=f"{plural}_input": self._branch_input(l, b, i),
-                unavailable, refuse, shared[0],
+                f"{plural}_input", n, partial(self._branch_input, f"{plural}_input", name), unavailable, refuse, shared[0],
             ))
             setattr(self, f"{plural}_output", ValueAccessor(
-                f"{plural}_output", n, lambda i, b=name, f=facts, l=f"{plural}_output": self._contribution(l, b, f, i),
+                f"{plural}_output", n, partial(self._contribution, f"{plural}_output", name, facts),
                 limits.contribution or unavailable, refuse, shared[1],
             ))
             if plural != "mixers":
                 # The branch module's own output (first element of a tuple), before anything the
                 # block applies to it: what nnterp calls attentions_output / mlps_output.
                 setattr(self, f"{plural}_module_output", ValueAccessor(
-                    f"{plural}_module_output", n, lambda i, b=name, l=f"{plural}_module_output": self._module_output(l, b, i),
-                    module_reason, lambda i, b=name, r=refuse: r(i) or self._no_module(b, i),
+                    f"{plural}_module_output", n, partial(self._module_output, f"{plural}_module_output", name),
+                    module_reason, module_refusal(name, refuse),
                 ))
         # The recurrent state a state-space, linear-attention or recurrent mixer leaves after the
         # last position, from the cache the forward returns (read it after the other values).
@@ -665,7 +760,7 @@ class StandardizedTransformer(TokenHelpers, TransformersModel):
         if any(p > 1 for p in self.layer_passes):
             # A looped block's standard values are those of its last pass (the one the blocks
             # after the section read): every read and write binds to that call of its modules.
-            for name, value in vars(self).items():
+            for value in vars(self).values():
                 if isinstance(value, ValueAccessor):
                     value.occurrences = [p - 1 for p in self.layer_passes]
 
@@ -729,7 +824,7 @@ class StandardizedTransformer(TokenHelpers, TransformersModel):
             branch.contribution_path == branch.module or branch.module.startswith(f"{branch.contribution_path}.")
         )
         if contribution.unavailable is None and branch.includes_residual and surrounds:
-            contribution.port(i).prefetch()
+            cast(ContributionPort, contribution.port(i)).prefetch()
         mine = self._position(name, i)
         if mine is None:
             return
@@ -817,7 +912,7 @@ class StandardizedTransformer(TokenHelpers, TransformersModel):
     def _print_probabilities(self, i: int, allow_dispatch: bool) -> None:
         """``attention_probabilities.print_source``: the operation read, in context, and its function."""
         self._run_for_check("print_source", allow_dispatch)
-        port = self.attention_probabilities.port(i)
+        port = cast(SourcePort, self.attention_probabilities.port(i))
         found: list[str] = []
         with torch.no_grad(), self.trace(self._CHECK_PROMPT) as tracer:
             node, parent = port._envoy(), None
@@ -848,7 +943,7 @@ class StandardizedTransformer(TokenHelpers, TransformersModel):
             return
         for handle in self._shape_hooks:
             handle.remove()
-        blocks = self._module.get_submodule(self._spec.modules.layers)
+        blocks = cast(torch.nn.ModuleList, self._module.get_submodule(self._spec.modules.layers))
 
         def recorder(i: int) -> Any:
             def hook(module: Any, args: tuple, kwargs: dict) -> None:
@@ -937,27 +1032,27 @@ class StandardizedTransformer(TokenHelpers, TransformersModel):
     # -- model-level values -----------------------------------------------------------------------
 
     @property
-    def token_embeddings(self) -> torch.Tensor:
+    def token_embeddings(self) -> SavableTensor:
         """Output of the token embedding module, ``(batch, seq, hidden)`` (before any position
         embedding or scaling the model applies afterwards)."""
-        return self._token_embeddings.get()
+        return cast(SavableTensor, self._token_embeddings.get())
 
     @token_embeddings.setter
     def token_embeddings(self, value: torch.Tensor) -> None:
         self._token_embeddings.set(value)
 
     @property
-    def logits(self) -> torch.Tensor:
+    def logits(self) -> SavableTensor:
         """The model's logits, ``(batch, seq, vocab)``, after every final transform."""
-        return self.output.logits
+        return self.output.logits  # type: ignore[arg-type]  # NNsight's IEnvoy protocol types `path` Optional; Envoy's is a str
 
     @property
-    def next_token_probs(self) -> torch.Tensor:
+    def next_token_probs(self) -> SavableTensor:
         """Softmax of the last position's logits, ``(batch, vocab)`` (batches are left-padded)."""
-        return self.logits[:, -1, :].softmax(-1)
+        return cast(SavableTensor, self.logits[:, -1, :].softmax(-1))
 
     def _model_input(self, name: str) -> Any:
-        args, kwargs = self.inputs
+        args, kwargs = self.inputs  # type: ignore[arg-type]  # NNsight's IEnvoy protocol types `path` Optional; Envoy's is a str
         if name in kwargs:
             return kwargs[name]
         if name == "input_ids" and args:
@@ -965,12 +1060,12 @@ class StandardizedTransformer(TokenHelpers, TransformersModel):
         raise UnknownNameError(f"this trace passed no {name} to the model")
 
     @property
-    def input_ids(self) -> torch.Tensor:
+    def input_ids(self) -> SavableTensor:
         """Token ids the model receives, ``(batch, seq)``. Read it before any module."""
         return self._model_input("input_ids")
 
     @property
-    def attention_mask(self) -> torch.Tensor:
+    def attention_mask(self) -> SavableTensor:
         """Attention mask the model receives, ``(batch, seq)``. Read it before any module."""
         return self._model_input("attention_mask")
 
@@ -1084,9 +1179,9 @@ class StandardizedTransformer(TokenHelpers, TransformersModel):
 
     def _steer(self, layers: Any, steering_vector: Any, factor: Any, token_positions: Any, batch_index: Any) -> None:
         if not self._is_residual(steering_vector, 0, 0):
-            shape = tuple(steering_vector.shape) if isinstance(steering_vector, torch.Tensor) else type(steering_vector).__name__
+            got = tuple(steering_vector.shape) if isinstance(steering_vector, torch.Tensor) else type(steering_vector).__name__
             raise ShapeMismatchError(
-                f"steer(steering_vector=...): expected shape ({self._residual_text()},), got {shape}"
+                f"steer(steering_vector=...): expected shape ({self._residual_text()},), got {got}"
             )
         if isinstance(factor, bool) or not isinstance(factor, (int, float, torch.Tensor)) or (
             isinstance(factor, torch.Tensor) and factor.numel() != 1
@@ -1107,6 +1202,14 @@ class StandardizedTransformer(TokenHelpers, TransformersModel):
             if shape is None:
                 shape = (hidden.shape[0], hidden.shape[1])
                 rows, cols = self._steer_targets(wanted_rows, wanted_cols, *shape)
+            if cols is not None and hidden.shape[1] != shape[1]:
+                # A generation step after the first runs on the new token only (the rest is cached).
+                raise InputError(
+                    f"steer(token_positions=...): this forward holds {hidden.shape[1]} position(s), not the "
+                    f"prompt's {shape[1]}: inside model.generate, each step after the first runs on the newly "
+                    "generated token only; steer those steps without token_positions, and give "
+                    "token_positions only at step 0"
+                )
             delta = factor * steering_vector.to(device=hidden.device, dtype=hidden.dtype)
             if rows is None and cols is None:
                 self.layers_output[i] = hidden + delta
@@ -1220,10 +1323,10 @@ class StandardizedTransformer(TokenHelpers, TransformersModel):
 
     def _block_argument(self, i: int, name: str) -> Any:
         """Forward argument ``name`` of block ``i`` as the block receives it (None when not passed)."""
-        args, kwargs = self.layers[i].inputs
+        args, kwargs = self.layers[i].inputs  # type: ignore[arg-type]  # NNsight's IEnvoy protocol types `path` Optional; Envoy's is a str
         if name in kwargs:
             return kwargs[name]
-        block = self._module.get_submodule(self._spec.modules.layers)[i]
+        block = cast(torch.nn.ModuleList, self._module.get_submodule(self._spec.modules.layers))[i]
         parameters = list(inspect.signature(type(block).forward).parameters)[1:]
         position = parameters.index(name)
         return args[position] if position < len(args) else None

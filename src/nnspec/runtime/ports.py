@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 import torch
+
 from ..errors import InputError, ModelStructureError, OutOfOrderReadError, ShapeMismatchError
 from .readorder import step
 from .readorder import worker_memo as _worker_memo

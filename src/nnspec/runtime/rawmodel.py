@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import torch
 
-from ..compiler.schema import ATTENTION_KINDS, Branch, Spec
+from ..compiler.schema import ATTENTION_KINDS, Attention, Branch, Spec
 from ..errors import CapabilityUnavailableError, InputTypeError, UnsupportedArchitectureError
 from .adapter import Adapter, attention_for_layer, mlp_for_layer, text_config
 from .registry import adapter_for_model_type, model_types
@@ -31,7 +31,7 @@ class ModelFacts:
     spec: Spec  # the effective spec (overrides applied)
     config: Any  # the text config the spec's keys read
     structure: Structure
-    attention: tuple[Branch, ...]  # per layer
+    attention: tuple[Attention, ...]  # per layer
     mlp: tuple[Branch, ...]  # per layer
     final_modules: tuple[str, ...]  # ln_final and before_lm_head paths this model builds
 

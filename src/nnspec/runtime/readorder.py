@@ -70,6 +70,11 @@ def guarded(label: str, action: Any) -> Any:
     try:
         result = action()
     except _NNsightOutOfOrder as exc:
+        if step() != 0:
+            # Inside a `tracer.iter` / `tracer.all()` loop, NNsight ends a loop that asked for a
+            # step the run never made (the end of a generation) by throwing this error into the
+            # loop and warning; it recognises its own error object, so let it through unchanged.
+            raise
         layer = label.rsplit("[", 1)[-1].rstrip("]") if label.endswith("]") else None
         if layer is not None and layer.isdigit() and int(layer) in memo.get("skipped", ()):
             raise OutOfOrderReadError(

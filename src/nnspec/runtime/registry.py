@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any, Union
 
@@ -27,7 +27,7 @@ def model_types() -> dict[str, str]:
     return dict(_generated().MODEL_TYPES)
 
 
-@lru_cache(maxsize=None)
+@cache
 def adapter_by_name(name: str) -> Adapter:
     """The bundled adapter compiled from ``specs/<name>.toml``."""
     registry = _generated().ADAPTERS

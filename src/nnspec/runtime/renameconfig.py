@@ -18,8 +18,8 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass
 from enum import Enum
-from functools import lru_cache
-from typing import Any, Literal, Optional, Union
+from functools import cache
+from typing import Any, Literal, Optional, Union, cast
 
 import torch
 
@@ -131,7 +131,7 @@ def _backbone(spec: Spec) -> Optional[str]:
     return parts[0] if len(parts) > 1 else None
 
 
-@lru_cache(maxsize=None)
+@cache
 def name_tables() -> dict[str, tuple[str, ...]]:
     """Every module path the bundled specs name, by role (sorted): ``MODEL_NAMES`` (the modules
     holding the blocks, other than ``model``), ``LAYER_NAMES``, ``ATTENTION_NAMES`` and
@@ -161,7 +161,7 @@ def name_tables() -> dict[str, tuple[str, ...]]:
     return {key: tuple(sorted(values)) for key, values in found.items()}
 
 
-@lru_cache(maxsize=None)
+@cache
 def ignore_mlp_models() -> tuple[type, ...]:
     """The transformers causal-LM classes of the model types whose bundled spec has no MLP module."""
     import transformers
@@ -194,7 +194,7 @@ def expand_path_with_model(paths: list[str]) -> list[str]:
 def _keys_used(attribute: str) -> list[str]:
     counts = Counter(a.spec.config.key(attribute) for a in _adapters())
     counts.pop(None, None)
-    return [key for key, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return [key for key, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if key is not None]
 
 
 def default_attn_head_config_keys() -> list[str]:
@@ -268,7 +268,7 @@ def text_config(model: Any) -> Any:
 
 
 def _spec_key(model: Any, attribute: str) -> Optional[str]:
-    from .registry import model_types, adapter_for_model_type
+    from .registry import adapter_for_model_type, model_types
 
     config = getattr(model, "config", model)
     for candidate in (getattr(config, "model_type", None), getattr(text_config(model), "model_type", None)):
@@ -513,7 +513,7 @@ def adapter_for_rename_config(
                            [modules["ln_final"], *modules["before_lm_head"]]]
 
     per_layer = spec.attention.per_layer
-    block = root.get_submodule(modules["layers"])[0] if (rc.attn_name or rc.mlp_name) else None
+    block = cast(torch.nn.ModuleList, root.get_submodule(modules["layers"]))[0] if (rc.attn_name or rc.mlp_name) else None
     attn = tree.block_level("attn_name", rc.attn_name, block) if block is not None else None
     if attn is not None:
         if per_layer is not None and per_layer.modules:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 from ..errors import TinyCheckpointError
 
@@ -133,7 +133,7 @@ def _layer_count(config: dict[str, Any], old_layers: int) -> int:
     needed = MIN_LAYERS
     types = config.get("layer_types")
     if isinstance(types, list) and types:
-        first = {}
+        first: dict[str, int] = {}
         for i, kind in enumerate(map(str, types)):
             first.setdefault(kind, i)
         needed = max(needed, max(first.values()) + 1)
@@ -152,7 +152,7 @@ def _layer_count(config: dict[str, Any], old_layers: int) -> int:
     for key, period_key in LAYER_OFFSET_KEYS.items():
         offset, period = config.get(key), config.get(period_key)
         if all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (offset, period)):
-            needed = max(needed, offset + period)
+            needed = max(needed, cast(int, offset) + cast(int, period))  # both checked to be ints
     for table in (config, *(v for v in config.values() if isinstance(v, dict) and not _has_layer_count(v))):
         for key in LAYER_NUMBER_KEYS:
             numbers = [i for i in table.get(key) or () if isinstance(i, int) and not isinstance(i, bool)]
@@ -253,7 +253,7 @@ def _shrink_level(
     head_dim = HEAD_DIM
     old_head_dim = config.get("head_dim") if isinstance(config.get("head_dim"), int) else (
         old_hidden // old_heads if isinstance(old_hidden, int) and isinstance(old_heads, int) and old_heads else None)
-    positions = [config.get(k) for k in SIZE_KEYS["positions"] if isinstance(config.get(k), int)]
+    positions = [v for v in (config.get(k) for k in SIZE_KEYS["positions"]) if isinstance(v, int)]
     position_factor = max(positions) / MAX_POSITIONS if positions and max(positions) > MAX_POSITIONS else 1.0
 
     for key, value in config.items():
@@ -316,8 +316,8 @@ def _shrink_level(
         elif role == "ssm_state":
             put(key, SSM_STATE)
         elif role == "ssm_heads":
-            expand = _expand(config)
-            put(key, max(1, int(expand * HIDDEN) // HEAD_DIM))
+            inner = _expand(config)
+            put(key, max(1, int(inner * HIDDEN) // HEAD_DIM))
         elif role == "ssm_inner":
             put(key, _expand(config) * HIDDEN)
         elif role == "ssm_head_dim":
@@ -424,7 +424,7 @@ def shrink_config(config: dict[str, Any], vocab_size: int, special: dict[str, in
 
 
 #: Further keys that state a size or count (a spec's own ``[tiny.config]`` may set them too).
-SIZE_LIKE = (
+SIZE_LIKE: tuple[str, ...] = (
     "word_embed_proj_dim", "sliding_window", "attention_chunk_size", "n_shared_experts", "num_shared_experts",
     "num_nextn_predict_layers", "query_pre_attn_scalar", "kv_channels", "n_group", "topk_group", "layer_types",
     "attention_types", "layers_block_type", "moe_shared_expert_intermediate_size",
@@ -478,7 +478,7 @@ def apply_sizes(loaded: Any, shrunk: Shrunk) -> list[str]:
     checkpoint, but not the tiny one). Returns the attributes set."""
     done = []
     top = {k: v for k, v in shrunk.config.items() if not isinstance(v, (dict, list))}
-    for role, keys in SIZE_KEYS.items():
+    for _role, keys in SIZE_KEYS.items():
         values = {top[k] for k in keys if isinstance(top.get(k), int) and not isinstance(top.get(k), bool)}
         if len(values) != 1:
             continue

@@ -2,8 +2,8 @@
 
 A checkpoint is written with ``save_pretrained`` and meant to be loaded back through the real
 loading path (``from_pretrained`` / ``StandardizedTransformer(path)``). Built checkpoints are
-cached under ``$NNSPEC_CACHE`` (default ``~/.cache/nnspec``), keyed by spec, variant, the tiny
-config and the transformers version; concurrent builders (pytest-xdist workers) are safe because
+cached under :func:`cache_root` (``$NNSPEC_CACHE``, else ``$XDG_CACHE_HOME/nnspec``, else
+``~/.cache/nnspec``), keyed by spec, variant, the tiny config and the transformers version; concurrent builders (pytest-xdist workers) are safe because
 each builds in a private folder and renames it into place.
 """
 
@@ -42,8 +42,16 @@ _CORPUS = [
 
 
 def cache_root() -> Path:
-    """Where tiny checkpoints and tokenizers are cached (``$NNSPEC_CACHE`` or ``~/.cache/nnspec``)."""
-    return Path(os.environ.get("NNSPEC_CACHE", Path.home() / ".cache" / "nnspec"))
+    """Where tiny checkpoints and tokenizers are cached: ``$NNSPEC_CACHE`` when set, else
+    ``$XDG_CACHE_HOME/nnspec`` when that is set to an absolute path (as the XDG base directory
+    rules ask), else ``~/.cache/nnspec``. Empty variables count as unset; ``~`` is expanded."""
+    explicit = os.environ.get("NNSPEC_CACHE", "").strip()
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    if xdg and os.path.isabs(os.path.expanduser(xdg)):
+        return Path(xdg).expanduser() / "nnspec"
+    return Path.home() / ".cache" / "nnspec"
 
 
 def _train_tokenizer(kind: str) -> Any:

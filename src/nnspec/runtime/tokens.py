@@ -9,17 +9,33 @@ default instead always prepends one; on a tokenizer that adds none (GPT-2's) the
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union, cast
 
 import torch
 
 from ..errors import InputError, InputTypeError, PositionError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from .accessors import SavableTensor
 
 TokensInput = Union[str, Sequence[str]]
 
 
 class TokenHelpers:
     """Mixin of :class:`~nnspec.StandardizedTransformer`: tokenizing, decoding, and ``test_prompt``."""
+
+    if TYPE_CHECKING:  # provided by the model class this mixes into
+        tokenizer: PreTrainedTokenizerBase
+        vocab_size: int
+        dispatched: bool
+        _module: torch.nn.Module
+
+        @property
+        def logits(self) -> SavableTensor: ...
+
+        def trace(self, *inputs: Any, **kwargs: Any) -> Any: ...
 
     # -- encoding ---------------------------------------------------------------------------------
 
@@ -100,7 +116,7 @@ class TokenHelpers:
         if isinstance(input, (list, tuple)) and input and all(isinstance(t, int) and not isinstance(t, bool) for t in input):
             return self._decode_each(list(input))
         if isinstance(input, (list, tuple)) and input and all(isinstance(t, str) for t in input):
-            return [self.to_str_tokens(p, prepend_bos, padding_side) for p in input]  # type: ignore[misc]
+            return cast("list[list[str]]", [self.to_str_tokens(p, prepend_bos, padding_side) for p in input])
         raise InputTypeError(
             f"to_str_tokens(input=...): expected a string, a list of strings, or token ids, got {type(input).__name__}"
         )

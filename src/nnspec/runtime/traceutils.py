@@ -11,7 +11,7 @@ import torch
 try:  # the tensor stand-in NNsight hands out while a trace is being built
     from nnsight.tracing.hint import Object as _TraceObject
 except ImportError:  # pragma: no cover - other NNsight layouts
-    _TraceObject = torch.Tensor
+    _TraceObject = torch.Tensor  # type: ignore[misc, assignment]
 
 #: A value read inside a trace: a tensor (NNsight 0.8 runs the trace body on real values), or
 #: NNsight's stand-in while a trace is only being built.

@@ -68,14 +68,32 @@ def build_model(model_type: str, options: Optional[dict[str, Any]] = None) -> tu
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     check_model_type(model_type)
-    overrides = tiny_overrides(model_type)
-    config = AutoConfig.for_model(model_type, **{**overrides, **(options or {})})
-    torch.manual_seed(0)
     try:
-        model = AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=torch.float32)
-    except (ValueError, TypeError):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        overrides = tiny_overrides(model_type)
+        config = AutoConfig.for_model(model_type, **{**overrides, **(options or {})})
+        torch.manual_seed(0)
+        try:
+            model = AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=torch.float32)
+        except (ValueError, TypeError):
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    except Exception as exc:  # noqa: BLE001 - config classes raise many kinds; the user gets one line
+        raise ScaffoldError(_config_problem(model_type, exc)) from exc
     return model.eval(), overrides
+
+
+def _config_problem(model_type: str, exc: BaseException) -> str:
+    """One line saying why no tiny ``model_type`` model could be built, naming the config keys the
+    error names (the innermost cause of a validation error says what is wrong)."""
+    from transformers import AutoConfig
+
+    cause: BaseException = exc
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    text = " ".join(str(cause).split()) or type(cause).__name__
+    keys = sorted(set(AutoConfig.for_model(model_type).to_dict()) & set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text)))
+    named = f" (config key{'s' if len(keys) > 1 else ''} {', '.join(keys)})" if keys else ""
+    return (f"cannot build a tiny {model_type} model from its default config with small sizes{named}: {text[:300]}; "
+            "draft from a checkpoint folder instead (nnspec scaffold PATH)")
 
 
 def load_model(path: str) -> torch.nn.Module:
@@ -369,13 +387,42 @@ def _leaves(d: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): d}
 
 
-def closest_parent(spec: dict[str, Any], specs: dict[str, Any]) -> tuple[Optional[str], dict[str, Any]]:
-    """The bundled spec sharing the most facts with ``spec`` (ignoring names and tiny configs),
-    and ``spec`` reduced to what differs from it."""
+def serving_spec(model_type: str, specs: dict[str, Any]) -> Optional[str]:
+    """The bundled spec nnspec uses for ``model_type`` today (None: none serves it). Where several
+    list the type, the registry's choice wins, then the first by name."""
+    from ..errors import UnsupportedArchitectureError
+    from ..runtime.registry import adapter_for_model_type
+
+    try:
+        registered: Optional[str] = adapter_for_model_type(model_type).spec.name
+    except UnsupportedArchitectureError:
+        registered = None
+    serving = sorted(name for name, loaded in specs.items() if model_type in loaded.spec.model_types)
+    return registered if registered in serving else (serving[0] if serving else registered if registered in specs else None)
+
+
+#: How the scaffold chooses the spec a draft extends (written into the draft's header).
+PARENT_RULE = (
+    "The parent is the bundled spec that serves this model type, where one does (its own parent when this draft "
+    "takes its name); otherwise the bundled spec sharing the most probed facts (minus facts it states that this "
+    "model lacks)."
+)
+
+
+def closest_parent(spec: dict[str, Any], specs: dict[str, Any], prefer: Optional[str] = None) -> tuple[Optional[str], dict[str, Any]]:
+    """The parent for ``spec`` and ``spec`` reduced to what differs from it.
+
+    The parent is ``prefer`` (the bundled spec serving the model type) when given and among
+    ``specs``; otherwise the bundled spec sharing the most facts with ``spec`` (ignoring names and
+    tiny configs). With a preferred parent, attention sources the probe could not establish are
+    inherited (the checks then decide) rather than cleared."""
     ignore = ("name", "model_types", "description", "tiny", "variants", "overrides", "extends")
     mine = {k: v for k, v in _leaves({k: v for k, v in spec.items() if k not in ignore}).items()}
     best, best_score = None, -1
     for other_name, loaded in specs.items():
+        if prefer in specs:
+            best = prefer
+            break
         theirs = _leaves({k: v for k, v in loaded.spec.model_dump(mode="json").items() if k not in ignore})
         score = sum(1 for k, v in mine.items() if _norm(theirs.get(k)) == _norm(v)) - sum(
             1 for k, v in theirs.items() if k not in mine and v not in (None, "", [], False, 0, "tensor", "sequential", "softmax", "scaled_dot_product", "output", -1)
@@ -395,12 +442,17 @@ def closest_parent(spec: dict[str, Any], specs: dict[str, Any]) -> tuple[Optiona
     # Attention sources the parent declares and the draft found none of: clear them (the checks
     # then decide; see `_settle_attention`).
     for field in ("probabilities", "queries", "keys", "values", "per_head_output"):
+        if best == prefer:
+            break
         if merged.get("attention", {}).get(field) and field not in spec.get("attention", {}):
             reduced.setdefault("attention", {})[field] = ""
     # Everything the parent states and this model does not: clear it.
     for key, value in _leaves({k: merged.get(k) for k in ("attention", "mlp", "limits", "logits")}).items():
         section, _, leaf = key.partition(".")
         if leaf and "." not in leaf and value not in (None, "", [], False) and leaf not in spec.get(section, {}):
+            sources = ("probabilities", "queries", "keys", "values", "per_head_output", "output_projection")
+            if best == prefer and section == "attention" and leaf in sources:
+                continue
             if section in ("attention", "mlp") and leaf in ("probabilities", "queries", "keys", "values", "per_head_output", "output_projection", "contribution", "includes_residual", "scale"):
                 reduced.setdefault(section, {})[leaf] = ""
             if section == "limits" and leaf == "contribution":
@@ -567,11 +619,69 @@ def _settle(body: dict[str, Any], name: str, check: bool) -> list[Any]:
 
 
 
+def package_dir() -> Path:
+    """The folder of the imported ``nnspec`` package."""
+    return Path(__file__).resolve().parent.parent
+
+
+def _source_checkout(package: Path) -> bool:
+    """Whether ``package`` is ``src/nnspec`` of a source checkout (its ``pyproject.toml`` names nnspec),
+    where new bundled specs are added to ``specs/``."""
+    pyproject = package.parent.parent / "pyproject.toml"
+    if package.parent.name != "src" or not pyproject.is_file():
+        return False
+    try:
+        return re.search(r'^name\s*=\s*"nnspec"\s*$', pyproject.read_text(encoding="utf-8"), re.M) is not None
+    except OSError:
+        return False
+
+
+def package_path_problem(path: Path) -> Optional[str]:
+    """Why a drafted spec may not be written to ``path`` (None when it may).
+
+    Nothing is written inside the installed nnspec package; in a source checkout, only its
+    ``specs/`` folder (where bundled specs live) takes new files."""
+    package = package_dir()
+    target = Path(path).expanduser().resolve()
+    if target != package and package not in target.parents:
+        return None
+    specs = package / "specs"
+    if _source_checkout(package) and target.parent == specs:
+        return None
+    where = f"inside the nnspec package ({package})"
+    if _source_checkout(package):
+        return f"{where}; in a source checkout only {specs} takes new spec files"
+    return f"{where}, which an upgrade replaces; write the draft elsewhere (the current folder by default) and load it with spec=PATH"
+
+
+def _own_name_note(model_type: str, name: str, bundled: dict[str, Any]) -> tuple[Optional[str], Optional[str]]:
+    """For a draft named like the bundled spec serving ``model_type`` (which it cannot extend: a
+    spec cannot extend itself): that spec's own parent, the next best one, and a header note."""
+    served = serving_spec(model_type, bundled)
+    if served is None or served != name:
+        return None, None
+    lineage = bundled[served].lineage
+    note = (f"model type {model_type!r} is served by the bundled spec {served!r}, which this draft of the same name "
+            f"shadows where it is loaded; draft with --name NEW_NAME to get a spec that extends {served!r}")
+    return (lineage[-2] if len(lineage) > 1 else None), note
+
+
 def scaffold(target: str, output: Optional[Path] = None, name: Optional[str] = None, check: bool = True) -> tuple[Path, list[Any], Optional[str]]:
     """Draft a spec for ``target`` (a model type or a checkpoint path), verify it, write it.
 
+    ``output`` is the spec file to write, or a folder to write ``NAME.toml`` into; by default
+    ``NAME.toml`` in the current folder. A path inside the installed nnspec package is refused
+    (:class:`ScaffoldError`) before anything is built.
+
     Returns ``(path written, conformance results, parent spec)``.
     """
+    if output is not None and not Path(output).is_dir():
+        problem = package_path_problem(Path(output))
+        if problem:
+            raise ScaffoldError(f"{output}: {problem}")
+    bundled = load_all(BUNDLED_DIR)
+    if output is not None and not Path(output).is_dir() and name is None:
+        name = Path(output).stem  # a spec's name is its file's stem
     if Path(target).exists() or "/" in target:
         model = load_model(target)
         model_type, tiny_config = model.config.model_type, tiny_overrides(model.config.model_type)
@@ -589,21 +699,46 @@ def scaffold(target: str, output: Optional[Path] = None, name: Optional[str] = N
     facts = discover(model, model_type)
     name = name or model_type.replace("-", "_")
     draft = facts_to_spec(facts, name, tiny_config)
-    specs = {k: v for k, v in load_all(BUNDLED_DIR).items() if k != name}
-    parent, reduced = closest_parent(draft, specs)
+    # A parent must not lead back to this spec: `opt` cannot extend `biogpt`, which extends `opt`
+    # (loaded next to the draft, the name would resolve to the draft itself).
+    specs = {k: v for k, v in bundled.items() if k != name and name not in v.lineage}
+    ancestor, shadowing = _own_name_note(model_type, name, bundled)
+    if shadowing:
+        facts.notes.append(shadowing)
+    serving = serving_spec(model_type, specs) or ancestor
+    if serving is not None:
+        # The serving spec's hand-written attention sources are inherited, not declared missing.
+        stated = specs[serving].spec.attention.model_dump(mode="json")
+        limits = draft.get("limits", {})
+        for limit, fields in (("attention_probabilities", ("probabilities",)), ("qkv", ("queries", "keys", "values")),
+                              ("per_head_output", ("per_head_output",))):
+            if limit in limits and all(stated.get(f) for f in fields):
+                limits.pop(limit)
+        if "limits" in draft and not limits:
+            draft.pop("limits")
+    parent, reduced = closest_parent(draft, specs, prefer=serving)
     body = {"name": name}
     if parent:
         body["extends"] = parent
     body.update({k: v for k, v in reduced.items() if k != "name"})
     if options:
         body["variants"] = {"checkpoint_options": options}
-    output = output or BUNDLED_DIR / f"{name}.toml"
+    if output is None or Path(output).is_dir():
+        output = Path(output or Path.cwd()) / f"{name}.toml"
+    problem = package_path_problem(output)
+    if problem:
+        raise ScaffoldError(f"{output}: {problem}")
     results = _settle(body, name, check)
     passed = [r.check for r in results if r.passed]
     failed = [r for r in results if not r.passed]
     header = [
         f"{name}: drafted by `nnspec scaffold {target}` from a probed tiny {model_type} model.",
-        f"extends {parent}: the closest bundled spec; only what differs is stated." if parent else "no bundled spec is close.",
+        (f"extends {parent}: the parent of the bundled spec {name} serving {model_type}; only what differs is stated."
+         if parent == serving == ancestor and shadowing else
+         f"extends {parent}: the bundled spec serving {model_type}; only what differs is stated." if parent == serving
+         else f"extends {parent}: the closest bundled spec by structure; only what differs is stated.") if parent
+        else "no bundled spec is close.",
+        PARENT_RULE,
     ]
     if check:
         header.append(f"conformance at draft time: {len(passed)}/{len(results)} checks pass (base checkpoint and variants)")

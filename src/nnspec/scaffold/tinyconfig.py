@@ -31,6 +31,12 @@ SMALL: dict[str, Any] = {
     "decoder_layers": 3, "encoder_layers": 3, "encoder_attention_heads": 4, "encoder_ffn_dim": 128,
 }
 
+#: The spellings of the layer count.
+LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
+
+#: Lists naming each layer's kind (a hybrid's attention or state-space layers).
+LAYER_KINDS = ("layer_types", "layers_block_type", "block_types")
+
 #: Options real checkpoints turn on that tiny defaults leave off (values as shipped checkpoints use).
 #: The scaffold probes with the ones a model type has, and writes them as a variant.
 CHECKPOINT_OPTIONS: dict[str, Any] = {
@@ -49,10 +55,6 @@ CHECKPOINT_OPTIONS: dict[str, Any] = {
     "tie_word_embeddings": True,
 }
 
-#: Keys that must stay consistent with the layer count (lists per layer are cut to 3 entries).
-PER_LAYER_LISTS = ("layer_types", "layers_block_type", "block_types", "mlp_only_layers", "attention_layer_indices")
-
-
 def tiny_overrides(model_type: str) -> dict[str, Any]:
     """Config overrides that make ``model_type`` tiny (about 100k-1M parameters)."""
     from transformers import AutoConfig
@@ -69,20 +71,21 @@ def tiny_overrides(model_type: str) -> dict[str, Any]:
     for alias, target in aliases.items():
         if alias in overrides and target in overrides:
             overrides.pop(alias)
-    layers = next((overrides[k] for k in ("num_hidden_layers", "n_layer", "num_layers", "n_layers") if k in overrides), 3)
-    for key in PER_LAYER_LISTS:
+    layers = next((overrides[k] for k in LAYER_KEYS if k in overrides), 3)
+    for key in LAYER_KINDS:  # often derived from other keys: read as attributes, not from to_dict()
         value = getattr(base, key, None)
-        if not _settable(base, key) or not isinstance(value, (list, tuple)) or len(value) <= layers:
-            continue
-        if key in ("layer_types", "layers_block_type", "block_types"):
-            kinds = list(value[:layers])
-            # Keep at least one softmax-attention layer of a hybrid, so the tiny model has a cache.
-            full = next((v for v in value if "full" in str(v) or str(v) == "attention"), None)
-            if full is not None and full not in kinds:
-                kinds[-1] = full
-            overrides[key] = kinds
-        else:
-            overrides[key] = [v for v in value if isinstance(v, int) and v < layers]
+        if _settable(base, key) and isinstance(value, (list, tuple)) and len(value) > layers:
+            overrides[key] = _keep_attention(list(value), list(value[:layers]))
+    # Other values with one entry per layer: a config class that derives one from the new layer
+    # count keeps its own; one it keeps as given (or cannot build) takes the cut default.
+    try:
+        built: Any = AutoConfig.for_model(model_type, **overrides).to_dict()
+    except Exception:  # noqa: BLE001 - the config is inconsistent: every layer-dependent value is cut
+        built = None
+    for key, value in _layer_dependent(base, layers).items():
+        stale = built is None or _full_length(built.get(key), base, key)
+        if stale and value != base.to_dict().get(key) and key in known and key not in overrides and key not in SMALL and _settable(base, key):
+            overrides[key] = value
     vocab = overrides.get("vocab_size", 384)
     for key, small in (("pad_token_id", 0), ("bos_token_id", 1), ("eos_token_id", 2)):
         value = getattr(base, key, None)
@@ -91,6 +94,57 @@ def tiny_overrides(model_type: str) -> dict[str, Any]:
         elif isinstance(value, list) and any(v >= vocab for v in value):
             overrides[key] = small
     return overrides
+
+
+def _layer_dependent(base: Any, layers: int) -> dict[str, Any]:
+    """The per-layer values of ``base`` (a default config) cut to ``layers`` layers.
+
+    Which keys depend on the layer count is the shrinker's knowledge (:mod:`nnspec.runtime.shrink`:
+    any list with one entry per layer, lists of layer indices, per-layer pattern strings, layer
+    counts); it is read from there, not repeated here. Lists of layer kinds keep one
+    softmax-attention layer (see :func:`_keep_attention`)."""
+    from ..runtime.shrink import LAYER_COUNT_KEYS, LAYER_INDEX_KEYS, LAYER_NUMBER_KEYS, LAYER_PATTERN_KEYS
+
+    default = base.to_dict()
+    old = next((default[k] for k in LAYER_KEYS if _count(default.get(k))), None)
+    if old is None or old <= layers:
+        return {}
+    found: dict[str, Any] = {}
+    for key, value in default.items():
+        if isinstance(value, (list, tuple)) and len(value) == old:  # one entry per layer
+            kept = list(value[:layers])
+            found[key] = _keep_attention(list(value), kept) if all(isinstance(v, str) for v in value) else kept
+        elif key in LAYER_INDEX_KEYS and isinstance(value, (list, tuple)):
+            kept = [i for i in value if _count(i) and i < layers]
+            found[key] = kept if kept or not value else [layers - 1]  # a kind cut to nothing keeps the last layer
+        elif key in LAYER_NUMBER_KEYS and isinstance(value, (list, tuple)):  # 1-based layer numbers
+            found[key] = [i for i in value if _count(i) and 1 <= i <= layers]
+        elif key in LAYER_PATTERN_KEYS and isinstance(value, str) and len(value) == old:
+            found[key] = value[:layers]
+        elif key in LAYER_COUNT_KEYS and _count(value) and value > layers:
+            found[key] = layers if key == "max_window_layers" else min(value, 1)
+    return found
+
+
+def _keep_attention(before: list[Any], after: list[Any]) -> list[Any]:
+    """A hybrid's per-layer kinds cut short keep one softmax-attention layer (the tiny model then
+    has a cache and attention to check): the last kept layer takes that kind."""
+    full = next((v for v in before if "full" in str(v) or str(v) == "attention"), None)
+    if full is None or full in after or not after:
+        return after
+    return [*after[:-1], full]
+
+
+def _full_length(value: Any, base: Any, key: str) -> bool:
+    """Whether ``value`` (a built config's ``key``) still has the default config's length."""
+    default = base.to_dict().get(key)
+    if isinstance(value, (list, tuple, str)) and isinstance(default, (list, tuple, str)):
+        return len(value) == len(default)
+    return value == default
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def checkpoint_options(model_type: str) -> dict[str, Any]:
