@@ -1,5 +1,6 @@
 """nnspec scaffold: per-layer config lists follow the tiny layer count, and a draft extends the
-bundled spec that serves its model type (or is refused when it would take that spec's name)."""
+bundled spec that serves its model type (or, when it takes that spec's own name, that spec's parent,
+saying so in its header)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
-import tomllib
 from transformers import AutoConfig
 
 from nnspec.compiler.loader import BUNDLED_DIR
 from nnspec.scaffold.tinyconfig import tiny_overrides
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 
 def nnspec(*args: str) -> subprocess.CompletedProcess:

@@ -169,6 +169,8 @@ def run(package: str = "nnspec", python: str = sys.executable, jobs: Optional[st
         reasons: Optional[dict[str, str]] = None, pytest_args: tuple[str, ...] = ()) -> dict[str, str]:
     """Run the suite with ``python`` against ``package``; returns each test's outcome (and fills
     ``reasons`` with each failure's or skip's message when given)."""
+    if shutil.which(python) is None:
+        raise HarnessError(f"--python {python!r}: no such interpreter")
     python = str(Path(python).absolute())  # pytest runs in the suite's folder
     hub = cache_dir() / "hub"
     ids = install_checkpoints(hub)

@@ -42,13 +42,14 @@ from .adapter import (
 )
 from .batching import columns
 from .inputs import check_encoding, check_invoke, invoke_mask, position_limit, split_model_kwargs, warn_right_padding
-from .loading import auto_class, pipeline_accepts
+from .loading import auto_class, load_tokenizer, pipeline_accepts
 from .ports import ContributionPort, InputPort, MixerStatePort, OutputPort, with_prefix
 from .readorder import ATTENTION_INTERNALS, worker_memo
 from .registry import SpecArgument, resolve_adapter
 from .sources import SourcePort, label_for
-from .structure import BranchFacts, Structure, check_module_paths, check_overrides, check_structure, module_absent
+from .structure import BranchFacts, Structure, check_module_paths, check_overrides, check_structure
 from .tokens import TokenHelpers
+from .unembed import final_module_paths
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -126,13 +127,11 @@ def _layer_passes(spec: Spec, config: Any, source: str, num_layers: int) -> list
 
 
 def _load_tokenizer(model: Any, trust_remote_code: bool, revision: Optional[str], extra: Optional[dict] = None) -> Any:
-    from transformers import AutoTokenizer
-
     config: Any = model.config if isinstance(model, torch.nn.Module) else None
     source = config.name_or_path if config is not None else str(model)
     if not source:
         raise InputError("this model carries no name_or_path to load a tokenizer from: pass tokenizer=")
-    return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, revision=revision, **(extra or {}))
+    return load_tokenizer(source, trust_remote_code, revision, **(extra or {}))
 
 
 def _indices(value: Any, label: str) -> list[int]:
@@ -419,9 +418,7 @@ class StandardizedTransformer(TokenHelpers, TransformersModel):
             structure = Structure(num_layers=len(cast(torch.nn.ModuleList, self._module.get_submodule(effective.modules.layers))))
         self._structure = structure
         modules = effective.modules
-        self._final_modules = [
-            p for p in modules.final() if not (p in modules.optional and module_absent(self._module, p))
-        ]
+        self._final_modules = final_module_paths(self._module, effective)
         # Why `ln_final` names no module on this model (None: it names one).
         self._no_ln_final: Optional[str] = None
         if modules.ln_final is None:
