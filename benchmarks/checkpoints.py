@@ -29,8 +29,8 @@ def build(name: str, root: Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from nnspec.runtime import tiny
     from nnspec.runtime.registry import adapter_by_name
+    from nnspec.verification import tiny
 
     folder = root / name
     if (folder / "config.json").is_file():

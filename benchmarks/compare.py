@@ -91,7 +91,7 @@ def max_abs_diff(files: dict[str, Path], baseline: str) -> dict[str, dict[str, A
     """Each candidate's answer against the baseline's: ``{candidate: {diff, matches}}``."""
     import torch
 
-    from nnspec.runtime.conformance import TOLERANCE
+    from nnspec.verification.conformance import TOLERANCE
 
     if baseline not in files:
         return {}
@@ -226,7 +226,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     import peer
     from checkpoints import build
-    from nnspec.runtime.tiny import cache_root
+
+    from nnspec.verification.tiny import cache_root
 
     peer_info: dict[str, Any] = {"requirements": (HERE / "peer-requirements.txt").read_text()}
     peer_python = None

@@ -32,7 +32,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import torch  # noqa: E402
-
 from workloads import token_batch  # noqa: E402
 
 TINY = {"tiny-llama": "llama", "tiny-gpt2": "gpt2"}
@@ -41,8 +40,8 @@ SEQ, BATCH = 8, 2
 
 
 def checkpoint_path(name: str, cache: Optional[Path]) -> Path:
-    from nnspec.runtime import tiny
     from nnspec.runtime.registry import adapter_by_name
+    from nnspec.verification import tiny
 
     if name in TINY:
         return tiny.checkpoint(adapter_by_name(TINY[name]).spec)

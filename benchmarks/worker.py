@@ -50,9 +50,8 @@ OPS = ("versions", "open", "prepare", "time", "memory", "result", "close")
 
 class Worker:
     def __init__(self, candidate: str) -> None:
-        from candidates import CANDIDATES
-
         import torch
+        from candidates import CANDIDATES
         from transformers.utils import logging
 
         torch.set_num_threads(1)

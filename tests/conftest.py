@@ -15,9 +15,9 @@ from typing import Optional  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from nnspec.runtime import conformance, tiny  # noqa: E402
-from nnspec.runtime.matrix import quiet_transformers  # noqa: E402
 from nnspec.runtime.registry import adapter_by_name  # noqa: E402
+from nnspec.verification import conformance, tiny  # noqa: E402
+from nnspec.verification.matrix import quiet_transformers  # noqa: E402
 
 torch.set_num_threads(1)
 quiet_transformers()

@@ -40,7 +40,7 @@ def test_the_bias_is_part_of_the_contribution(biased: Path) -> None:
 
 
 def test_setting_it_keeps_the_bias(biased: Path) -> None:
-    from nnspec.runtime.conformance import load_subject, run_checks
+    from nnspec.verification.conformance import load_subject, run_checks
 
     subject = load_subject("gnj-bias", biased)
     results = {r.check: r for r in run_checks(subject, ["contribution", "edit_attentions_output", "read_order"])}

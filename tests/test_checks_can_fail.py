@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nnspec.runtime import conformance, tiny
 from nnspec.runtime.registry import adapter_by_name
+from nnspec.verification import conformance, tiny
 
 from .conftest import checkpoint
 
@@ -70,7 +70,7 @@ def test_wrong_spec_fails_with_location_and_size(base: str, tmp_path: Path) -> N
 def test_read_order_row_catches_a_runtime_that_reads_in_model_order_only(base: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """BLOOM's contribution needs the attention's input residual, Falcon binds values before
     rotary: without fetching those early, the documented order fails, and the row must say so."""
-    from nnspec.runtime.model import StandardizedTransformer
+    from nnspec import StandardizedTransformer
 
     monkeypatch.setattr(StandardizedTransformer, "_fetch_early", lambda self, name, i: None)
     subject = conformance.load_subject(base, checkpoint(base))
@@ -79,8 +79,8 @@ def test_read_order_row_catches_a_runtime_that_reads_in_model_order_only(base: s
 
 
 def test_out_of_order_read_names_the_standard_values() -> None:
+    from nnspec import StandardizedTransformer
     from nnspec.errors import OutOfOrderReadError
-    from nnspec.runtime.model import StandardizedTransformer
 
     model = StandardizedTransformer(checkpoint("gpt2"))
     with pytest.raises(OutOfOrderReadError, match=r"layers_input\[0\] was requested, after layers_output\[1\].*layers_input, mixers_input, attentions_input"):

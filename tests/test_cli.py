@@ -36,7 +36,7 @@ def test_tiny_unknown_spec_and_variant(tmp_path: Path) -> None:
 def test_check_runs_every_check_on_a_local_model() -> None:
     result = nnspec("check", str(checkpoint("mistral")))
     assert result.returncode == 0, result.stdout + result.stderr
-    from nnspec.runtime.conformance import CHECKS
+    from nnspec.verification.conformance import CHECKS
 
     assert result.stdout.count("pass ") == len(CHECKS)
 

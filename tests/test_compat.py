@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from nnspec.runtime import compat
+from nnspec.verification import compatibility
 
 
 def run(tmp: Path, name: str, transformers: str, nnsight: str, rows: list, schema: int = 2) -> None:
@@ -32,26 +33,26 @@ def test_merge_table_and_gaps(tmp_path: Path) -> None:
     run(tmp_path, "b", "4.57.6", "0.8.1", [row("gpt2"), row("qwen3_next", unavailable="transformers 4.57.6 has no model type 'qwen3_next'")], schema=2)
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "gap.json").write_text(json.dumps({"transformers": "9.0.0", "nnsight": "0.8.1", "reason": "the package registry does not serve transformers 9.0.0"}))
-    data = compat.merge(tmp_path)
+    data = compatibility.merge(tmp_path)
     assert [r["transformers"] for r in data["runs"]] == ["4.57.6", "5.24.0"]
     newest = data["runs"][1]["specs"]
     assert newest["gpt2"]["status"] == "pass" and newest["llama"]["status"] == "fail"
     assert "llama/tied logits" in newest["llama"]["failed"]
     assert data["runs"][0]["specs"]["qwen3_next"]["status"] == "unavailable"
-    page = compat.markdown(data)
+    page = compatibility.markdown(data)
     assert "| llama | - | **FAIL** |" in page and "| qwen3_next | n/a | - |" in page
     assert "registry does not serve transformers 9.0.0" in page and "## Failing rows" in page
 
 
 def test_old_and_unknown_result_layouts(tmp_path: Path) -> None:
     run(tmp_path, "old", "5.2.0", "0.8.1", [{"spec": "gpt2", "variant": None, "error": "", "results": []}], schema=1)
-    assert compat.merge(tmp_path)["runs"][0]["specs"]["gpt2"]["status"] == "pass"
+    assert compatibility.merge(tmp_path)["runs"][0]["specs"]["gpt2"]["status"] == "pass"
     run(tmp_path, "future", "5.3.0", "0.8.1", [], schema=7)
-    with pytest.raises(compat.CompatibilityDataError, match=r"future/matrix.json: matrix results schema 7"):
-        compat.merge(tmp_path)
+    with pytest.raises(compatibility.CompatibilityDataError, match=r"future/matrix.json: matrix results schema 7"):
+        compatibility.merge(tmp_path)
     bad = tmp_path / "compatibility.json"
     bad.write_text(json.dumps({"schema": 0, "runs": []}))
-    with pytest.raises(compat.CompatibilityDataError, match="expected 1"):
+    with pytest.raises(compatibility.CompatibilityDataError, match="expected 1"):
         compat.load(bad)
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from nnspec.runtime import conformance
-from nnspec.runtime.conformance import CHECKS
-from nnspec.runtime.matrix import row_label, subjects
+from nnspec.verification import conformance
+from nnspec.verification.conformance import CHECKS
+from nnspec.verification.matrix import row_label, subjects
 
 from .conftest import checkpoint
 

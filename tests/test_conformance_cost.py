@@ -10,9 +10,9 @@ from typing import Any, Optional
 
 import pytest
 
-from nnspec.runtime import conformance, tiny
-from nnspec.runtime.model import StandardizedTransformer
+from nnspec import StandardizedTransformer
 from nnspec.runtime.registry import adapter_by_name
+from nnspec.verification import conformance, tiny
 
 from .conftest import checkpoint
 

@@ -22,7 +22,7 @@ from nnspec.interventions import (
 )
 from nnspec.nnsight_utils import collect_activations, collect_token_activations_batched, get_token_activations
 from nnspec.prompt_utils import Prompt, TargetTokenizationError, get_first_tokens, run_prompts
-from nnspec.runtime import tiny
+from nnspec.verification import tiny
 
 from .conftest import checkpoint
 

@@ -10,7 +10,7 @@ import torch
 
 from nnspec.compiler.schema import SourceRef
 from nnspec.errors import ModelStructureError
-from nnspec.runtime import conformance
+from nnspec.verification import conformance
 
 from .conftest import checkpoint
 
@@ -56,7 +56,7 @@ def test_sink_probabilities_leave_the_sink_share_out() -> None:
 def test_sinks_must_name_an_attribute_of_the_attention(tmp_path: Path) -> None:
     spec_file = tmp_path / "gpt_oss_wrong.toml"
     spec_file.write_text('name = "gpt_oss_wrong"\nextends = "gpt_oss"\nmodel_types = ["gpt_oss"]\n[attention]\nsinks = "sink_logits"\n')
-    from nnspec.runtime.model import StandardizedTransformer
+    from nnspec import StandardizedTransformer
 
     with pytest.raises(ModelStructureError, match=r"attention\.sinks = 'sink_logits'"):
         StandardizedTransformer(checkpoint("gpt_oss"), spec=str(spec_file))

@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from nnspec import StandardizedTransformer
+from nnspec.cache import run_with_cache
 from nnspec.compiler.schema import PerLayer
 from nnspec.errors import CapabilityUnavailableError
 from nnspec.runtime.adapter import rename_dict
-from nnspec.runtime.cache import run_with_cache
-from nnspec.runtime.model import StandardizedTransformer
 from nnspec.runtime.registry import adapter_by_name
 
 from .conftest import checkpoint
@@ -80,8 +80,8 @@ def test_cache_takes_what_each_layer_has_and_decomposes(nemotron: StandardizedTr
 
 
 def test_helpers_refuse_an_unserved_value_before_running(nemotron: StandardizedTransformer, mamba: StandardizedTransformer) -> None:
-    from nnspec.runtime.activations import collect_activations
-    from nnspec.runtime.gradients import gradients
+    from nnspec.activations import collect_activations
+    from nnspec.gradients import gradients
 
     with pytest.raises(CapabilityUnavailableError, match=r"mlps_output\[0\]"):
         run_with_cache(nemotron, PROMPT, names=["mlps_output"])
@@ -127,7 +127,8 @@ def test_mixer_states_are_the_cache_state_and_read_only(mamba: StandardizedTrans
 
 
 def test_mixer_states_check_catches_a_port_reading_another_layer(monkeypatch: pytest.MonkeyPatch) -> None:
-    from nnspec.runtime import conformance, ports
+    from nnspec.runtime import ports
+    from nnspec.verification import conformance
 
     subject = conformance.load_subject("mamba", checkpoint("mamba"))
     original = ports.MixerStatePort.get

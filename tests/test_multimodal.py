@@ -157,7 +157,7 @@ def test_the_class_follows_what_the_spec_describes() -> None:
 
 
 def test_the_rope_split_between_position_streams_follows_the_head_size() -> None:
-    from nnspec.runtime.shrink import shrink_config
+    from nnspec.verification.shrink import shrink_config
 
     config = {
         "model_type": "qwen2_5_vl", "hidden_size": 3584, "num_attention_heads": 28,
@@ -171,7 +171,7 @@ def test_the_rope_split_between_position_streams_follows_the_head_size() -> None
 def test_sub_config_sizes_left_to_defaults_are_shrunk(tmp_path: Path) -> None:
     from transformers import AutoConfig
 
-    from nnspec.runtime.tiny import build_from_config
+    from nnspec.verification.tiny import build_from_config
 
     # A published LLaVA config states only what differs from the Llama and CLIP defaults.
     config = {

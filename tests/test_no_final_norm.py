@@ -31,8 +31,8 @@ def test_list_outputs_are_picked_and_replaced_as_lists() -> None:
 
 def test_model_without_final_norm(tmp_path) -> None:
     from nnspec import StandardizedTransformer
-    from nnspec.runtime import tiny
     from nnspec.runtime.registry import adapter_by_name
+    from nnspec.verification import tiny
 
     path = tiny.build(adapter_by_name("openai_gpt").spec, tmp_path / "m")
     model = StandardizedTransformer(str(path))

@@ -21,7 +21,8 @@ import nnspec
 from nnspec import cli
 from nnspec.cli import main, parser
 from nnspec.errors import NnspecWarning, UsageError
-from nnspec.runtime import placement, tiny
+from nnspec.runtime import placement
+from nnspec.verification import tiny
 
 from .conftest import checkpoint
 

@@ -10,8 +10,8 @@ import pytest
 
 from nnspec.errors import CapabilityUnavailableError, ModelStructureError
 from nnspec.runtime.adapter import is_per_layer, read_config, read_config_per_layer
-from nnspec.runtime.shrink import shrink_config
-from nnspec.runtime.tiny import build_from_config
+from nnspec.verification.shrink import shrink_config
+from nnspec.verification.tiny import build_from_config
 
 LAYER_TYPES = ["sliding_attention"] * 2 + ["full_attention"]
 CONFIG = {
@@ -67,7 +67,7 @@ def test_model_reports_head_shapes_per_layer(checkpoint: Path) -> None:
 def test_uniform_models_keep_single_values() -> None:
     from nnspec import StandardizedTransformer
     from nnspec.runtime.registry import adapter_by_name
-    from nnspec.runtime.tiny import checkpoint as tiny_checkpoint
+    from nnspec.verification.tiny import checkpoint as tiny_checkpoint
 
     model = StandardizedTransformer(str(tiny_checkpoint(adapter_by_name("llama").spec)))
     assert model.head_dim == 16 and model.head_dims == [16] * model.num_layers

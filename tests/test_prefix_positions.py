@@ -155,7 +155,7 @@ def test_head_counts_per_layer() -> None:
 
 
 def test_sliding_layer_sizes_are_sizes() -> None:
-    from nnspec.runtime.shrink import is_size_key
+    from nnspec.verification.shrink import is_size_key
 
     assert is_size_key("swa_num_attention_heads") and is_size_key("swa_qk_nope_head_dim")
     assert not is_size_key("swa_rope_theta") and not is_size_key("swa_attention_gate_type")

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from nnspec.errors import TinyCheckpointError
-from nnspec.runtime import realconfigs, shrink, tiny
 from nnspec.runtime.registry import adapter_by_name, model_types, spec_names
+from nnspec.verification import realconfigs, shrink, tiny
 
 CORPUS = realconfigs.corpus()
 SIZE_KEYS = {key for keys in shrink.SIZE_KEYS.values() for key in keys}

@@ -7,8 +7,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from nnspec.runtime import realconfigs
-from nnspec.runtime.matrix import subjects
+from nnspec.verification import realconfigs
+from nnspec.verification.matrix import subjects
 
 
 def test_same_tiny_checkpoint_shares_a_row() -> None:

@@ -10,8 +10,8 @@ import torch
 from pydantic import ValidationError
 
 from nnspec.compiler.schema import LayerIO, PerLayer
-from nnspec.runtime import conformance
-from nnspec.runtime.tiny import _fill_zero_matrices
+from nnspec.verification import conformance
+from nnspec.verification.tiny import _fill_zero_matrices
 
 from .conftest import subject
 

@@ -10,8 +10,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from nnspec import CapabilityUnavailableError, StandardizedTransformer
+from nnspec.gradients import attribution_patching, gradients
 from nnspec.runtime.batching import positions_from_mask
-from nnspec.runtime.gradients import attribution_patching, gradients
 
 from .conftest import checkpoint
 

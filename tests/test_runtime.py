@@ -15,7 +15,7 @@ from nnspec import (
     StandardizedTransformer,
     UnsupportedArchitectureError,
 )
-from nnspec.runtime import conformance, tiny
+from nnspec.verification import conformance, tiny
 
 from .conftest import checkpoint
 

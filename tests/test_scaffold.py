@@ -67,7 +67,7 @@ def test_scaffold_finds_residual_facts_by_testing_them(tmp_path: Path) -> None:
 
 def test_scaffold_reports_failures_in_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A draft whose checks fail says so in its header and in the exit status."""
-    from nnspec.runtime import conformance
+    from nnspec.verification import conformance
 
     real = conformance.run_checks
 

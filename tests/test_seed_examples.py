@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from nnspec.runtime import tiny
+from nnspec.verification import tiny
 from nnspec.runtime.registry import adapter_by_name
 
 # 12 layers, so that the README's layer numbers (3, 5, 10) exist.

@@ -1,6 +1,6 @@
 """Shrinking keeps a layer kind that a list of layer indices or a period with an offset states."""
 
-from nnspec.runtime import shrink
+from nnspec.verification import shrink
 
 SPECIAL = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
 

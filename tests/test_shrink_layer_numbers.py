@@ -1,6 +1,6 @@
 """Shrinking configs whose layer kinds are lists of 1-based layer numbers in a nested table."""
 
-from nnspec.runtime import shrink
+from nnspec.verification import shrink
 
 SPECIAL = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2}
 

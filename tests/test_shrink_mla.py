@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nnspec.runtime.shrink import is_size_key, shrink_config
+from nnspec.verification.shrink import is_size_key, shrink_config
 
 SPECIAL = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2}
 
@@ -45,7 +45,7 @@ def test_sparse_attention_indexer_sizes_shrink():
 def test_derived_layer_count_and_default_head_dim_follow_the_shrunk_config():
     from transformers import LongcatFlashConfig
 
-    from nnspec.runtime.shrink import apply_sizes
+    from nnspec.verification.shrink import apply_sizes
 
     real = {"model_type": "longcat_flash", "num_layers": 28, "hidden_size": 6144, "num_attention_heads": 64,
             "qk_rope_head_dim": 64, "qk_nope_head_dim": 128, "v_head_dim": 128, "vocab_size": 131072}

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from nnspec.errors import TinyCheckpointError
-from nnspec.runtime import tiny
 from nnspec.runtime.registry import adapter_by_name
+from nnspec.verification import tiny
 
 
 def test_cache_is_keyed_by_spec_variant_and_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,11 +9,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from nnspec import CapabilityUnavailableError, StandardizedTransformer
+from nnspec import CapabilityUnavailableError, StandardizedTransformer, attribution
+from nnspec.cache import ActivationCache
 from nnspec.errors import ConformanceError, InputError, InputTypeError, LayerIndexError, PositionError, UnknownNameError
-from nnspec.runtime import attribution, conformance
 from nnspec.runtime.batching import positions_from_mask
-from nnspec.runtime.cache import ActivationCache
+from nnspec.verification import conformance
 
 from .conftest import checkpoint, subject
 

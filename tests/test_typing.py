@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nnspec import StandardizedTransformer
 from nnspec.runtime.accessors import _Indexed
-from nnspec.runtime.model import StandardizedTransformer
 from tests.conftest import checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +81,8 @@ def _declared() -> dict[str, str]:
     """StandardizedTransformer's class-level accessor declarations, by name."""
     return {
         name: annotation
-        for name, annotation in StandardizedTransformer.__annotations__.items()
+        for cls in reversed(StandardizedTransformer.__mro__)
+        for name, annotation in vars(cls).get("__annotations__", {}).items()
         if re.match(r"(ModuleAccessor|ValueAccessor|AttentionProbabilitiesAccessor)\b", str(annotation))
     }
 

@@ -6,7 +6,6 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Callable
 
 import torch
-
 from workloads import stack_layers, token_batch
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from workloads import PROMPTS, stack_layers
 
 from candidates.base import Candidate, envoy, first
-from workloads import PROMPTS, stack_layers
 
 
 def construct(path: str, **kwargs: Any) -> Any:

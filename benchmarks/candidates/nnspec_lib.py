@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from workloads import PROMPTS
 
 from candidates.standardized import Standardized
-from workloads import PROMPTS
 
 
 class NNspec(Standardized):
@@ -24,14 +24,14 @@ class NNspec(Standardized):
 
     def task(self, name: str) -> Any:
         if name == "validate" and getattr(self, "subject", None) is None:
-            from nnspec.runtime.conformance import load_subject
+            from nnspec.verification.conformance import load_subject
 
             self.subject = load_subject(self.arch, self.path)
         return super().task(name)
 
     def run_validate(self) -> list[Any]:
         """Every conformance check; raises when one fails, so only a passing check is timed."""
-        from nnspec.runtime.conformance import run_checks
+        from nnspec.verification.conformance import run_checks
 
         results = run_checks(self.subject)
         failed = [f"{r.check}: {r.error}" for r in results if not r.passed]

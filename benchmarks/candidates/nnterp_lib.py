@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from workloads import PROMPTS, stack_layers
 
 from candidates.base import first
 from candidates.standardized import Standardized
-from workloads import PROMPTS, stack_layers
 
 
 class NNterp(Standardized):

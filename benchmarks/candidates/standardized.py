@@ -7,9 +7,9 @@ import importlib
 from typing import Any
 
 import torch
+from workloads import COLLECT_BATCH, PATCHSCOPE_SOURCES, PATCHSCOPE_TARGET, PROMPTS, collection_prompts
 
 from candidates.base import Candidate
-from workloads import COLLECT_BATCH, PATCHSCOPE_SOURCES, PATCHSCOPE_TARGET, PROMPTS, collection_prompts
 
 
 class Standardized(Candidate):

@@ -11,10 +11,18 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional
 
 import torch
+from workloads import (
+    COLLECT_BATCH,
+    PATCHSCOPE_SOURCES,
+    PATCHSCOPE_TARGET,
+    PROMPTS,
+    collection_prompts,
+    stack_layers,
+    token_batch,
+)
 
-from nnspec.runtime.batching import positions_from_mask
 from candidates.base import Candidate, first
-from workloads import COLLECT_BATCH, PATCHSCOPE_SOURCES, PATCHSCOPE_TARGET, PROMPTS, collection_prompts, stack_layers, token_batch
+from nnspec.runtime.batching import positions_from_mask
 
 
 class Floor(Candidate):

@@ -20,10 +20,10 @@ from .errors import (
 
 if TYPE_CHECKING:
     # What the lazy names below are, for type checkers and editors (nothing is imported at run time).
+    from .nnsight_utils import ModuleAccessor
     from .runtime.adapter import Adapter
-    from .runtime.functional import ModuleAccessor
-    from .runtime.model import StandardizedTransformer
     from .runtime.renameconfig import get_rename_dict
+    from .standardized_transformer import StandardizedTransformer
 
 
 if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name is an error there
@@ -32,7 +32,7 @@ if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name is a
         # The runtime imports torch and NNsight: load it on first use, so that the spec compiler and
         # the command line start without them.
         if name == "StandardizedTransformer":
-            from .runtime.model import StandardizedTransformer
+            from .standardized_transformer import StandardizedTransformer
 
             return StandardizedTransformer
         if name == "Adapter":
@@ -40,7 +40,7 @@ if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name is a
 
             return Adapter
         if name == "ModuleAccessor":  # nnterp's top-level names
-            from .runtime.functional import ModuleAccessor
+            from .nnsight_utils import ModuleAccessor
 
             return ModuleAccessor
         if name == "get_rename_dict":

@@ -125,7 +125,7 @@ def _spec_of(name: str) -> object:
 
 
 def _tiny(args: argparse.Namespace) -> int:
-    from .runtime import realconfigs, tiny
+    from .verification import realconfigs, tiny
 
     if args.from_config is not None:
         if len(args.words) != 1:
@@ -154,7 +154,7 @@ def _tiny(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     import torch
 
-    from .runtime import conformance
+    from .verification import conformance
 
     torch.set_num_threads(args.threads)
     _model_argument("MODEL", args.model)
@@ -182,7 +182,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _matrix(args: argparse.Namespace) -> int:
-    from .runtime import matrix
+    from .verification import matrix
 
     report = matrix.run_matrix(
         specs=args.specs.split(",") if args.specs else None,
@@ -200,7 +200,7 @@ def _matrix(args: argparse.Namespace) -> int:
 def _lens(args: argparse.Namespace) -> int:
     import torch
 
-    from .runtime.display import display_token, lens_grid, plot_logit_lens
+    from .display import display_token, lens_grid, plot_logit_lens
 
     torch.set_num_threads(args.threads)
     if len(args.words) > 2:
@@ -236,8 +236,8 @@ def _lens(args: argparse.Namespace) -> int:
 
 
 def _lens_model(model_id: Optional[str], spec: Optional[str], placement: Optional[dict[str, Any]] = None) -> object:
-    from .runtime import tiny
-    from .runtime.model import StandardizedTransformer
+    from .verification import tiny
+    from .standardized_transformer import StandardizedTransformer
     from .runtime.registry import adapter_by_name
 
     if model_id is None:
@@ -250,22 +250,22 @@ def _lens_model(model_id: Optional[str], spec: Optional[str], placement: Optiona
 
 
 def _compat(args: argparse.Namespace) -> int:
-    from .runtime import compat
+    from .verification import compatibility
 
     results = Path(args.results)
     if not results.is_dir():
         raise UsageError(f"--results {results}: folder not found: run 'nox -s matrix' first")
     _writable("--doc", args.doc)
-    data = compat.merge(results)
+    data = compatibility.merge(results)
     Path(args.data).parent.mkdir(parents=True, exist_ok=True)
     Path(args.data).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    Path(args.doc).write_text(compat.markdown(data), encoding="utf-8")
+    Path(args.doc).write_text(compatibility.markdown(data), encoding="utf-8")
     print(f"merged {len(data['runs'])} runs ({len(data['gaps'])} gaps) into {args.data} and {args.doc}")
     return 0
 
 
 def _support(args: argparse.Namespace) -> int:
-    from .runtime import matrix
+    from .verification import matrix
 
     results = Path(args.results)
     if not results.is_file():
@@ -627,7 +627,7 @@ def _verbose(on: bool) -> Iterator[None]:
 def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not args.verbose and args.command in ("check", "lens", "scaffold", "tiny"):
         # transformers' load progress bars and reports would bury the command's own report (-v keeps them).
-        from .runtime.matrix import quiet_transformers
+        from .verification.matrix import quiet_transformers
 
         quiet_transformers()
     try:

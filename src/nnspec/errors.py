@@ -139,6 +139,23 @@ class PositionError(NnspecError, IndexError):
     """A token position outside a prompt."""
 
 
+class RenamingError(ModelStructureError):
+    """A module or config key a renaming names does not exist in the model (or the renamed model
+    fails its structural check)."""
+
+
+class TokenizationError(InputError):
+    """A target word has no token of its own (it is empty or only whitespace)."""
+
+
+class ScaffoldError(NnspecError):
+    """The model's structure could not be established (the message says what is missing)."""
+
+
+class CompatibilityDataError(NnspecError):
+    """A results or compatibility file has a layout this version cannot read."""
+
+
 class NnspecWarning(UserWarning):
     """Base class of the warnings nnspec issues itself (filter them with
     ``warnings.filterwarnings("ignore", category=nnspec.errors.NnspecWarning)``)."""

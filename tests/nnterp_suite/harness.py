@@ -53,7 +53,7 @@ class HarnessError(RuntimeError):
 
 
 def cache_dir() -> Path:
-    from nnspec.runtime.tiny import cache_root
+    from nnspec.verification.tiny import cache_root
 
     return cache_root() / "nnterp-suite"
 
@@ -100,8 +100,8 @@ def unpack(wheel_path: Path, dest: Path, package: str) -> Path:
 
 
 def _checkpoint(entry: dict[str, str]) -> Path:
-    from nnspec.runtime import tiny
     from nnspec.runtime.registry import adapter_by_name
+    from nnspec.verification import tiny
 
     if "config" in entry:
         return tiny.real_checkpoint(entry["config"])

@@ -32,11 +32,12 @@ from typing import Any, Optional
 import jinja2
 
 from ..errors import CompileDriftError, CompileOutputError, SpecFolderError, SpecValidationError, closest
-from ..runtime.adapter import rename_dict
+from ..paths import GENERATED_DIR as PACKAGE_GENERATED_DIR
 from .loader import BUNDLED_DIR, LoadedSpec, load_all
+from .rename import rename_dict
 
 #: Where the bundled adapters live.
-GENERATED_DIR = Path(__file__).resolve().parent.parent / "generated"
+GENERATED_DIR = PACKAGE_GENERATED_DIR
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 

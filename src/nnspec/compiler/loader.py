@@ -25,6 +25,7 @@ from ..errors import (
     SpecValidationError,
     did_you_mean,
 )
+from ..paths import SPECS_DIR
 from .schema import NOT_INHERITED, Override, Spec
 
 if sys.version_info >= (3, 11):
@@ -33,7 +34,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 #: The specs shipped with nnspec.
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "specs"
+BUNDLED_DIR = SPECS_DIR
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,2 @@
-"""The runtime: adapters, the standardized model, accessors, tiny checkpoints and conformance checks."""
+"""The core: adapters compiled from specs, the standardized model, its accessors and ports, and
+the loading, input and version checks around them."""

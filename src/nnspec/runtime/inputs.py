@@ -13,7 +13,7 @@ from typing import Any, Optional
 import torch
 
 from ..errors import InputError, NnspecWarning
-from .shrink import SIZE_KEYS
+from .configkeys import SIZE_KEYS
 
 
 def check_invoke(inputs: tuple) -> None:

@@ -28,6 +28,7 @@ from ..errors import (
     InputError,
     InputTypeError,
     ModelStructureError,
+    RenamingError,
     UnsupportedArchitectureError,
     closest,
 )
@@ -38,10 +39,6 @@ IgnoreType = Literal["mlp", "attention"]
 NameValue = Union[str, list[str], None]
 KeyValue = Union[str, list[str], int, None]
 
-
-class RenamingError(ModelStructureError):
-    """A module or config key a renaming names does not exist in the model (or the renamed model
-    fails its structural check)."""
 
 
 class IOType(Enum):
@@ -590,12 +587,12 @@ def adapter_for_rename_config(
 
 
 def _structural_check(std_model: Any, model_name: str) -> None:
-    from .model import StandardizedTransformer
+    from .model import StandardizedModel
     from .rawmodel import facts_for_module, hf_module
     from .structure import check_structure
 
     try:
-        if isinstance(std_model, StandardizedTransformer):
+        if isinstance(std_model, StandardizedModel):
             check_structure(std_model._module, _text_config_of(std_model._module.config), std_model.spec,
                             std_model.adapter.source)
         else:

@@ -251,11 +251,3 @@ class TokenHelpers:
                         print(f"Top {i}th token. Logit: {logits[at, best].item():5.2f} Prob: {probs[at, best].item():6.2%} "
                               f"Token: |{self.to_single_str_token(best)}|")
             print(f"Ranks of the answer tokens: {ranks}")
-
-    def tokens_to_residual_directions(self, tokens: Any) -> torch.Tensor:
-        """The direction in the final norm's output whose dot product is each token's logit
-        (TransformerLens's ``W_U[:, token]``, with logit multipliers folded in): ``tokens.shape +
-        (hidden,)``; see :func:`nnspec.runtime.attribution.logit_directions`."""
-        from .attribution import logit_directions
-
-        return logit_directions(self, tokens)

@@ -12,16 +12,13 @@ from typing import Any, Optional
 
 import torch
 
-from ..errors import NnspecError
-from ..runtime.conformance import TOLERANCE
+from ..errors import NnspecError, ScaffoldError
+from ..verification.conformance import TOLERANCE
 
 ATTENTION_NAME = re.compile(r"attn|attention|self_attn|mixer|token_mixer|temporal", re.I)
 MLP_NAME = re.compile(r"mlp|ffn|feed_?forward|moe|experts|channel_mixer|sparse_moe|block_sparse", re.I)
 NORM_NAME = re.compile(r"norm|ln", re.I)
 
-
-class ScaffoldError(NnspecError):
-    """The model's structure could not be established (the message says what is missing)."""
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import torch
 
+from ..paths import PACKAGE_DIR
 from ..compiler.loader import BUNDLED_DIR, deep_merge, load_all
 from ..compiler.schema import Spec
 from .discover import (
@@ -533,7 +534,7 @@ def to_toml(spec: dict[str, Any], header: list[str]) -> str:
 
 
 def _run_checks(body: dict[str, Any], name: str) -> list[Any]:
-    from ..runtime import conformance, tiny
+    from ..verification import conformance, tiny
     from ..runtime.adapter import Adapter
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -621,7 +622,7 @@ def _settle(body: dict[str, Any], name: str, check: bool) -> list[Any]:
 
 def package_dir() -> Path:
     """The folder of the imported ``nnspec`` package."""
-    return Path(__file__).resolve().parent.parent
+    return PACKAGE_DIR
 
 
 def _source_checkout(package: Path) -> bool:

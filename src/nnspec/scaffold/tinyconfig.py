@@ -99,11 +99,11 @@ def tiny_overrides(model_type: str) -> dict[str, Any]:
 def _layer_dependent(base: Any, layers: int) -> dict[str, Any]:
     """The per-layer values of ``base`` (a default config) cut to ``layers`` layers.
 
-    Which keys depend on the layer count is the shrinker's knowledge (:mod:`nnspec.runtime.shrink`:
+    Which keys depend on the layer count is the shrinker's knowledge (:mod:`nnspec.verification.shrink`:
     any list with one entry per layer, lists of layer indices, per-layer pattern strings, layer
     counts); it is read from there, not repeated here. Lists of layer kinds keep one
     softmax-attention layer (see :func:`_keep_attention`)."""
-    from ..runtime.shrink import LAYER_COUNT_KEYS, LAYER_INDEX_KEYS, LAYER_NUMBER_KEYS, LAYER_PATTERN_KEYS
+    from ..verification.shrink import LAYER_COUNT_KEYS, LAYER_INDEX_KEYS, LAYER_NUMBER_KEYS, LAYER_PATTERN_KEYS
 
     default = base.to_dict()
     old = next((default[k] for k in LAYER_KEYS if _count(default.get(k))), None)

@@ -1,6 +1,6 @@
 """The conformance matrix as a program: every spec (and variant) x every check, in parallel.
 
-``nnspec matrix`` builds each tiny checkpoint, runs :data:`~nnspec.runtime.conformance.CHECKS`
+``nnspec matrix`` builds each tiny checkpoint, runs :data:`~nnspec.verification.conformance.CHECKS`
 in worker processes, shows a progress bar, prints a pass/fail table with seconds, and writes the
 table as Markdown and JSON.
 """
@@ -18,7 +18,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Optional
 
-from .adapter import installed_version
+from ..paths import data_path
+from ..runtime.adapter import installed_version
 
 #: Version of the matrix.json layout (2: rows carry "unavailable" for model types a transformers lacks).
 SCHEMA = 2
@@ -52,9 +53,9 @@ def subjects(
     """(spec, variant) pairs to run: each spec's base checkpoint, its variants, then one row per
     distinct tiny checkpoint of the real published configs of a model type it serves (variant
     slot ``hub:<Hub id>``; configs that shrink to the same checkpoint share the row, see
-    :func:`~nnspec.runtime.realconfigs.distinct`)."""
+    :func:`~nnspec.verification.realconfigs.distinct`)."""
+    from ..runtime.registry import adapter_by_name, spec_names
     from .realconfigs import by_model_type, distinct, row_name
-    from .registry import adapter_by_name, spec_names
 
     chosen = specs or spec_names()
     groups = by_model_type() if real else {}
@@ -82,9 +83,9 @@ def run_one(spec_name: str, variant: Optional[str] = None, threads: int = 1) -> 
     """Build, load and check one subject; never raises (failures are part of the result)."""
     import torch
 
+    from ..runtime.registry import adapter_by_name
     from . import conformance, tiny
     from .realconfigs import get, real_id
-    from .registry import adapter_by_name
 
     torch.set_num_threads(threads)
     row: dict[str, Any] = {"spec": spec_name, "variant": variant, "error": "", "results": [], "unavailable": ""}
@@ -327,7 +328,7 @@ def support_markdown(report: dict[str, Any]) -> str:
             f"| {name} | {', '.join(loaded.spec.model_types)} | {loaded.spec.extends or ''} | {', '.join(mixer_kinds(loaded.spec))} | {variants} | "
             f"{', '.join(real)} | " + " | ".join(cells) + f" | {limits.replace('|', '/')} |"
         )
-    unsupported = tomllib.loads((BUNDLED_DIR.parent / "data" / "unsupported.toml").read_text(encoding="utf-8"))
+    unsupported = tomllib.loads((data_path("unsupported.toml")).read_text(encoding="utf-8"))
     out += [
         "",
         f"{supported} of {len(specs)} specs supported.",

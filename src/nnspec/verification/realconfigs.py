@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import TinyCheckpointError, did_you_mean
+from ..paths import data_path
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -27,7 +28,7 @@ else:  # pragma: no cover
 #: Marks a matrix row built from a real config (the rest is the Hub id).
 REAL_PREFIX = "hub:"
 #: Where the corpus lives.
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "data" / "configs"
+CONFIG_DIR = data_path("configs")
 
 
 @dataclass(frozen=True)

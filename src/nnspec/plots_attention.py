@@ -7,9 +7,9 @@ from typing import Any, Optional, Sequence, Union
 
 import torch
 
-from ..errors import CapabilityUnavailableError, InputError, InputTypeError
-from .accessors import layer_index
 from .display import _check_flag, _check_path, _check_prompt, _import, _Texts, visible_text
+from .errors import CapabilityUnavailableError, InputError, InputTypeError
+from .runtime.accessors import layer_index
 
 
 def _heads(heads: Any, total: int) -> list[int]:

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from ..errors import CapabilityUnavailableError, UnknownNameError, closest
+from .errors import CapabilityUnavailableError, UnknownNameError, closest
 
 #: Per-block hooks (the part after ``blocks.{i}.``) -> (standard name, layout change).
 #: ``"heads_second"``: the standard value is ``(batch, heads, pos, d)``, TransformerLens's
@@ -148,7 +148,7 @@ def resolve(name: str, num_layers: int, standard: list[str]) -> Alias:
         layer, hook = int(match.group(1)), match.group(2)
         if hook in LAYER_HOOKS or hook in NOT_PROVIDED:
             if not -num_layers <= layer < num_layers:
-                from ..errors import LayerIndexError
+                from .errors import LayerIndexError
 
                 raise LayerIndexError(
                     f"{name!r}: layer {layer} is out of range for a model with {num_layers} layers "

@@ -36,11 +36,11 @@ import torch
 
 from ..compiler.schema import ATTENTION_KINDS, BlockAttribute, Branch
 from ..errors import CapabilityUnavailableError, ConformanceError
-from .adapter import read_config, text_config
-from .batching import positions_from_mask
-from .ports import cache_of, drop_prefix, pick, replace
-from .readorder import ATTENTION_INTERNALS, LAYER_ORDER
-from .structure import block_attribute_value
+from ..runtime.adapter import read_config, text_config
+from ..runtime.batching import positions_from_mask
+from ..runtime.ports import cache_of, drop_prefix, pick, replace
+from ..runtime.readorder import ATTENTION_INTERNALS, LAYER_ORDER
+from ..runtime.structure import block_attribute_value
 
 #: float32 tolerances for every comparison, in one place.
 TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}
@@ -392,7 +392,7 @@ class Subject:
 
 def load_subject(name: str, path: Any, spec: Any = None, **model_kwargs: Any) -> Subject:
     """Load ``path`` both ways; ``spec`` is passed to :class:`StandardizedTransformer` (None: registry)."""
-    from .model import StandardizedTransformer
+    from ..standardized_transformer import StandardizedTransformer
 
     model_kwargs.setdefault("device_map", None)  # the plain reference runs on the CPU: so does this one
     model = StandardizedTransformer(str(path), spec=spec, attn_implementation="eager", dtype=torch.float32, **model_kwargs)
@@ -1184,7 +1184,7 @@ def check_mixer_states(s: Subject) -> float:
     """``mixer_states[i]`` equals the recurrent state plain transformers' own forward leaves in its
     cache for layer i (state-space, linear-attention and recurrent mixers); other layers, and models
     whose cache keeps no such state, refuse."""
-    from .ports import recurrent_state
+    from ..runtime.ports import recurrent_state
 
     m = s.model
     accessor = m.mixer_states
@@ -1227,8 +1227,8 @@ def check_attribution(s: Subject) -> float:
     where the map from the final norm's output to the logits is linear, the direct logit
     attribution's parts plus its constant equal plain transformers' logit of the top token (where
     it is not, the runtime must refuse the attribution)."""
-    from .attribution import attribution_refusal, head_results, logit_attribution
-    from .cache import run_with_cache
+    from ..attribution import attribution_refusal, head_results, logit_attribution
+    from ..cache import run_with_cache
 
     m, n = s.model, s.num_layers
     wanted = {"layers_input", "layers_output", "attentions_output", "mixers_output", "mlps_output", "attention_heads_output"}

@@ -12,9 +12,9 @@ from typing import Any, Iterable, Iterator, Optional, Sequence, Sized, Union
 
 import torch
 
-from ..errors import InputError, InputTypeError, did_you_mean
-from .batching import Positions, columns, encode
+from .errors import InputError, InputTypeError, did_you_mean
 from .interventions import Layers, as_layers
+from .runtime.batching import Positions, columns, encode
 
 #: Per-layer values that can be collected.
 VALUES = (

@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 from ..compiler.schema import Spec
 from ..errors import TinyCheckpointError, did_you_mean
-from .adapter import installed_version
+from ..runtime.adapter import installed_version
 
 #: Bumped whenever the checkpoint layout or the tokenizer recipe changes.
 FORMAT = 4
@@ -183,7 +183,7 @@ def _write(
     saved with ``tok`` and the marker file."""
     import torch
 
-    from .loading import auto_class
+    from ..runtime.loading import auto_class
 
     torch.manual_seed(seed)
     try:
@@ -273,7 +273,7 @@ def _composite(model_type: str, nested: str, values: dict[str, Any], vocab_size:
 def _spec_for(model_type: str) -> Optional[Spec]:
     """The bundled spec serving ``model_type`` (None: none does)."""
     from ..errors import UnsupportedArchitectureError
-    from .registry import adapter_for_model_type
+    from ..runtime.registry import adapter_for_model_type
 
     try:
         return adapter_for_model_type(model_type).spec
@@ -284,7 +284,7 @@ def _spec_for(model_type: str) -> Optional[Spec]:
 def tokenizer_kind_for(model_type: str) -> str:
     """The tiny tokenizer style of the spec serving ``model_type`` (byte-level when none does)."""
     from ..errors import UnsupportedArchitectureError
-    from .registry import adapter_for_model_type
+    from ..runtime.registry import adapter_for_model_type
 
     try:
         return adapter_for_model_type(model_type).spec.tiny.tokenizer
@@ -334,7 +334,7 @@ def build_from_config(
     tokenizer_kind: Optional[str] = None,
 ) -> Path:
     """Write a tiny checkpoint of a real ``config`` (parsed ``config.json``): every size shrunk
-    (see :mod:`nnspec.runtime.shrink`), every other key kept, random float32 weights, the tiny
+    (see :mod:`nnspec.verification.shrink`), every other key kept, random float32 weights, the tiny
     tokenizer. The shrunk config goes through ``AutoConfig.from_pretrained``, the path a
     published checkpoint's config takes.
 
@@ -378,7 +378,7 @@ def build_from_config(
 
 def checkpoint(spec: Spec, variant: Optional[str] = None) -> Path:
     """The cached tiny checkpoint of ``spec`` (built on first use); a ``variant`` made by
-    :func:`nnspec.runtime.realconfigs.row_name` is the corpus config of that Hub id."""
+    :func:`nnspec.verification.realconfigs.row_name` is the corpus config of that Hub id."""
     from .realconfigs import real_id
 
     hub_id = real_id(variant)
