@@ -60,7 +60,7 @@ def test_constructor_takes_nnterps_positional_order():
         "model", "trust_remote_code", "check_renaming", "remote", "allow_dispatch", "enable_attention_probs",
         "check_attn_probs_with_trace", "allow_multimodal", "rename_config",
     ]
-    assert {p.name for p in parameters if p.kind is p.KEYWORD_ONLY} == {"spec", "tokenizer", "rename"}
+    assert {p.name for p in parameters if p.kind is p.KEYWORD_ONLY} == {"spec", "tokenizer", "rename", "allow_unverified"}
     # Positionally, as nnterp's users write it: enable_attention_probs is the sixth argument.
     model = StandardizedTransformer(checkpoint("gpt2"), False, True, False, True, True)
     assert model.attention_implementation == "eager"

@@ -96,7 +96,21 @@ class CapabilityUnavailableError(NnspecError):
 
 
 class ConformanceError(NnspecError, AssertionError):
-    """A conformance check found the standard interface disagreeing with plain transformers."""
+    """A conformance check found the standard interface disagreeing with plain transformers.
+
+    Attributes:
+        cause: what structurally failed, one of ``nnspec.verification.conformance.FAILURE_CAUSES``.
+        layer: the layer the failure was found on (``None`` when it is not about one layer).
+        max_error: the measured largest difference (``None`` where nothing was measured).
+    """
+
+    def __init__(
+        self, message: str, cause: str = "mismatch", layer: int | None = None, max_error: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.layer = layer
+        self.max_error = max_error
 
 
 class TinyCheckpointError(NnspecError):
@@ -154,6 +168,11 @@ class ScaffoldError(NnspecError):
 
 class CompatibilityDataError(NnspecError):
     """A results or compatibility file has a layout this version cannot read."""
+
+
+class VersionFailureError(NnspecError):
+    """The installed transformers and NNsight versions were verified as failing for this spec
+    (pass ``allow_unverified=True`` to load anyway)."""
 
 
 class NnspecWarning(UserWarning):

@@ -13,16 +13,14 @@ from typing import Any, Callable, Sequence, Union
 
 import torch
 
-from .cache import _check_names, plan, served
+from .cache import check_names, plan, served
 from .errors import InputError, UnknownNameError
-from .interventions import Layers, as_layers, as_prompts
+from .runtime.arguments import Layers, as_layers, as_prompts
+from .runtime.names import GRADIENT_VALUES
 
 Metric = Callable[[torch.Tensor], torch.Tensor]
-#: Values whose gradient can be taken (what lies on the residual path and its branches).
-GRADIENT_VALUES = (
-    "layers_input", "attentions_input", "attentions_output", "mixers_input", "mixers_output",
-    "mlps_input", "mlps_output", "layers_output",
-)
+# GRADIENT_VALUES: values whose gradient can be taken (what lies on the residual path and its
+# branches), from the standard-name table.
 
 
 def _scalar(value: Any) -> torch.Tensor:
@@ -33,7 +31,7 @@ def _scalar(value: Any) -> torch.Tensor:
 
 
 def _names(model: Any, names: Sequence[str]) -> list[str]:
-    names = _check_names(model, names)
+    names = check_names(model, names)
     for name in names:
         if name not in GRADIENT_VALUES:
             raise UnknownNameError(f"gradients of {name!r} are not supported; choose from {', '.join(GRADIENT_VALUES)}")

@@ -14,41 +14,10 @@ from typing import Any, Optional, Sequence, Union
 import torch
 
 from .errors import CapabilityUnavailableError, InputError, InputTypeError, ShapeMismatchError
-from .runtime.accessors import layer_index
 from .runtime.adapter import text_config
+from .runtime.arguments import Layers, as_layers, as_prompts
 from .runtime.batching import columns, encode, positions_from_mask
 from .runtime.unembed import unembed
-
-Layers = Union[int, Sequence[int], None]
-
-
-def as_prompts(prompts: Union[str, Sequence[str]], label: str = "prompts") -> list[str]:
-    """``prompts`` as a non-empty list of strings."""
-    if isinstance(prompts, str):
-        return [prompts]
-    try:
-        listed = list(prompts)
-    except TypeError:
-        raise InputTypeError(f"{label} is a {type(prompts).__name__}: give a string or a list of strings") from None
-    if not listed:
-        raise InputError(f"{label} is empty: give at least one prompt")
-    for i, prompt in enumerate(listed):
-        if not isinstance(prompt, str):
-            raise InputTypeError(f"{label}[{i}] is a {type(prompt).__name__}, not a string")
-    return listed
-
-
-def as_layers(model: Any, layers: Layers, label: str = "layers") -> list[int]:
-    """``layers`` (an int, a list, or None for all) as checked layer numbers, in the given order."""
-    if layers is None:
-        return list(range(model.num_layers))
-    if isinstance(layers, (list, tuple, range)) or (isinstance(layers, torch.Tensor) and layers.ndim == 1):
-        chosen = list(layers)
-    else:
-        chosen = [layers]  # one layer (checked below, with its type named when it is not an integer)
-    if not chosen:
-        raise InputError(f"{label} is empty")
-    return [layer_index(label, layer, model.num_layers) for layer in chosen]
 
 
 def _flag(value: Any, label: str) -> bool:

@@ -84,6 +84,9 @@ class StandardizedTransformer(StandardizedModel):
             spec serves (default: found from ``config.model_type``). Keyword only.
         tokenizer: the tokenizer to use (default: loaded from ``model``). Keyword only.
         rename: extra NNsight aliases, ``{native path: alias}``, merged over the spec's. Keyword only.
+        allow_unverified: load even when the installed transformers and NNsight pair was verified as
+            failing for this spec (it then warns, naming the failing checks); default False raises
+            :class:`~nnspec.errors.VersionFailureError`. Keyword only.
         **kwargs: model kwargs (``dtype``, ``device_map``, ``attn_implementation``, ``revision``, ...;
             without ``device_map``, a hub id or path loads with ``device_map="auto"`` when
             ``accelerate`` is installed and a GPU or MPS device is visible, as nnterp does, and

@@ -17,10 +17,12 @@ compiler's own files; anything else is left where it is.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
 import pprint
+import re
 import shutil
 import stat
 import sys
@@ -33,8 +35,10 @@ import jinja2
 
 from ..errors import CompileDriftError, CompileOutputError, SpecFolderError, SpecValidationError, closest
 from ..paths import GENERATED_DIR as PACKAGE_GENERATED_DIR
-from .loader import BUNDLED_DIR, LoadedSpec, load_all
+from .describe import Described, changed_records, entry_records, per_layer_entries, records
+from .loader import BUNDLED_DIR, LoadedSpec, deep_merge, format_loc, load_all, locate, read_toml
 from .rename import rename_dict
+from .schema import FALLBACKS, Condition, Spec
 
 #: Where the bundled adapters live.
 GENERATED_DIR = PACKAGE_GENERATED_DIR
@@ -107,6 +111,156 @@ def spec_folder(spec_dir: Path) -> Path:
     raise SpecFolderError(f"spec folder {spec_dir} {problem}{hint}; give --specs a folder of spec files")
 
 
+def _record(value: Any) -> str:
+    """A record as the constructor call that builds it, stating only what differs from the defaults."""
+    if not dataclasses.is_dataclass(value):
+        return repr(value)
+    parts = []
+    for i, field in enumerate(dataclasses.fields(value)):
+        item = getattr(value, field.name)
+        if field.default is not dataclasses.MISSING and item == field.default:
+            continue
+        text = repr(item)
+        parts.append(text if i < 2 and field.default is dataclasses.MISSING else f"{field.name}={text}")
+    return f"{type(value).__name__}({', '.join(parts)})"
+
+
+class _Lines:
+    """Finds the spec line of a key path for the comments of one adapter."""
+
+    def __init__(self, loaded: LoadedSpec) -> None:
+        self.files = loaded.files
+        self.raws = [read_toml(f) for f in loaded.files]
+        # Where each override of the flattened spec was written: (file index, index in that file).
+        origins: list[tuple[int, int]] = []
+        for n, raw in enumerate(self.raws):
+            inherited = origins if raw.get("inherit_overrides", True) or n == 0 else []
+            origins = inherited + [(n, j) for j in range(len(raw.get("overrides", [])))]
+        self.override_origins = origins
+
+    def where(self, keys: Any) -> str:
+        found: list[str] = []
+        for key in keys:
+            # A list holds alternatives: the first one a spec states.
+            for alternative in key if isinstance(key, list) else [key]:
+                at = locate(self.files, tuple(alternative), self.raws)
+                if at is not None:
+                    found.append(f"{at} {format_loc(tuple(alternative))}")
+                    break
+        return "; ".join(found) if found else "default"
+
+    def override(self, k: int, *key: Any) -> str:
+        n, j = self.override_origins[k]
+        at = locate(self.files[: n + 1], ("overrides", j) + key, self.raws[: n + 1]) or self.files[n].name
+        return at
+
+
+def _condition(when: Condition) -> str:
+    """An override's ``when`` as a Python condition over ``config`` and ``versions``."""
+    tests = [f"config_is(config, {key!r}, {value!r})" for key, value in when.config.items()]
+    for package in ("transformers", "nnsight"):
+        specifier = getattr(when, package)
+        if specifier is not None:
+            tests.append(f"version_in(versions, {package!r}, {specifier!r})")
+    if when.attn_implementation is not None:
+        tests.append(f"attn_implementation_is(config, {when.attn_implementation!r})")
+    return " and ".join(tests)
+
+
+def _override_branches(loaded: LoadedSpec, lines: _Lines) -> list[dict[str, Any]]:
+    spec = loaded.spec
+    base = spec.model_dump(exclude={"overrides"})
+    branches = []
+    for k, override in enumerate(spec.overrides):
+        patched = Spec.model_validate(deep_merge(base, override.set))
+        grouped: dict[str, list[str]] = {}
+        for d in changed_records(spec, patched):
+            grouped.setdefault(_record(d.record), []).append(d.name)
+        changed = [f"{' = '.join(names)} = {value}" for value, names in grouped.items()]
+        branches.append({
+            "where": lines.override(k),
+            "condition": _condition(override.when),
+            "changed": changed,
+            "patch": override.set,
+        })
+    return branches
+
+
+def _rows(described: list[Described], lines: _Lines, alias: bool = False) -> list[dict[str, str]]:
+    """One row per record; with ``alias``, a ``mixers_*`` record equal to its ``attentions_*`` one
+    (the token mixer is the attention) is written as that name."""
+    rows = []
+    written: dict[str, Any] = {}
+    for d in described:
+        twin = d.name.replace("mixers", "attentions", 1) if d.name.startswith("mixers") else None
+        if alias and twin in written and written[twin] == d.record:
+            rows.append({"name": d.name, "value": twin, "where": f"the token mixer is the attention: as {twin}"})
+        else:
+            rows.append({"name": d.name, "value": _record(d.record), "where": lines.where(d.keys)})
+        written[d.name] = d.record
+    return rows
+
+
+def _spec_json(spec: Spec) -> str:
+    """The flattened spec as a Python string literal of indented JSON (parsed on first use only)."""
+    text = json.dumps(spec.model_dump(mode="json", exclude_defaults=True), indent=1, ensure_ascii=False)
+    quotes = "'" * 3
+    if quotes in text or text.endswith("'"):
+        return repr(text)
+    return "r" + quotes + text + quotes
+
+
+#: What a generated module may import, by module; it imports only the names it uses.
+_OFFERED = {
+    "typing": ["Any", "Optional"],
+    "nnspec.compiler.records": ["Module", "Read", "Refused", "Scores", "Unembed"],
+    "nnspec.runtime.adapter": ["Adapter", "attn_implementation_is", "config_is", "read_config", "version_in"],
+}
+
+
+def _imports(body: str) -> dict[str, list[str]]:
+    code = "\n".join(line.split("  # ", 1)[0] for line in body.splitlines() if not line.lstrip().startswith("#"))
+    return {module: [n for n in names if re.search(rf"\b{n}\b", code)] for module, names in _OFFERED.items()}
+
+
+def render_adapter(loaded: LoadedSpec, source: str) -> str:
+    """The source text of one adapter module for a loaded spec (``source``: how it names its file)."""
+    spec = loaded.spec
+    name = spec.name
+    lines = _Lines(loaded)
+    per_layer = spec.attention.per_layer
+    entries = []
+    if per_layer is not None:
+        for entry in per_layer_entries(spec):
+            entries.append({"entry": entry, "rows": _rows(entry_records(spec, entry), lines)})
+    config_keys = {}
+    for attribute in ("num_layers", "num_heads", "num_kv_heads", "hidden_size", "vocab_size", "head_dim"):
+        key = spec.config.key(attribute)
+        if spec.config.has_fallback(attribute):
+            key = f"{key} (absent: {FALLBACKS[attribute]})"
+        config_keys[attribute] = {"key": key, "where": lines.where([("config", attribute)])}
+    values = dict(
+        name=name,
+        source=source,
+        lineage=loaded.lineage,
+        description=spec.description,
+        model_types=spec.model_types,
+        class_name=class_name(name),
+        config_keys=config_keys,
+        rows=_rows(records(spec), lines, alias=True),
+        per_layer=None if per_layer is None else {
+            "key": per_layer.config_key, "where": lines.where([("attention", "per_layer")]), "entries": entries,
+        },
+        overrides=_override_branches(loaded, lines),
+        spec_json=_spec_json(spec),
+        rename=rename_dict(spec),
+    )
+    template = _environment().get_template("adapter.py.j2")
+    first = template.render(**values, imports=_OFFERED)
+    body = first.split("\n\n\nclass ", 1)[1]
+    return template.render(**values, imports=_imports(body))
+
+
 def render(spec_dir: Path = BUNDLED_DIR) -> dict[str, str]:
     """Every file of the generated package, by file name, rendered from the specs in ``spec_dir``.
 
@@ -115,22 +269,11 @@ def render(spec_dir: Path = BUNDLED_DIR) -> dict[str, str]:
     """
     specs = load_all(spec_folder(spec_dir))
     env = _environment()
-    adapter = env.get_template("adapter.py.j2")
     files: dict[str, str] = {}
     entries = []
     for name, loaded in specs.items():
-        spec = loaded.spec
         cls = class_name(name)
-        files[f"{name}.py"] = adapter.render(
-            name=name,
-            source=loaded.file.name,
-            lineage=loaded.lineage,
-            description=spec.description,
-            model_types=spec.model_types,
-            class_name=cls,
-            spec=spec.model_dump(mode="json", exclude_defaults=True),
-            rename=rename_dict(spec),
-        )
+        files[f"{name}.py"] = render_adapter(loaded, loaded.file.name)
         entries.append({"name": name, "module": name, "class_name": cls})
     files["__init__.py"] = env.get_template("registry.py.j2").render(
         specs=entries, model_types=_check_model_types(specs)

@@ -3,13 +3,15 @@
 Inheritance merges tables key by key (the child wins; an attention source table is replaced
 whole), replaces lists and scalars, appends the
 child's ``overrides`` after the parent's, and never inherits ``name``, ``extends``,
-``model_types`` or ``description``. Every problem is reported against the file that wrote the
+``model_types``, ``description`` or ``unset``. A child removes an inherited ``tiny.config`` key or
+variant by naming it in ``unset`` (``""`` there would be a value, and is refused). Every problem is reported against the file that wrote the
 offending key, with the key path and, for an unknown key, the closest valid ones.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 import sys
 import typing
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from ..errors import (
     did_you_mean,
 )
 from ..paths import SPECS_DIR
-from .schema import NOT_INHERITED, Override, Spec
+from .schema import NOT_INHERITED, UNSETTABLE, Override, Spec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -89,8 +91,74 @@ def deep_merge(base: dict[str, Any], patch: dict[str, Any], _path: tuple[str, ..
     return merged
 
 
+def deletion_markers(raw: dict[str, Any]) -> list[str]:
+    """Problems for every ``""`` in a table whose entries ``unset`` removes (``tiny.config``,
+    ``variants``, also inside an override's ``set``): an empty string there is not a deletion."""
+    places: list[tuple[str, Any]] = [("", raw)]
+    for i, override in enumerate(raw.get("overrides") or []):
+        if isinstance(override, dict) and isinstance(override.get("set"), dict):
+            places.append((f"overrides[{i}].set.", override["set"]))
+    problems = []
+    for prefix, table in places:
+        for path in UNSETTABLE:
+            node: Any = table
+            for part in path:
+                node = node.get(part) if isinstance(node, dict) else None
+            if not isinstance(node, dict):
+                continue
+            for key, value in node.items():
+                if value == "":
+                    where = ".".join((*path, key))
+                    problems.append(
+                        f'{prefix}{where}: "" is not a deletion marker; to remove an inherited entry write '
+                        f'unset = ["{where}"] at the top of the spec (or drop the key to keep the default)'
+                    )
+    return problems
+
+
+def _unset_problems(parent: dict[str, Any], child: dict[str, Any], parent_name: str) -> list[str]:
+    """Problems with ``child``'s ``unset`` list against the merged ``parent`` it extends."""
+    entries = child.get("unset", [])
+    if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+        return [f"unset: expected a list of dotted entries like 'tiny.config.KEY', got {entries!r}"]
+    problems = []
+    forms = ", ".join(".".join(path) + ".NAME" for path in UNSETTABLE)
+    for entry in entries:
+        path = next((p for p in UNSETTABLE if tuple(entry.split(".")[: len(p)]) == p and entry.count(".") == len(p)), None)
+        if path is None:
+            problems.append(f"unset: {entry!r} is not one of {forms}")
+            continue
+        key = entry.split(".")[-1]
+        inherited, stated = parent, child
+        for part in path:
+            inherited = inherited.get(part, {}) if isinstance(inherited, dict) else {}
+            stated = stated.get(part, {}) if isinstance(stated, dict) else {}
+        if key not in inherited:
+            choices = did_you_mean(key, inherited) if isinstance(inherited, dict) else ""
+            problems.append(f"unset: {entry!r}: the parent spec {parent_name!r} sets no such entry{choices}")
+        if key in stated:
+            problems.append(f"unset: {entry!r} is also set by this spec; remove one of the two")
+    if len(set(entries)) != len(entries):
+        problems.append("unset: an entry is listed twice")
+    return problems
+
+
+def _apply_unset(base: dict[str, Any], entries: list[str]) -> dict[str, Any]:
+    """``base`` without the entries ``unset`` names (already checked to exist)."""
+    if not entries:
+        return base
+    base = copy.deepcopy(base)
+    for entry in entries:
+        *tables, key = entry.split(".")
+        node = base
+        for part in tables:
+            node = node[part]
+        del node[key]
+    return base
+
+
 def _inherit(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
-    base = {k: v for k, v in parent.items() if k not in NOT_INHERITED}
+    base = _apply_unset({k: v for k, v in parent.items() if k not in NOT_INHERITED}, child.get("unset", []))
     merged = deep_merge(base, {k: v for k, v in child.items() if k != "overrides"})
     inherited = list(parent.get("overrides", [])) if child.get("inherit_overrides", True) else []
     overrides = inherited + list(child.get("overrides", []))
@@ -232,7 +300,9 @@ def load_spec_file(path: Path | str, search_dirs: Optional[list[Path]] = None) -
     current: Optional[Path] = path
     while current is not None:
         raw = read_toml(current)
-        problems = unknown_keys(raw, Spec)
+        problems = unknown_keys(raw, Spec) + deletion_markers(raw)
+        if raw.get("unset") and raw.get("extends") is None:
+            problems.append("unset: removes inherited entries, so it needs `extends`")
         if problems:
             raise SpecValidationError(str(current), problems)
         name = raw.get("name")
@@ -260,7 +330,11 @@ def load_spec_file(path: Path | str, search_dirs: Optional[list[Path]] = None) -
         current = found
     chain.reverse()
     merged: dict[str, Any] = {}
-    for _, raw in chain:
+    for file, raw in chain:
+        if merged:
+            problems = _unset_problems(merged, raw, str(merged.get("name")))
+            if problems:
+                raise SpecValidationError(str(file), problems)
         merged = _inherit(merged, raw) if merged else dict(raw)
     spec = validate(merged, chain)
     base = spec.model_dump(exclude={"overrides"})
@@ -280,3 +354,67 @@ def load_all(directory: Path = BUNDLED_DIR) -> dict[str, LoadedSpec]:
     for path in sorted(directory.glob("*.toml")):
         specs[path.stem] = load_spec_file(path, [directory])
     return specs
+
+
+# -- where a key is written -------------------------------------------------------------------------------
+
+_KEY_LINE = re.compile(r"""^\s*((?:[A-Za-z0-9_\-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_\-]+|"[^"]*"|'[^']*'))*)\s*=""")
+_HEADER = re.compile(r"""^\s*(\[\[?)\s*([^\[\]]+?)\s*\]\]?""")
+
+
+def _split_key(key: str) -> tuple[str, ...]:
+    parts = re.findall(r"""[A-Za-z0-9_\-]+|"[^"]*"|'[^']*'""", key)
+    return tuple(p[1:-1] if p[:1] in "\"'" else p for p in parts)
+
+
+def key_lines(text: str) -> list[tuple[tuple[Any, ...], int]]:
+    """Every table header and ``key = value`` line of a TOML text as ``(key path, line number)``.
+
+    tomllib keeps no positions, so this scans the text: good enough to point a reader at the line
+    that states a fact. An array of tables (``[[overrides]]``) numbers its entries: ``("overrides", 0)``.
+    """
+    found: list[tuple[tuple[Any, ...], int]] = []
+    table: tuple[Any, ...] = ()
+    arrays: dict[tuple[Any, ...], int] = {}
+    in_string = False
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.count('"""') % 2 or line.count("'''") % 2:
+            in_string = not in_string
+            if not in_string:
+                continue
+        if in_string:
+            continue
+        header = _HEADER.match(line)
+        if header and not _KEY_LINE.match(line):
+            path = _split_key(header.group(2))
+            if header.group(1) == "[[":
+                arrays[path] = arrays.get(path, -1) + 1
+                table = path + (arrays[path],)
+            else:
+                table = path
+            found.append((table, number))
+            continue
+        key = _KEY_LINE.match(line)
+        if key:
+            found.append((table + _split_key(key.group(1)), number))
+    return found
+
+
+def locate(files: tuple[Path, ...], path: tuple[Any, ...], raws: Optional[list[dict[str, Any]]] = None) -> Optional[str]:
+    """``"file.toml:LINE"`` of the line stating ``path`` (e.g. ``("attention", "module")``) in the
+    last of ``files`` (root first) whose TOML states it; None when no file states it (a default).
+
+    The line is the closest one found by key: the key's own line, else the line of the nearest
+    enclosing table or inline table.
+    """
+    raws = raws if raws is not None else [read_toml(f) for f in files]
+    for file, raw in reversed(list(zip(files, raws))):
+        if not _has_path(raw, path):
+            continue
+        best: Optional[tuple[int, int]] = None
+        for key, number in key_lines(file.read_text(encoding="utf-8")):
+            if len(key) <= len(path) and tuple(path[: len(key)]) == key:
+                if best is None or len(key) > best[0]:
+                    best = (len(key), number)
+        return f"{file.name}:{best[1]}" if best else file.name
+    return None

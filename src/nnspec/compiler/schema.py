@@ -8,6 +8,7 @@ exports the JSON Schema of :class:`Spec` so that editors can validate spec files
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any, Literal, Optional, Union
 
@@ -446,8 +447,43 @@ class PerLayer(_Strict):
         return self
 
 
+#: Named sets of attention sources: ``sources = "NAME"`` in ``[attention]`` states all of a set's
+#: sources at once; a source the spec (or a child spec) states itself takes the place of the set's.
+#: ``attention_interface``: the attention module calls its attention function as
+#: ``attention_interface(self, query, key, value, mask, ...)`` (transformers' shared attention
+#: functions); queries, keys and values are its inputs 1-3, the per-head output its output 0, and
+#: eager attention's weights are the output of its dropout (identity in eval mode).
+SOURCE_SETS: dict[str, dict[str, dict[str, Any]]] = {
+    "attention_interface": {
+        "probabilities": {"ops": [{"name": "attention_interface"}, {"name": "nn_functional_dropout"}]},
+        "queries": {"ops": [{"name": "attention_interface"}], "io": "input", "index": 1},
+        "keys": {"ops": [{"name": "attention_interface"}], "io": "input", "index": 2},
+        "values": {"ops": [{"name": "attention_interface"}], "io": "input", "index": 3},
+        "per_head_output": {"ops": [{"name": "attention_interface"}], "index": 0},
+    },
+}
+
+
 class Attention(Branch):
     """The attention branch, plus where the attention internals live."""
+
+    sources: Optional[Literal["attention_interface"]] = Field(
+        None,
+        description="A named set of attention sources (see SOURCE_SETS) standing for probabilities, queries, keys, "
+        "values and per_head_output; each of those the spec states itself (\"\" for none) takes the set's place. "
+        "Loading replaces the name by the sources, so a loaded spec holds None here.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_sources(cls, data: Any) -> Any:
+        """Replace a named set by the sources it stands for (the validated spec states each source;
+        ``sources`` is then None, so a dumped spec validates to the same spec)."""
+        if isinstance(data, dict) and isinstance(data.get("sources"), str) and data["sources"] in SOURCE_SETS:
+            named = SOURCE_SETS[data["sources"]]
+            data = {**{key: copy.deepcopy(value) for key, value in named.items() if key not in data}, **data}
+            data.pop("sources")
+        return data
 
     kind: MixerKind = Field(
         "softmax",
@@ -535,7 +571,8 @@ class Tiny(_Strict):
     )
     config: dict[str, Any] = Field(
         default_factory=dict,
-        description="Overrides of the HF config defaults; an empty string removes an inherited override.",
+        description="Overrides of the HF config defaults (a child spec states only the keys it changes; "
+        "`unset = [\"tiny.config.KEY\"]` removes an inherited one, leaving the HF default).",
     )
     nested: Optional[str] = Field(
         None,
@@ -598,20 +635,19 @@ class Spec(_Strict):
     limits: Limits = Field(default_factory=Limits)
     tiny: Tiny = Field(default_factory=Tiny)
     variants: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="Named config overrides (on top of tiny.config) real checkpoints use; \"\" removes an inherited one."
+        default_factory=dict,
+        description="Named config overrides (on top of tiny.config) real checkpoints use; "
+        "`unset = [\"variants.NAME\"]` removes an inherited one.",
+    )
+    unset: list[str] = Field(
+        default_factory=list,
+        description="Entries inherited from `extends` that this spec removes, each 'tiny.config.KEY' (the tiny "
+        "checkpoint keeps the HF default) or 'variants.NAME' (the variant is not run); not inherited.",
     )
     overrides: list[Override] = Field(default_factory=list, description="Conditional partial specs.")
     inherit_overrides: bool = Field(
         True, description="Take the parent's overrides (false when they state options this model type does not have)."
     )
-
-    @field_validator("variants", mode="before")
-    @classmethod
-    def _drop_variants(cls, value: Any) -> Any:
-        """An empty string removes a variant inherited from ``extends``."""
-        if isinstance(value, dict):
-            return {k: v for k, v in value.items() if v != ""}
-        return value
 
     @field_validator("model_types")
     @classmethod
@@ -622,4 +658,6 @@ class Spec(_Strict):
 
 
 #: Keys a child spec does not inherit from its parent.
-NOT_INHERITED = ("name", "extends", "model_types", "description", "inherit_overrides")
+NOT_INHERITED = ("name", "extends", "model_types", "description", "inherit_overrides", "unset")
+#: The tables whose entries ``unset`` may remove (a dotted path: table, then the entry's name).
+UNSETTABLE = (("tiny", "config"), ("variants",))

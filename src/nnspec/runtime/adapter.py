@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
+from ..compiler.describe import branches_for_entry
 from ..compiler.loader import deep_merge, load_spec_file
 from ..compiler.rename import rename_dict
 from ..compiler.schema import Condition, Spec
@@ -86,26 +87,37 @@ def has_config(config: Any, key: str) -> bool:
     return True
 
 
-def condition_holds(condition: Condition, config: Any, versions: Optional[dict[str, Optional[str]]] = None) -> bool:
-    """Whether an override's ``when`` holds for this config and these package versions."""
+def config_is(config: Any, key: str, wanted: Any) -> bool:
+    """Whether the config has ``key`` (dotted: nested) and its value equals ``wanted``."""
+    return has_config(config, key) and read_config(config, key) == wanted
+
+
+def version_in(versions: Optional[dict[str, Optional[str]]], package: str, specifier: str) -> bool:
+    """Whether ``package``'s version (from ``versions``, else the installed one) satisfies the PEP 440
+    ``specifier``; False when the package is not installed."""
     from packaging.specifiers import SpecifierSet
     from packaging.version import Version
 
-    versions = versions or {}
-    if condition.attn_implementation is not None:
-        if getattr(config, "_attn_implementation", None) != condition.attn_implementation:
-            return False
-    for key, wanted in condition.config.items():
-        if not has_config(config, key) or read_config(config, key) != wanted:
-            return False
-    for package in ("transformers", "nnsight"):
-        specifier = getattr(condition, package)
-        if specifier is None:
-            continue
-        found = versions.get(package, installed_version(package))
-        if found is None or Version(found) not in SpecifierSet(specifier):
-            return False
-    return True
+    found = (versions or {}).get(package, installed_version(package))
+    return found is not None and Version(found) in SpecifierSet(specifier)
+
+
+def attn_implementation_is(config: Any, implementation: str) -> bool:
+    """Whether the model runs attention implementation ``implementation`` ('eager', 'sdpa'...)."""
+    return getattr(config, "_attn_implementation", None) == implementation
+
+
+def condition_holds(condition: Condition, config: Any, versions: Optional[dict[str, Optional[str]]] = None) -> bool:
+    """Whether an override's ``when`` holds for this config and these package versions."""
+    if condition.attn_implementation is not None and not attn_implementation_is(config, condition.attn_implementation):
+        return False
+    if not all(config_is(config, key, wanted) for key, wanted in condition.config.items()):
+        return False
+    return all(
+        version_in(versions, package, getattr(condition, package))
+        for package in ("transformers", "nnsight")
+        if getattr(condition, package) is not None
+    )
 
 
 def _layer_entry(spec: Spec, config: Any, i: int) -> Any:
@@ -116,37 +128,17 @@ def _layer_entry(spec: Spec, config: Any, i: int) -> Any:
 def attention_for_layer(spec: Spec, config: Any, i: int) -> Any:
     """The token-mixer facts of layer ``i``: the spec's, with a hybrid model's per-layer module and
     kind substituted from the config list the spec names (kind "none": the layer has no mixer)."""
-    per_layer = spec.attention.per_layer
-    if per_layer is None:
+    if spec.attention.per_layer is None:
         return spec.attention
-    entry = _layer_entry(spec, config, i)
-    update: dict[str, Any] = {}
-    if entry in per_layer.modules:
-        update["module"] = per_layer.modules[entry]
-    if entry in per_layer.kinds:
-        update["kind"] = per_layer.kinds[entry]
-    if entry in per_layer.contributions:
-        update["contribution"] = per_layer.contributions[entry] or None
-    if update.get("kind", spec.attention.kind) == "none":
-        update["module"] = None
-    return spec.attention.model_copy(update=update) if update else spec.attention
+    return branches_for_entry(spec, _layer_entry(spec, config, i))[0]
 
 
 def mlp_for_layer(spec: Spec, config: Any, i: int) -> Any:
     """The MLP facts of layer ``i``: the spec's, with a hybrid model's per-layer MLP path (``None``
     module: the layer has no MLP)."""
-    per_layer = spec.attention.per_layer
-    if per_layer is None or not (per_layer.mlp_modules or per_layer.mlp_contributions):
+    if spec.attention.per_layer is None:
         return spec.mlp
-    entry = _layer_entry(spec, config, i)
-    if entry in per_layer.mlp_contributions:
-        return spec.mlp.model_copy(update={"contribution": per_layer.mlp_contributions[entry] or None,
-                                           "module": per_layer.mlp_modules.get(entry, spec.mlp.module)})
-    if entry not in per_layer.mlp_modules:
-        return spec.mlp
-    path = per_layer.mlp_modules[entry] or None
-    return spec.mlp.model_copy(update={"module": path, "input": None if path is None else spec.mlp.input,
-                                       "contribution": None if path is None else spec.mlp.contribution})
+    return branches_for_entry(spec, _layer_entry(spec, config, i))[1]
 
 
 def backbone_aliases(spec: Spec) -> dict[str, str]:
@@ -190,39 +182,80 @@ def merge_aliases(*maps: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+class _ValidatedOnUse:
+    """The ``spec`` of a compiled adapter: its ``spec_json`` parsed and validated the first time it
+    is read (importing an adapter validates nothing), then kept on the class."""
+
+    def __get__(self, instance: Any, owner: type) -> Spec:
+        cached = owner.__dict__.get("_validated_spec")
+        if cached is None:
+            import json
+
+            cached = Spec.model_validate(json.loads(owner.spec_json))  # type: ignore[attr-defined]
+            owner._validated_spec = cached  # type: ignore[attr-defined]
+        return cached
+
+
 class Adapter:
     """One architecture's compiled spec.
+
+    A compiled adapter states, as class attributes, what each standard name reads (the records of
+    :mod:`nnspec.compiler.records`: ``attentions_output = Read(...)`` ...), its overrides as the
+    branches of :meth:`overrides_for`, and the flattened spec as JSON text (``spec_json``).
 
     Attributes:
         name: the spec name.
         source: the spec file it was compiled from (relative to the bundled specs for bundled ones).
         lineage: spec names from the root ancestor down to this one (``extends`` chain).
-        spec: the flattened base spec.
+        spec: the flattened base spec (validated from ``spec_json`` on first use).
         rename: NNsight aliases for the base spec (see :func:`rename_dict`).
+        per_layer_key: a hybrid model's config key naming each layer's entry (None: every layer alike).
+        per_layer: entry -> the records that differ on layers of that entry.
     """
 
     name: ClassVar[str]
     source: ClassVar[str]
     lineage: ClassVar[tuple[str, ...]]
-    spec: ClassVar[Spec]
+    spec: ClassVar[Spec] = _ValidatedOnUse()  # type: ignore[assignment]
     rename: ClassVar[dict[str, str]]
+    per_layer_key: ClassVar[Optional[str]] = None
+    per_layer: ClassVar[dict[str, dict[str, Any]]] = {}
 
     @classmethod
     def from_file(cls, path: Path | str) -> "Adapter":
-        """Build an adapter from a spec file (``extends`` may name bundled specs)."""
+        """Build an adapter from a spec file (``extends`` may name bundled specs): the spec is
+        compiled in memory exactly as ``nnspec compile`` compiles the bundled ones."""
+        from ..compiler.codegen import class_name, render_adapter
+
         loaded = load_spec_file(path)
-        attrs = {
-            "name": loaded.spec.name,
-            "source": str(loaded.file),
-            "lineage": loaded.lineage,
-            "spec": loaded.spec,
-            "rename": rename_dict(loaded.spec),
-        }
-        return type(f"{loaded.spec.name.title().replace('_', '')}Adapter", (cls,), attrs)()
+        text = render_adapter(loaded, str(loaded.file))
+        namespace: dict[str, Any] = {"__name__": f"nnspec.generated.<{loaded.spec.name}>"}
+        exec(compile(text, f"<adapter compiled from {loaded.file}>", "exec"), namespace)  # noqa: S102
+        compiled = namespace[class_name(loaded.spec.name)]
+        compiled._validated_spec = loaded.spec  # already validated by the loader
+        return compiled()
+
+    @classmethod
+    def overrides_for(cls, config: Any, versions: Optional[dict[str, Optional[str]]] = None) -> list[dict[str, Any]]:
+        """The spec patches whose condition holds for this text config and these package versions,
+        in order. Compiled adapters state each override as a branch of their own; this reads the
+        spec's ``overrides`` (adapters built around a spec object)."""
+        return [o.set for o in cls.spec.overrides if condition_holds(o.when, config, versions)]
+
+    def record(self, name: str, config: Any = None, layer: Optional[int] = None) -> Any:
+        """What standard value ``name`` reads (a record of :mod:`nnspec.compiler.records`, or a
+        string for ``residual`` / ``mixer_kind``), for the base spec: on a hybrid model, with
+        ``config`` and ``layer``, the record of that layer."""
+        if layer is not None and self.per_layer_key is not None:
+            entry = read_config(config, self.per_layer_key)[layer]
+            found = self.per_layer.get(entry, {})
+            if name in found:
+                return found[name]
+        return getattr(type(self), name)
 
     def effective(self, config: Any, versions: Optional[dict[str, Optional[str]]] = None) -> Spec:
         """The spec for one model: the base with every matching override applied, in order."""
-        patches = [o.set for o in self.spec.overrides if condition_holds(o.when, config, versions)]
+        patches = self.overrides_for(config, versions)
         if not patches:
             return self.spec
         merged = self.spec.model_dump()

@@ -35,21 +35,20 @@ from .accessors import (
 )
 from .adapter import (
     Adapter,
-    attention_for_layer,
     backbone_aliases,
     merge_aliases,
-    mlp_for_layer,
     read_config,
     text_config,
 )
 from .batching import columns
 from .inputs import check_encoding, check_invoke, invoke_mask, position_limit, split_model_kwargs, warn_right_padding
-from .loading import auto_class, load_tokenizer, pipeline_accepts
+from .loading import auto_class, load_tokenizer, normalize_dtype_kwargs, pipeline_accepts
+from .names import ATTENTION_INTERNALS
 from .ports import ContributionPort, InputPort, MixerStatePort, OutputPort, with_prefix
-from .readorder import ATTENTION_INTERNALS, worker_memo
+from .readorder import worker_memo
 from .registry import SpecArgument, resolve_adapter
 from .sources import SourcePort, label_for
-from .structure import BranchFacts, Structure, check_module_paths, check_overrides, check_structure
+from .structure import BranchFacts, Structure, check_module_paths, check_overrides, check_structure, layer_records
 from .tokens import TokenHelpers
 from .unembed import final_module_paths
 
@@ -243,6 +242,7 @@ class StandardizedModel(TokenHelpers, TransformersModel):
         spec: SpecArgument = None,
         tokenizer: Any = None,
         rename: Optional[dict[str, str]] = None,
+        allow_unverified: bool = False,
         **kwargs: Any,
     ) -> None:
         if model is None or (isinstance(model, str) and not model.strip()):
@@ -251,6 +251,7 @@ class StandardizedModel(TokenHelpers, TransformersModel):
             ("trust_remote_code", trust_remote_code), ("check_renaming", check_renaming), ("remote", remote),
             ("allow_dispatch", allow_dispatch), ("enable_attention_probs", enable_attention_probs),
             ("check_attn_probs_with_trace", check_attn_probs_with_trace), ("allow_multimodal", allow_multimodal),
+            ("allow_unverified", allow_unverified),
         ):
             if not isinstance(value, bool):
                 raise InputTypeError(f"StandardizedTransformer({flag}=...): expected True or False, got {value!r}")
@@ -276,6 +277,7 @@ class StandardizedModel(TokenHelpers, TransformersModel):
             kwargs["attn_implementation"] = "eager"
         if isinstance(model, Path):
             model = str(model)
+        normalize_dtype_kwargs(kwargs)  # `dtype=` on a transformers that only knows `torch_dtype=`
         revision = kwargs.get("revision")
         config, source = _load_config(model, trust_remote_code, revision)
         for key, value in split_model_kwargs(kwargs, config).items():
@@ -289,6 +291,13 @@ class StandardizedModel(TokenHelpers, TransformersModel):
         # text config (the config itself for a text-only model).
         effective = adapter.effective(text_config(config))
         check_overrides(text_config(config), adapter.spec, adapter.source)
+        from .adapter import installed_version
+        from .compat import warn_if_unverified
+
+        # Before the weights load: refuses a version pair verified as failing for this spec.
+        warn_if_unverified(
+            adapter.name, installed_version("transformers"), installed_version("nnsight"), allow_unverified=allow_unverified
+        )
         check_module_paths(effective, adapter.source)
         if tokenizer is None:
             tokenizer = _load_tokenizer(model, trust_remote_code, revision, tokenizer_kwargs)
@@ -326,10 +335,6 @@ class StandardizedModel(TokenHelpers, TransformersModel):
             )
         effective = built
         self._spec = effective
-        from .adapter import installed_version
-        from .compat import warn_if_unverified
-
-        warn_if_unverified(adapter.name, installed_version("transformers"), installed_version("nnsight"))
         self._enable_attention_probs = enable_attention_probs
         hf_config = text_config(self._module.config)
         if check_renaming:
@@ -373,8 +378,8 @@ class StandardizedModel(TokenHelpers, TransformersModel):
         # How many times each block runs per forward (a looped section runs several times; the
         # standard values of its blocks are those of the last pass).
         self.layer_passes: list[int] = _layer_passes(effective, hf_config, adapter.source, self.num_layers)
-        self._attention = [attention_for_layer(effective, hf_config, i) for i in range(self.num_layers)]
-        self._mlp = [mlp_for_layer(effective, hf_config, i) for i in range(self.num_layers)]
+        # Every layer's branch facts, computed once (by the structural check when it ran).
+        self._layer_records = structure.layers or layer_records(effective, hf_config, self.num_layers)
         self._block_shapes: dict[int, torch.Size] = {}
         self._positions: dict[tuple[str, Optional[str]], Optional[int]] = {}
         self._shape_hooks: list[Any] = []
@@ -507,17 +512,17 @@ class StandardizedModel(TokenHelpers, TransformersModel):
     def branch(self, name: str, i: int) -> Branch:
         """Layer ``i``'s facts for branch ``name`` (``"attention"``, the token mixer, or ``"mlp"``);
         hybrid models differ per layer. A branch the layer lacks has ``module = None``."""
-        return self._attention[i] if name == "attention" else self._mlp[i]
+        return self._layer_records[i].branch(name)
 
     def mixer_kind(self, i: int) -> str:
         """What layer ``i``'s token mixer computes: ``"softmax"``, ``"linear"`` (attention),
         ``"state_space"``, ``"recurrent"``, ``"convolution"``, or ``"none"`` (no mixer)."""
-        return self._attention[layer_index("mixer_kind", i, self.num_layers)].kind
+        return self._layer_records[layer_index("mixer_kind", i, self.num_layers)].attention.kind
 
     @property
     def mixer_kinds(self) -> list[str]:
         """Every layer's mixer kind, in order (see :meth:`mixer_kind`)."""
-        return [a.kind for a in self._attention]
+        return [a.kind for a in (r.attention for r in self._layer_records)]
 
     def _contribution(self, label: str, name: str, facts: BranchFacts, i: int) -> ContributionPort:
         branch = self.branch(name, i)
@@ -579,23 +584,23 @@ class StandardizedModel(TokenHelpers, TransformersModel):
 
     # Why a layer lacks a branch: each accessor asks per layer, and refuses with the reason.
     def _no_mixer(self, i: int) -> Optional[str]:
-        attention = self._attention[i]
+        attention = self._layer_records[i].attention
         if attention.kind == "none" or attention.contribution_path is None:
             return f"layer {i} has no token mixer (its block holds only an MLP, so layers_output = layers_input + mlps_output)"
         return None
 
     def _not_attention(self, i: int) -> Optional[str]:
         reason = self._no_mixer(i)
-        if reason is None and self._attention[i].kind not in ATTENTION_KINDS:
-            kind = self._attention[i].kind
+        if reason is None and self._layer_records[i].attention.kind not in ATTENTION_KINDS:
+            kind = self._layer_records[i].attention.kind
             reason = (
-                f"layer {i}'s token mixer ({self._attention[i].module!r}) is {MIXER_KINDS[kind]}, kind '{kind}', not attention; "
+                f"layer {i}'s token mixer ({self._layer_records[i].attention.module!r}) is {MIXER_KINDS[kind]}, kind '{kind}', not attention; "
                 f"read mixers_input[{i}] / mixers_output[{i}] for it"
             )
         return reason
 
     def _no_mlp(self, i: int) -> Optional[str]:
-        if self._mlp[i].contribution_path is None:
+        if self._layer_records[i].mlp.contribution_path is None:
             return f"layer {i} has no MLP (its block is the token mixer alone, so layers_output = layers_input + mixers_output)"
         return None
 
@@ -615,14 +620,14 @@ class StandardizedModel(TokenHelpers, TransformersModel):
         )
         self.layers_output.returns_tuple = spec.layer.returns == "tuple"
         self.layers_input.returns_tuple = False  # a block reads its hidden state as a tensor
-        kinds = {a.kind for a in self._attention}
+        kinds = {a.kind for a in (r.attention for r in self._layer_records)}
         no_attention = None
         if not kinds & set(ATTENTION_KINDS):
             described = ", ".join(f"{MIXER_KINDS[k]} ('{k}')" for k in sorted(kinds))
             no_attention = f"this model has no attention: its token mixer is {described}; read mixers_input / mixers_output"
         # A branch exists where the spec names what it adds (OPT's MLP has no module of its own).
-        no_mixer = None if any(a.contribution_path for a in self._attention) else "this model's blocks have no token mixer"
-        no_mlp = None if any(m.contribution_path for m in self._mlp) else (
+        no_mixer = None if any(a.contribution_path for a in (r.attention for r in self._layer_records)) else "this model's blocks have no token mixer"
+        no_mlp = None if any(m.contribution_path for m in (r.mlp for r in self._layer_records)) else (
             "this model's blocks have no MLP: layers_output[i] = layers_input[i] + mixers_output[i]"
         )
         mixer_inputs: dict[int, Any] = {}
@@ -660,13 +665,13 @@ class StandardizedModel(TokenHelpers, TransformersModel):
         # The recurrent state a state-space, linear-attention or recurrent mixer leaves after the
         # last position, from the cache the forward returns (read it after the other values).
         stateful = STATEFUL_KINDS
-        no_state = None if any(a.kind in stateful and a.contribution_path for a in self._attention) else (
+        no_state = None if any(a.kind in stateful and a.contribution_path for a in (r.attention for r in self._layer_records)) else (
             "this model has no state-space, linear-attention or recurrent mixer, so no layer keeps a recurrent state"
         )
         self.mixer_states = ValueAccessor(
             "mixer_states", n, lambda i: MixerStatePort(f"mixer_states[{i}]", self, i), no_state,
-            lambda i: None if self._attention[i].kind in stateful and self._attention[i].contribution_path else (
-                f"layer {i}'s token mixer is {MIXER_KINDS[self._attention[i].kind]}, which keeps no recurrent state"
+            lambda i: None if self._layer_records[i].attention.kind in stateful and self._layer_records[i].attention.contribution_path else (
+                f"layer {i}'s token mixer is {MIXER_KINDS[self._layer_records[i].attention.kind]}, which keeps no recurrent state"
             ),
         )
         # Cloned: some models scale the embedding output in place (CTRL's `inputs_embeds *= sqrt(d)`).
@@ -692,13 +697,11 @@ class StandardizedModel(TokenHelpers, TransformersModel):
 
     def _install_attention_sources(self) -> None:
         attention, limits = self._spec.attention, self._spec.limits.declared()
-        if attention.per_layer is None and attention.kind != "softmax":
-            self._attention = [attention] * self.num_layers
         for name, field, capability in self._SOURCES:
             ref = getattr(attention, field)
             reason = limits.get(capability)
-            if reason is None and all(a.kind != "softmax" for a in self._attention):
-                found = sorted({a.kind for a in self._attention})
+            if reason is None and all(a.kind != "softmax" for a in (r.attention for r in self._layer_records)):
+                found = sorted({a.kind for a in (r.attention for r in self._layer_records)})
                 reason = f"this model has no softmax attention (its token mixer is {', '.join(MIXER_KINDS[k] for k in found)})"
             if reason is None and (ref is None or attention.module is None):
                 reason = f"the spec ({self._adapter.source}) declares no attention.{field} source"
@@ -712,7 +715,7 @@ class StandardizedModel(TokenHelpers, TransformersModel):
             setattr(self, name, accessor)
 
     def _source_port(self, name: str, i: int, ref: Any) -> SourcePort:
-        attention = self._attention[i]
+        attention = self._layer_records[i].attention
 
         def check() -> None:
             if attention.kind != "softmax":
@@ -757,13 +760,13 @@ class StandardizedModel(TokenHelpers, TransformersModel):
             getattr(self, other).port(i).prefetch()
 
     def _position(self, name: str, i: int) -> Optional[int]:
-        key = (name, self._attention[i].module)
+        key = (name, self._layer_records[i].attention.module)
         if key not in self._positions:
             self._positions[key] = getattr(self, name).port(i).position()
         return self._positions[key]
 
     def _source_envoy(self, i: int, ref: Any) -> Any:
-        module = self._attention[i].module
+        module = self._layer_records[i].attention.module
         return self._in_block(i, module if ref.module is None else f"{module}.{ref.module}")
 
     @property

@@ -17,7 +17,7 @@ import torch
 
 from ..compiler.schema import ATTENTION_KINDS, Attention, Branch, Spec
 from ..errors import CapabilityUnavailableError, InputTypeError, UnsupportedArchitectureError
-from .adapter import Adapter, attention_for_layer, mlp_for_layer, text_config
+from .adapter import Adapter, text_config
 from .registry import adapter_for_model_type, model_types
 from .structure import Structure, check_structure
 from .unembed import final_module_paths
@@ -156,14 +156,13 @@ def facts_for_module(module: torch.nn.Module, adapter: Optional[Adapter] = None)
     config = text_config(module.config)
     spec = adapter.effective(config)
     structure = check_structure(module, config, spec, adapter.source)
-    n = structure.num_layers
     return ModelFacts(
         adapter=adapter,
         spec=spec,
         config=config,
         structure=structure,
-        attention=tuple(attention_for_layer(spec, config, i) for i in range(n)),
-        mlp=tuple(mlp_for_layer(spec, config, i) for i in range(n)),
+        attention=tuple(record.attention for record in structure.layers),
+        mlp=tuple(record.mlp for record in structure.layers),
         final_modules=tuple(final_module_paths(module, spec)),
     )
 

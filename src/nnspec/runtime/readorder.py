@@ -3,7 +3,7 @@
 NNsight serves values in the order the model computes them. Architectures compute a layer's
 values in different orders (Falcon binds the values before applying rotary to queries and keys;
 BLOOM's attention contribution needs the residual the attention module receives, which comes
-before anything inside the attention). nnspec documents one order, :data:`LAYER_ORDER`, and makes
+before anything inside the attention). nnspec documents one order, :data:`~nnspec.runtime.names.LAYER_ORDER`, and makes
 it work everywhere: reading a value also fetches, first, the values documented after it that the
 model computes before it, and keeps them for their own read in the same forward.
 """
@@ -13,25 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import OutOfOrderReadError
-
-#: One layer's values, in the order to read them inside a trace (the same on every architecture).
-LAYER_ORDER = (
-    "layers_input",
-    "mixers_input",
-    "attentions_input",
-    "queries",
-    "keys",
-    "values",
-    "attention_probabilities",
-    "attention_heads_output",
-    "attentions_output",
-    "mixers_output",
-    "mlps_input",
-    "mlps_output",
-    "layers_output",
-)
-#: Values read inside the attention computation (operation sources).
-ATTENTION_INTERNALS = ("queries", "keys", "values", "attention_probabilities", "attention_heads_output")
+from .names import LAYER_ORDER
 
 try:  # NNsight's error when a value is requested after the model computed it
     from nnsight.intervention.interleaver import OutOfOrderError as _NNsightOutOfOrder

@@ -32,8 +32,9 @@ from ..errors import (
     UnsupportedArchitectureError,
     closest,
 )
-from .adapter import Adapter, attention_for_layer, has_config, mlp_for_layer, read_config, rename_dict
+from .adapter import Adapter, has_config, read_config, rename_dict
 from .adapter import text_config as _text_config_of
+from .structure import layer_records
 
 IgnoreType = Literal["mlp", "attention"]
 NameValue = Union[str, list[str], None]
@@ -333,9 +334,10 @@ def get_ignores(model: Any, rename_config: Optional[RenameConfig] = None) -> lis
     spec = adapter.effective(config)
     n = read_config(config, spec.config.num_layers)
     ignores: list[str] = []
-    if spec.limits.mlp_module or any(mlp_for_layer(spec, config, i).module is None for i in range(n)):
+    records = layer_records(spec, config, n)
+    if spec.limits.mlp_module or any(record.mlp.module is None for record in records):
         ignores.append("mlp")
-    attention = [attention_for_layer(spec, config, i) for i in range(n)]
+    attention = [record.attention for record in records]
     if spec.limits.attention_module or any(a.module is None or a.kind not in ATTENTION_KINDS for a in attention):
         ignores.append("attention")
     if rename_config is not None:

@@ -12,8 +12,8 @@ from typing import Any, Optional
 
 import torch
 
-from ..compiler.schema import BlockAttribute, Branch, Spec
-from ..errors import ModelStructureError, closest
+from ..compiler.schema import Attention, BlockAttribute, Branch, Spec
+from ..errors import InputError, ModelStructureError, closest
 from .adapter import attention_for_layer, has_config, is_per_layer, mlp_for_layer, read_config
 
 
@@ -26,12 +26,36 @@ class BranchFacts:
 
 
 @dataclass(frozen=True)
+class LayerRecord:
+    """One layer's branch facts from the spec: a hybrid model's per-layer module and kind already
+    substituted (a branch the layer lacks has ``module = None``; a layer without a token mixer has
+    kind ``"none"``)."""
+
+    index: int
+    attention: Attention  # the token mixer (attention or another kind)
+    mlp: Branch
+
+    def branch(self, name: str) -> Branch:
+        """The branch called ``name``: ``"attention"`` (the token mixer) or ``"mlp"``."""
+        if name not in ("attention", "mlp"):
+            raise InputError(f"branch: expected 'attention' or 'mlp', got {name!r}")
+        return self.attention if name == "attention" else self.mlp
+
+
+def layer_records(spec: Spec, config: Any, num_layers: int) -> tuple[LayerRecord, ...]:
+    """Every layer's :class:`LayerRecord`, computed once per model."""
+    return tuple(LayerRecord(i, attention_for_layer(spec, config, i), mlp_for_layer(spec, config, i)) for i in range(num_layers))
+
+
+@dataclass(frozen=True)
 class Structure:
     """Facts found while checking a model against its spec."""
 
     num_layers: int
     attention: BranchFacts = field(default_factory=BranchFacts)
     mlp: BranchFacts = field(default_factory=BranchFacts)
+    #: Every layer's branch facts (see :func:`layer_records`).
+    layers: tuple[LayerRecord, ...] = ()
 
 
 def _nearest(root: torch.nn.Module, path: str) -> str:
@@ -84,9 +108,9 @@ def config_keys_read(spec: Spec) -> list[tuple[str, str]]:
     """Every config key ``spec`` reads without a fallback, as ``(spec key path, config key)``:
     each must exist in every config of the model types the spec serves."""
     keys = [
-        (f"config.{attribute}", spec.config.key(attribute))
+        (f"config.{attribute}", key)
         for attribute in ("num_layers", "num_heads", "num_kv_heads", "hidden_size", "vocab_size", "head_dim")
-        if spec.config.key(attribute) is not None and not spec.config.has_fallback(attribute)
+        if (key := spec.config.key(attribute)) is not None and not spec.config.has_fallback(attribute)
     ]
     for name, branch in (("attention", spec.attention), ("mlp", spec.mlp)):
         if isinstance(branch.scale, str):
@@ -133,7 +157,7 @@ def block_attribute_value(blocks: Any, attribute: str, spec_key: str, source: st
 
 
 def _branch(
-    blocks: torch.nn.ModuleList, branch: Branch, name: str, config: Any, source: str, per_block: Optional[list] = None
+    blocks: torch.nn.ModuleList | torch.nn.Sequential, branch: Branch, name: str, config: Any, source: str, per_block: Optional[list] = None
 ) -> BranchFacts:
     for i, block in enumerate(blocks):
         facts = per_block[i] if per_block is not None else branch
@@ -148,6 +172,10 @@ def _branch(
         scale = block_attribute_value(blocks, scale.block_attribute, f"{name}.scale", source)
     position = None
     if branch.includes_residual is not None:
+        if branch.contribution_path is None:
+            raise ModelStructureError(
+                f"{source}: {name}.includes_residual = {branch.includes_residual!r} is set, but the branch has no module"
+            )
         target = blocks[0].get_submodule(branch.contribution_path)
         # The class's forward: NNsight re-binds the instance's, and `self` comes first.
         parameters = list(inspect.signature(type(target).forward).parameters)[1:]
@@ -244,12 +272,13 @@ def check_structure(root: torch.nn.Module, config: Any, spec: Spec, source: str)
             raise ModelStructureError(
                 f"{source}: attention.per_layer.config_key = {key!r} must list one entry per block ({len(blocks)}), got {entries!r}"
             )
-    per_block = [attention_for_layer(spec, config, i) for i in range(len(blocks))]
-    per_block_mlp = [mlp_for_layer(spec, config, i) for i in range(len(blocks))]
+    records = layer_records(spec, config, len(blocks))
+    per_block = [record.attention for record in records]
     structure = Structure(
         num_layers=len(blocks),
         attention=_branch(blocks, spec.attention, "attention", config, source, per_block),
-        mlp=_branch(blocks, spec.mlp, "mlp", config, source, per_block_mlp),
+        mlp=_branch(blocks, spec.mlp, "mlp", config, source, [record.mlp for record in records]),
+        layers=records,
     )
     softmax = [i for i, a in enumerate(per_block) if a.kind == "softmax" and a.module]
     attention = per_block[softmax[0]] if softmax else spec.attention
@@ -258,13 +287,16 @@ def check_structure(root: torch.nn.Module, config: Any, spec: Spec, source: str)
         for field in ("probabilities", "queries", "keys", "values", "per_head_output"):
             ref = getattr(attention, field)
             inner[f"attention.{field}.module"] = ref.module if ref is not None else None
+        assert attention.module is not None  # softmax layers were chosen for having a module
         host = blocks[softmax[0]].get_submodule(attention.module)
         for key, path in inner.items():
             if path is not None:
                 _submodule(host, path, key, source, f"{type(host).__name__} (block {softmax[0]}'s {attention.module})")
         if attention.sinks is not None:
             for i in softmax:  # an attribute on every softmax layer; None where a layer has no sinks
-                module = blocks[i].get_submodule(per_block[i].module)
+                path = per_block[i].module
+                assert path is not None  # softmax layers were chosen for having a module
+                module = blocks[i].get_submodule(path)
                 if not hasattr(module, attention.sinks):
                     raise ModelStructureError(
                         f"{source}: attention.sinks = {attention.sinks!r} is not an attribute of {type(module).__name__} "

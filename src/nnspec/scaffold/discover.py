@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import torch
 
-from ..errors import NnspecError, ScaffoldError
+from ..errors import ScaffoldError
 from ..verification.conformance import TOLERANCE
 
 ATTENTION_NAME = re.compile(r"attn|attention|self_attn|mixer|token_mixer|temporal", re.I)

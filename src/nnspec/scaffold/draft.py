@@ -7,17 +7,18 @@ tiny checkpoint, and the file's header says exactly which checks passed.
 
 from __future__ import annotations
 
+import copy
 import re
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 
+from ..compiler.loader import BUNDLED_DIR, load_all, load_spec_file
+from ..compiler.schema import SOURCE_SETS
 from ..paths import PACKAGE_DIR
-from ..compiler.loader import BUNDLED_DIR, deep_merge, load_all
-from ..compiler.schema import Spec
 from .discover import (
     ATTENTION_NAME,
     MLP_NAME,
@@ -33,13 +34,12 @@ from .discover import (
 )
 from .tinyconfig import checkpoint_options, tiny_overrides
 
-INTERFACE_SOURCES = {
-    "probabilities": {"ops": [{"name": "attention_interface"}, {"name": "nn_functional_dropout"}]},
-    "queries": {"ops": [{"name": "attention_interface"}], "io": "input", "index": 1},
-    "keys": {"ops": [{"name": "attention_interface"}], "io": "input", "index": 2},
-    "values": {"ops": [{"name": "attention_interface"}], "io": "input", "index": 3},
-    "per_head_output": {"ops": [{"name": "attention_interface"}], "index": 0},
-}
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+#: The sources of an attention module calling the shared attention interface (the spec language's
+#: named set; a draft states ``sources = "attention_interface"`` where that states the same).
+INTERFACE_SOURCES = SOURCE_SETS["attention_interface"]
 STANDARD_KEYS = {
     "num_layers": ("num_hidden_layers", "n_layer", "num_layers"),
     "num_heads": ("num_attention_heads", "n_head", "num_heads"),
@@ -62,11 +62,12 @@ def check_model_type(model_type: str) -> None:
         )
 
 
-def build_model(model_type: str, options: Optional[dict[str, Any]] = None) -> tuple[torch.nn.Module, dict[str, Any]]:
+def build_model(model_type: str, options: Optional[dict[str, Any]] = None) -> tuple[PreTrainedModel, dict[str, Any]]:
     """A tiny random model of ``model_type`` (eager attention, float32, ``options`` set) and its
     config overrides."""
     from transformers import AutoConfig, AutoModelForCausalLM
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    from ..runtime.loading import dtype_kwarg
 
     check_model_type(model_type)
     try:
@@ -74,9 +75,9 @@ def build_model(model_type: str, options: Optional[dict[str, Any]] = None) -> tu
         config = AutoConfig.for_model(model_type, **{**overrides, **(options or {})})
         torch.manual_seed(0)
         try:
-            model = AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=torch.float32)
+            model = AutoModelForCausalLM.from_config(config, attn_implementation="eager", **dtype_kwarg(torch.float32))
         except (ValueError, TypeError):
-            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+            model = AutoModelForCausalLM.from_config(config, **dtype_kwarg(torch.float32))
     except Exception as exc:  # noqa: BLE001 - config classes raise many kinds; the user gets one line
         raise ScaffoldError(_config_problem(model_type, exc)) from exc
     return model.eval(), overrides
@@ -97,13 +98,15 @@ def _config_problem(model_type: str, exc: BaseException) -> str:
             "draft from a checkpoint folder instead (nnspec scaffold PATH)")
 
 
-def load_model(path: str) -> torch.nn.Module:
+def load_model(path: str) -> PreTrainedModel:
     from transformers import AutoModelForCausalLM
+
+    from ..runtime.loading import dtype_kwarg
 
     if not Path(path).exists():
         raise ScaffoldError(f"{path}: no such checkpoint directory (give a model type or a readable path)")
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager", dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager", **dtype_kwarg(torch.float32))
     except (OSError, ValueError) as exc:
         raise ScaffoldError(f"{path}: cannot be loaded as a causal LM ({exc})") from exc
     return model.eval()
@@ -189,17 +192,19 @@ def _scales(config: Any) -> list[Optional[tuple[str, float]]]:
     return found
 
 
-def discover(model: torch.nn.Module, model_type: str) -> Facts:
+def discover(model: PreTrainedModel, model_type: str) -> Facts:
     """Establish a model's spec facts by probing it (see module docstring)."""
     config = model.config
     keys = _config_keys(config)
-    num_layers = int(getattr(config, keys["num_layers"]))
+    layers_key = keys["num_layers"]
+    assert layers_key is not None  # _config_keys raises where a required key is missing
+    num_layers = int(getattr(config, layers_key))
     embed = path_of(model, model.get_input_embeddings())
     lm_head = path_of(model, model.get_output_embeddings())
     if embed is None or lm_head is None:
         raise ScaffoldError(f"{type(model).__name__} exposes no {'input' if embed is None else 'output'} embeddings")
     layers = find_layers(model, num_layers, embed)
-    vocab = int(getattr(config, "vocab_size"))
+    vocab = int(config.vocab_size)
     ids = torch.randint(4, min(vocab, 300), (2, 7), generator=torch.Generator().manual_seed(0))
     p = probe(model, ids)
     ln_final, before = _final_modules(model, p, layers, lm_head, num_layers)
@@ -230,6 +235,8 @@ def _branches(facts: Facts, model: Any, p: Probe, config: Any, attention: str, m
         block = f"{facts.layers}.{i}"
         x = _hidden(p.calls[block])
         y = _first(p.calls[block].snapshot)
+        if x is None or y is None:
+            raise ScaffoldError(f"block {i} ({block}) {'received' if x is None else 'returned'} no hidden-state tensor")
         a_norms = _norms_between(p, block, attention, mlp)
         m_norms = _norms_between(p, block, mlp, None) if mlp else []
         a = [c for c in _branch_candidates(p, block, attention, a_norms) if c[1].shape == x.shape]
@@ -315,10 +322,10 @@ def _logit_transforms(model: Any, p: Probe, facts: Facts, config: Any) -> list[d
     for key, value in sorted(config.to_dict().items(), key=priority):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value == 0 or key.endswith(("_id", "_ids")):
             continue
-        for op, fn in (("softcap", lambda t: torch.tanh(t / value) * value), ("multiply", lambda t: t * value), ("divide", lambda t: t / value)):
+        for op, fn in (("softcap", lambda t, v: torch.tanh(t / v) * v), ("multiply", lambda t, v: t * v), ("divide", lambda t, v: t / v)):
             if value == 1 and op != "softcap":
                 continue
-            if _close(fn(base), p.logits):
+            if _close(fn(base, value), p.logits):
                 return [{"op": op, "key": key}]
     facts.notes.append("logits differ from lm_head(ln_final(h)) by a transform no single config value explains")
     return []
@@ -342,7 +349,7 @@ def _attention_sources(facts: Facts, model: Any, p: Probe) -> None:
         facts.limits.update({"attention_probabilities": reason, "qkv": reason, "per_head_output": reason})
         return
     if "attention_interface(" in source:
-        facts.attention.update(INTERFACE_SOURCES)
+        facts.attention.update(copy.deepcopy(INTERFACE_SOURCES))
         dims = getattr(attention, "head_dim", None)
         for name, child in attention.named_children():
             if isinstance(child, torch.nn.Linear) and child.out_features == model.config.hidden_size and name in ("o_proj", "dense", "out_proj", "c_proj", "o"):
@@ -417,7 +424,7 @@ def closest_parent(spec: dict[str, Any], specs: dict[str, Any], prefer: Optional
     ``specs``; otherwise the bundled spec sharing the most facts with ``spec`` (ignoring names and
     tiny configs). With a preferred parent, attention sources the probe could not establish are
     inherited (the checks then decide) rather than cleared."""
-    ignore = ("name", "model_types", "description", "tiny", "variants", "overrides", "extends")
+    ignore = ("name", "model_types", "description", "tiny", "variants", "overrides", "extends", "unset")
     mine = {k: v for k, v in _leaves({k: v for k, v in spec.items() if k not in ignore}).items()}
     best, best_score = None, -1
     for other_name, loaded in specs.items():
@@ -425,6 +432,7 @@ def closest_parent(spec: dict[str, Any], specs: dict[str, Any], prefer: Optional
             best = prefer
             break
         theirs = _leaves({k: v for k, v in loaded.spec.model_dump(mode="json").items() if k not in ignore})
+        theirs.pop("attention.sources", None)  # the named set stands for sources compared one by one
         score = sum(1 for k, v in mine.items() if _norm(theirs.get(k)) == _norm(v)) - sum(
             1 for k, v in theirs.items() if k not in mine and v not in (None, "", [], False, 0, "tensor", "sequential", "softmax", "scaled_dot_product", "output", -1)
         )
@@ -432,14 +440,23 @@ def closest_parent(spec: dict[str, Any], specs: dict[str, Any], prefer: Optional
             best, best_score = other_name, score
     if best is None:
         return None, spec
-    merged = specs[best].spec.model_dump(mode="json", exclude={"name", "model_types", "description", "extends", "tiny", "variants", "overrides"})
+    merged = specs[best].spec.model_dump(
+        mode="json", exclude={"name", "model_types", "description", "extends", "tiny", "variants", "overrides", "unset"}
+    )
+    merged.get("attention", {}).pop("sources", None)
     reduced = _diff(spec, merged)
     reduced["name"], reduced["model_types"] = spec["name"], spec["model_types"]
-    reduced["tiny"] = spec["tiny"]
+    # The tiny config states only the keys whose values differ from the parent's; what the
+    # parent's tiny config sets and this model lacks is unset (the HF default applies).
     inherited_tiny = specs[best].spec.tiny.config
-    for key in inherited_tiny:
-        if key not in spec["tiny"]["config"]:
-            reduced["tiny"]["config"][key] = ""  # drop what the parent's tiny config sets and this model lacks
+    own_tiny = spec["tiny"]["config"]
+    changed = {k: v for k, v in own_tiny.items() if k not in inherited_tiny or inherited_tiny[k] != v}
+    tiny_rest = {k: v for k, v in spec["tiny"].items() if k != "config"}
+    if changed or tiny_rest:
+        reduced["tiny"] = {**tiny_rest, **({"config": changed} if changed else {})}
+    dropped = [f"tiny.config.{key}" for key in inherited_tiny if key not in own_tiny]
+    if dropped:
+        reduced["unset"] = dropped
     # Attention sources the parent declares and the draft found none of: clear them (the checks
     # then decide; see `_settle_attention`).
     for field in ("probabilities", "queries", "keys", "values", "per_head_output"):
@@ -534,8 +551,8 @@ def to_toml(spec: dict[str, Any], header: list[str]) -> str:
 
 
 def _run_checks(body: dict[str, Any], name: str) -> list[Any]:
-    from ..verification import conformance, tiny
     from ..runtime.adapter import Adapter
+    from ..verification import conformance, tiny
 
     with tempfile.TemporaryDirectory() as scratch:
         trial = Path(scratch) / f"{name}.toml"
@@ -550,24 +567,53 @@ def _run_checks(body: dict[str, Any], name: str) -> list[Any]:
             except Exception as exc:  # noqa: BLE001 - a checkpoint that cannot be built or run is a failure
                 if variant is None:
                     raise
-                found = [conformance.CheckResult("load", False, float("nan"), 0.0, f"{type(exc).__name__}: {exc}")]
-            results += [r if variant is None else replace(r, check=f"{r.check} [{variant}]") for r in found]
+                found = [conformance.failed_result("load", exc)]
+            results += [r if variant is None else replace(r, variant=variant) for r in found]
         return results
 
 
-def _short(error: str) -> str:
-    """A check failure as a short reason (no exception class, no tolerance boilerplate)."""
-    error = re.sub(r"^\w+Error: ", "", error)
-    error = re.sub(r" \(tolerance atol=.*?\)", "", error)
-    return error[:140]
+#: The reason a draft's ``[limits]`` gives for a capability the checks refuted, by the structural
+#: cause of the failure (:data:`~nnspec.verification.conformance.FailureCause`). Fixed sentences:
+#: the failure's message (numbers, tensor shapes) never goes into a spec.
+LIMIT_REASONS: dict[str, str] = {
+    "mismatch": "values read inside the attention differ from what plain transformers computes",
+    "shape_mismatch": "values read inside the attention do not have the standard shapes",
+    "no_effect": "setting the value inside the attention does not change the model's output",
+    "served_despite_limit": "the runtime serves a value the spec declares unavailable",
+    "refusal_mismatch": "the runtime refuses or serves a branch against the layer's structure",
+    "no_branch": "a layer has neither a token mixer nor an MLP",
+    "contribution_mismatch": "the branch outputs do not add up to the block output",
+    "zero_branch": "a branch contributes nothing to the residual stream",
+    "reference_missing": "plain transformers never computes the value to compare with",
+    "probabilities_mismatch": "the eager attention weights could not be verified as one softmax over the scores",
+    "softmax_count": "the attention computes more than one softmax, so no single tensor is its probabilities",
+    "qkv_shape": "queries and keys are not laid out as (batch, heads, seq, head_dim)",
+    "qkv_masks": "the attention receives several score-shaped masks, so its scores cannot be rebuilt from queries and keys",
+    "sinks_per_token": "sink logits are computed per token by a module, so the scores are not scaled dot-products",
+    "probabilities_not_softmax_qk": "softmax of the scaled query-key scores does not reproduce the attention weights",
+    "heads_output_not_probs_values": "the per-head output is not the attention probabilities times the values",
+    "heads_output_not_projection_input": "the output projection of the per-head output does not give the attention output",
+    "error": "the check of this capability fails with an error on the drafted spec",
+    "load_failed": "the tiny checkpoint cannot be built or loaded",
+}
+
+
+def limit_reason(cause: Optional[str]) -> str:
+    """The fixed sentence :data:`LIMIT_REASONS` gives for ``cause`` (the ``error`` one for an unknown cause)."""
+    return LIMIT_REASONS.get(cause or "error", LIMIT_REASONS["error"])
 
 
 def _settle(body: dict[str, Any], name: str, check: bool) -> list[Any]:
     """Run the checks and revise attention facts the checks refute, declaring what cannot hold.
 
-    A failing q/k recomputation first tries queries that arrive pre-scaled (score scale 1), then
-    declares the score function other than scaled dot-product; failing probabilities or per-head
-    values become declared limits with the failure as the reason. Nothing else is revised.
+    Decisions read the results' structured fields (check, cause, variant), never their messages.
+    A q/k recomputation that does not reproduce the weights (``probabilities_not_softmax_qk``)
+    first tries queries that arrive pre-scaled (score scale 1), then declares the score function
+    other than scaled dot-product; a per-head output that fails either way becomes a
+    ``per_head_output`` limit, any other q/k/v failure ``qkv`` and ``per_head_output`` limits,
+    failing probabilities an ``attention_probabilities`` limit, each with the fixed sentence of
+    :data:`LIMIT_REASONS` for its cause. A variant inherited from the parent that fails where the
+    base checkpoint passes is dropped. Nothing else is revised.
     """
     if not check:
         return []
@@ -575,40 +621,42 @@ def _settle(body: dict[str, Any], name: str, check: bool) -> list[Any]:
     results: list[Any] = []
     for _ in range(5):
         results = _run_checks(body, name)
-        failed = {r.check: r.error for r in results if not r.passed}
+        failures = [r for r in results if not r.passed]
         # A variant inherited from the parent whose options this model does not take: drop it.
-        base_failed = {k for k in failed if " [" not in k}
+        base_failed = {r.check for r in failures if r.variant is None}
         own = body.get("variants", {})
-        broken = {k.split(" [")[1].rstrip("]") for k in failed if " [" in k and k.split(" [")[0] not in base_failed}
-        inherited = [v for v in broken if v not in own or own[v] == ""]
+        broken = {r.variant for r in failures if r.variant is not None and r.check not in base_failed}
+        inherited = sorted(v for v in broken if v not in own and f"variants.{v}" not in body.get("unset", []))
         if inherited:
-            body.setdefault("variants", {}).update({v: "" for v in inherited})
+            body["unset"] = [*body.get("unset", []), *(f"variants.{v}" for v in inherited)]
             continue
         attention = body.setdefault("attention", {})
         limits = body.setdefault("limits", {})
         revised = False
-        failed = {k.split(" [")[0]: v for k, v in reversed(list(failed.items()))}
-        if "qkv" in failed and "softmax(q k^T)" in failed["qkv"]:
+        first: dict[str, Any] = {}  # check -> its first failure (the base checkpoint's before a variant's)
+        for r in failures:
+            first.setdefault(r.check, r)
+        qkv = first.get("qkv")
+        if qkv is not None and qkv.cause == "probabilities_not_softmax_qk":
             if not tried_scale and attention.get("score_scale") in (None, ""):
                 attention["score_scale"], tried_scale, revised = 1.0, True, True
             else:
                 attention.pop("score_scale", None)
                 attention["score"], revised = "other", True
-        elif "qkv" in failed and ("attention_heads_output" in failed["qkv"] or "vs attention output" in failed["qkv"]):
+        elif qkv is not None and qkv.cause in ("heads_output_not_probs_values", "heads_output_not_projection_input"):
             attention["per_head_output"] = ""
-            limits["per_head_output"] = f"the per-head output could not be verified against the attention output ({_short(failed['qkv'])})"
+            limits["per_head_output"] = limit_reason(qkv.cause)
             revised = True
-        elif "qkv" in failed:
-            reason = f"queries/keys/values could not be verified ({_short(failed['qkv'])})"
+        elif qkv is not None:
+            reason = limit_reason(qkv.cause)
             for field in ("queries", "keys", "values", "per_head_output"):
                 attention[field] = ""
             limits.update({"qkv": reason, "per_head_output": reason})
             revised = True
-        if "attention_probabilities" in failed:
+        probabilities = first.get("attention_probabilities")
+        if probabilities is not None:
             attention["probabilities"] = ""
-            limits["attention_probabilities"] = (
-                f"the eager attention weights could not be verified as one softmax over the scores ({_short(failed['attention_probabilities'])})"
-            )
+            limits["attention_probabilities"] = limit_reason(probabilities.cause)
             revised = True
         if not limits:
             body.pop("limits")
@@ -667,15 +715,63 @@ def _own_name_note(model_type: str, name: str, bundled: dict[str, Any]) -> tuple
     return (lineage[-2] if len(lineage) > 1 else None), note
 
 
-def scaffold(target: str, output: Optional[Path] = None, name: Optional[str] = None, check: bool = True) -> tuple[Path, list[Any], Optional[str]]:
+def describe(facts: Facts, parent: Optional[str]) -> str:
+    """A one-line description of a drafted spec, from the discovered facts only."""
+    residual = {"sequential": "sequential-residual", "parallel": "parallel-branch", "post_norm": "post-norm"}.get(facts.residual, facts.residual)
+    parts = [f"{residual} decoder blocks"]
+    if all(facts.attention.get(k) for k in INTERFACE_SOURCES):
+        parts.append("attention through the shared attention interface")
+    if facts.score_softcap:
+        parts.append("softcapped attention scores")
+    if any(t.get("op") == "softcap" for t in facts.logit_transforms):
+        parts.append("softcapped logits")
+    elif facts.logit_transforms:
+        parts.append("scaled logits")
+    if facts.ln_final in ("", None):
+        parts.append("no final norm module")
+    like = f"; drafted from a probed model, closest bundled spec {parent}" if parent else "; drafted from a probed model"
+    return f"{facts.model_type}: " + ", ".join(parts) + like + "."
+
+
+def _state_sources_once(body: dict[str, Any], name: str) -> None:
+    """Where the draft states every source of the shared attention interface one by one, state the
+    named set instead (``sources = "attention_interface"``), if the loaded spec stays the same."""
+    attention = body.get("attention", {})
+    if any(attention.get(k) != v for k, v in INTERFACE_SOURCES.items()):
+        return
+    short = {**body, "attention": {"sources": "attention_interface",
+                                   **{k: v for k, v in attention.items() if k not in INTERFACE_SOURCES}}}
+    with tempfile.TemporaryDirectory() as scratch:
+        loaded = []
+        for i, candidate in enumerate((body, short)):
+            folder = Path(scratch) / str(i)
+            folder.mkdir()
+            trial = folder / f"{name}.toml"
+            trial.write_text(to_toml(candidate, []), encoding="utf-8")
+            loaded.append(load_spec_file(trial, [BUNDLED_DIR]).spec.attention.model_dump(exclude={"sources"}))
+    if loaded[0] == loaded[1]:
+        body["attention"] = short["attention"]
+
+
+def scaffold(
+    target: str,
+    output: Optional[Path] = None,
+    name: Optional[str] = None,
+    check: bool = True,
+    description: Optional[str] = None,
+) -> tuple[Path, list[Any], Optional[str]]:
     """Draft a spec for ``target`` (a model type or a checkpoint path), verify it, write it.
 
     ``output`` is the spec file to write, or a folder to write ``NAME.toml`` into; by default
     ``NAME.toml`` in the current folder. A path inside the installed nnspec package is refused
-    (:class:`ScaffoldError`) before anything is built.
+    (:class:`ScaffoldError`) before anything is built. ``description`` is the spec's one-line
+    description (default: one written from the discovered facts); the draft states only what
+    differs from its parent.
 
     Returns ``(path written, conformance results, parent spec)``.
     """
+    if description is not None and not description.strip():
+        raise ScaffoldError("description: a spec's description cannot be empty; give one line saying what is distinctive")
     if output is not None and not Path(output).is_dir():
         problem = package_path_problem(Path(output))
         if problem:
@@ -718,10 +814,15 @@ def scaffold(target: str, output: Optional[Path] = None, name: Optional[str] = N
         if "limits" in draft and not limits:
             draft.pop("limits")
     parent, reduced = closest_parent(draft, specs, prefer=serving)
-    body = {"name": name}
+    body: dict[str, Any] = {"name": name}
     if parent:
         body["extends"] = parent
-    body.update({k: v for k, v in reduced.items() if k != "name"})
+    body["description"] = " ".join((description or describe(facts, parent)).split())
+    body["model_types"] = reduced["model_types"]
+    if reduced.get("unset"):
+        body["unset"] = reduced["unset"]
+    body.update({k: v for k, v in reduced.items() if k not in ("name", "model_types", "unset")})
+    _state_sources_once(body, name)
     if options:
         body["variants"] = {"checkpoint_options": options}
     if output is None or Path(output).is_dir():
@@ -743,7 +844,7 @@ def scaffold(target: str, output: Optional[Path] = None, name: Optional[str] = N
     ]
     if check:
         header.append(f"conformance at draft time: {len(passed)}/{len(results)} checks pass (base checkpoint and variants)")
-        header += [f"FAILS {r.check}: {r.error[:160]}" for r in failed]
+        header += [f"FAILS {r.label}: {r.error[:160]}" for r in failed]
         if failed:
             header.append("Review the failing rows before relying on this spec.")
     else:

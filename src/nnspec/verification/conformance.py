@@ -1,9 +1,10 @@
 """Conformance checks: every contract row of the standard interface against plain transformers.
 
 A :class:`Subject` is one tiny checkpoint loaded twice: as the plain transformers class the runtime
-builds (eager attention, float32) giving the ground truth through ``output_hidden_states`` and torch
-forward hooks, and as a :class:`StandardizedTransformer`. Each check compares the two on every
-layer within :data:`TOLERANCE` and raises :class:`ConformanceError` naming the check, the layer
+builds (eager attention, float32 on the CPU unless :func:`load_subject` is told otherwise) giving
+the ground truth through ``output_hidden_states`` and torch forward hooks, and as a
+:class:`StandardizedTransformer` loaded the same way. Each check compares the two on every layer
+within the :func:`tolerance` of their dtype and raises :class:`ConformanceError` naming the check, the layer
 and the size of the disagreement. Edit checks also require the edit to change the logits, so a
 check that compares two unchanged runs cannot pass by accident.
 
@@ -28,25 +29,67 @@ The same checks back the pytest matrix, ``nnspec matrix`` and ``nnspec check MOD
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import time
+import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Literal, Optional, Sequence, TypedDict, Union
 
 import torch
 
 from ..compiler.schema import ATTENTION_KINDS, BlockAttribute, Branch
-from ..errors import CapabilityUnavailableError, ConformanceError
+from ..errors import CapabilityUnavailableError, ConformanceError, InputError
 from ..runtime.adapter import read_config, text_config
 from ..runtime.batching import positions_from_mask
+from ..runtime.names import ATTENTION_INTERNALS, LAYER_ORDER
 from ..runtime.ports import cache_of, drop_prefix, pick, replace
-from ..runtime.readorder import ATTENTION_INTERNALS, LAYER_ORDER
 from ..runtime.structure import block_attribute_value
 
-#: float32 tolerances for every comparison, in one place.
-TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}
+
+class Tolerance(TypedDict):
+    """How far a standard value may be from plain transformers' (``torch.allclose``'s arguments)."""
+
+    atol: float
+    rtol: float
+
+
+#: The tolerances of every comparison, by the dtype both models are loaded in: the one place they
+#: are set. Both sides compute the same values in the same dtype, but where the checks recompute a
+#: value by another route (probabilities from queries and keys, per-head parts summed, a padded
+#: batch) half-precision rounding shows; bfloat16 keeps 8 bits of mantissa, float16 11.
+TOLERANCES: dict[torch.dtype, Tolerance] = {
+    torch.float32: {"atol": 1e-5, "rtol": 1e-4},
+    torch.float16: {"atol": 2e-3, "rtol": 1e-2},
+    torch.bfloat16: {"atol": 2e-2, "rtol": 5e-2},
+}
+#: The float32 tolerances (the default load).
+TOLERANCE = TOLERANCES[torch.float32]
 #: The largest difference between a prompt in a padded batch and the prompt alone that may come
-#: from float rounding over the longer, masked, sequence (beyond it, padding changed the result).
-PADDING_ROUNDING = 1e-3
+#: from float rounding over the longer, masked, sequence (beyond it, padding changed the result), by dtype.
+PADDING_ROUNDINGS: dict[torch.dtype, float] = {torch.float32: 1e-3, torch.float16: 2e-2, torch.bfloat16: 1e-1}
+PADDING_ROUNDING = PADDING_ROUNDINGS[torch.float32]
+#: The dtype the checks now running compare in (set by :func:`run_checks` from the subject).
+_DTYPE: contextvars.ContextVar[torch.dtype] = contextvars.ContextVar("conformance_dtype", default=torch.float32)
+
+
+def tolerance(dtype: Optional[torch.dtype] = None) -> Tolerance:
+    """The tolerances for models loaded in ``dtype`` (default: the subject :func:`run_checks` is checking)."""
+    chosen = _DTYPE.get() if dtype is None else dtype
+    if chosen not in TOLERANCES:
+        raise InputError(f"dtype {chosen}: the conformance checks compare models in {', '.join(map(str, TOLERANCES))}")
+    return TOLERANCES[chosen]
+
+
+@contextlib.contextmanager
+def comparing_in(dtype: torch.dtype) -> Iterator[None]:
+    """Inside the block, checks compare within ``dtype``'s tolerances (:func:`run_checks` enters
+    this for its subject's dtype; outside it they compare as float32)."""
+    tolerance(dtype)  # a dtype without tolerances is refused
+    token = _DTYPE.set(dtype)
+    try:
+        yield
+    finally:
+        _DTYPE.reset(token)
 #: An edit must move the logits by more than this for its check to mean anything.
 MIN_EFFECT = 1e-4
 
@@ -60,21 +103,64 @@ def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.detach().float() - b.detach().float()).abs().max())
 
 
-def assert_close(check: str, what: str, actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """Raise :class:`ConformanceError` unless ``actual`` matches ``expected`` within :data:`TOLERANCE`."""
+#: What structurally failed in a check, carried by :class:`ConformanceError` and
+#: :class:`CheckResult` so that tools act on the cause, never on the wording of the message.
+FailureCause = Literal[
+    "mismatch",  # a standard value differs from plain transformers
+    "shape_mismatch",  # a standard value has another shape than plain transformers'
+    "no_effect",  # an edit did not move the logits, so the check could tell nothing
+    "served_despite_limit",  # the spec declares a value unavailable but the runtime served it
+    "refusal_mismatch",  # a branch accessor refused on a layer with that branch, or served one without it
+    "no_branch",  # a layer has neither a token mixer nor an MLP
+    "contribution_mismatch",  # layers_input + branch outputs != layers_output
+    "zero_branch",  # a branch contribution is all zero
+    "reference_missing",  # plain transformers never produced the value to compare with
+    "probabilities_mismatch",  # attention_probabilities differ from the eager attention weights
+    "softmax_count",  # an attention module computed other than one softmax
+    "qkv_shape",  # queries/keys are not (batch, heads, seq, head_dim)
+    "qkv_masks",  # the attention received several score-shaped masks
+    "sinks_per_token",  # sink logits come from a module per token (scores are not scaled dot-product)
+    "probabilities_not_softmax_qk",  # softmax(q k^T * scale + mask) does not give the eager weights
+    "heads_output_not_probs_values",  # attention_heads_output != probabilities @ values
+    "heads_output_not_projection_input",  # output_projection(attention_heads_output) != attention output
+    "error",  # the check raised something other than a conformance failure
+    "load_failed",  # the checkpoint could not be built or loaded
+]
+#: Every :data:`FailureCause`, in declaration order.
+FAILURE_CAUSES: tuple[str, ...] = typing.get_args(FailureCause)
+
+
+def assert_close(
+    check: str,
+    what: str,
+    actual: torch.Tensor,
+    expected: torch.Tensor,
+    cause: FailureCause = "mismatch",
+    layer: Optional[int] = None,
+) -> float:
+    """Raise :class:`ConformanceError` (with ``cause``, ``layer`` and the measured difference)
+    unless ``actual`` matches ``expected`` within :func:`tolerance`; return the difference."""
     if tuple(actual.shape) != tuple(expected.shape):
-        raise ConformanceError(f"{check}: {what} has shape {tuple(actual.shape)}, expected {tuple(expected.shape)}")
-    if not torch.allclose(actual.detach().float(), expected.detach().float(), **TOLERANCE):
+        raise ConformanceError(
+            f"{check}: {what} has shape {tuple(actual.shape)}, expected {tuple(expected.shape)}",
+            cause="shape_mismatch", layer=layer,
+        )
+    limits = tolerance()
+    if not torch.allclose(actual.detach().float(), expected.detach().float(), **limits):
         raise ConformanceError(
             f"{check}: {what} differs from plain transformers by {max_diff(actual, expected):.3g} "
-            f"(tolerance atol={TOLERANCE['atol']}, rtol={TOLERANCE['rtol']})"
+            f"(tolerance atol={limits['atol']}, rtol={limits['rtol']})",
+            cause=cause, layer=layer, max_error=max_diff(actual, expected),
         )
     return max_diff(actual, expected)
 
 
-def assert_effect(check: str, what: str, edited: torch.Tensor, base: torch.Tensor) -> None:
+def assert_effect(check: str, what: str, edited: torch.Tensor, base: torch.Tensor, layer: Optional[int] = None) -> None:
     if max_diff(edited, base) <= MIN_EFFECT:
-        raise ConformanceError(f"{check}: {what} changed the logits by only {max_diff(edited, base):.2g}; the check cannot tell anything")
+        raise ConformanceError(
+            f"{check}: {what} changed the logits by only {max_diff(edited, base):.2g}; the check cannot tell anything",
+            cause="no_effect", layer=layer, max_error=max_diff(edited, base),
+        )
 
 
 @dataclass
@@ -140,10 +226,11 @@ class Subject:
         def keep(store: dict, key: Any, value: Any) -> None:
             store[key] = value.detach().clone() if isinstance(value, torch.Tensor) else value
 
-        def pre(module: torch.nn.Module, fn: Callable[[tuple, dict], None]) -> None:
+        # fn(args, kwargs) / fn(output); `...`: the callers' lambdas bind the layer as a default argument.
+        def pre(module: torch.nn.Module, fn: Callable[..., None]) -> None:
             hooks.append(module.register_forward_pre_hook(lambda mod, a, kw: fn(a, kw), with_kwargs=True))
 
-        def post(module: torch.nn.Module, fn: Callable[[Any], None]) -> None:
+        def post(module: torch.nn.Module, fn: Callable[..., None]) -> None:
             hooks.append(module.register_forward_hook(lambda mod, a, out: fn(out)))
 
         def resolve(i: int, path: Optional[str]) -> Optional[torch.nn.Module]:
@@ -269,6 +356,11 @@ class Subject:
     def spec(self) -> Any:
         return self.model.spec
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype both models were loaded in."""
+        return self.hf.dtype
+
     def hf_block(self, i: int) -> torch.nn.Module:
         return self.hf.get_submodule(self.spec.modules.layers)[i]
 
@@ -287,8 +379,8 @@ class Subject:
     def delta(self, i: int, scale: float = 1.0) -> torch.Tensor:
         """A fixed random edit for layer ``i``, shaped like the residual stream."""
         generator = torch.Generator().manual_seed(1000 + i)
-        shape = self.reference.hidden_states[0].shape
-        return scale * torch.randn(shape, generator=generator)
+        like = self.reference.hidden_states[0]
+        return (scale * torch.randn(like.shape, generator=generator)).to(like)  # the model's dtype and device
 
     @property
     def prefix(self) -> int:
@@ -390,21 +482,38 @@ class Subject:
         return got
 
 
-def load_subject(name: str, path: Any, spec: Any = None, **model_kwargs: Any) -> Subject:
-    """Load ``path`` both ways; ``spec`` is passed to :class:`StandardizedTransformer` (None: registry)."""
+def load_subject(
+    name: str, path: Any, spec: Any = None, dtype: Union[torch.dtype, str] = torch.float32,
+    device_map: Optional[str] = None, **model_kwargs: Any,
+) -> Subject:
+    """Load ``path`` both ways, each in ``dtype`` (a torch dtype of :data:`TOLERANCES`, or
+    ``"auto"``: the checkpoint's own) with ``device_map`` (None: on the CPU in one piece); ``spec``
+    is passed to :class:`StandardizedTransformer` (None: registry). The checks then compare within
+    :func:`tolerance` of the dtype the models were loaded in."""
+    from transformers import PreTrainedModel
+
+    from ..runtime.loading import dtype_kwarg
     from ..standardized_transformer import StandardizedTransformer
 
-    model_kwargs.setdefault("device_map", None)  # the plain reference runs on the CPU: so does this one
-    model = StandardizedTransformer(str(path), spec=spec, attn_implementation="eager", dtype=torch.float32, **model_kwargs)
-    # The plain model is the class the runtime builds (a vision-language wrapper's whole model).
-    hf = type(model._module).from_pretrained(
-        str(path), attn_implementation="eager", dtype=torch.float32,
+    if dtype != "auto" and dtype not in TOLERANCES:
+        raise InputError(f"dtype={dtype!r}: the conformance checks load models in 'auto', {', '.join(map(str, TOLERANCES))}")
+    model_kwargs.setdefault("allow_unverified", True)  # the checks are what verifies a version pair
+    placement: dict[str, Any] = {**dtype_kwarg(dtype), "device_map": device_map}
+    model = StandardizedTransformer(str(path), spec=spec, attn_implementation="eager", **placement, **model_kwargs)
+    # The plain model is the class the runtime builds (a vision-language wrapper's whole model),
+    # loaded the same way.
+    plain: type[PreTrainedModel] = type(model._module)
+    if not issubclass(plain, PreTrainedModel):
+        raise InputError(f"{path}: loaded as a {plain.__name__}, not a transformers model, so there is no plain model to compare with")
+    hf = plain.from_pretrained(
+        str(path), attn_implementation="eager", **placement,
         **{k: v for k, v in model_kwargs.items() if k == "trust_remote_code"},
     )
     hf.eval()
+    tolerance(hf.dtype)  # a checkpoint stored in a dtype the checks have no tolerances for is refused here
     vocab = int(read_config(text_config(hf.config), model.spec.config.vocab_size))
     generator = torch.Generator().manual_seed(0)
-    input_ids = torch.randint(4, min(vocab, 300), (2, 9), generator=generator)
+    input_ids = torch.randint(4, min(vocab, 300), (2, 9), generator=generator).to(hf.device)
     return Subject(name=name, hf=hf, model=model, input_ids=input_ids)
 
 
@@ -488,18 +597,24 @@ def _check_refusals(s: Subject) -> None:
             "mlps": m.branch("mlp", i).contribution_path is not None,
         }
         if not expected["mixers"] and not expected["mlps"]:
-            raise ConformanceError(f"contribution: layer {i} has neither a token mixer nor an MLP")
+            raise ConformanceError(f"contribution: layer {i} has neither a token mixer nor an MLP", cause="no_branch", layer=i)
         for plural, serves in expected.items():
             for suffix in ("input", "output"):
                 accessor = getattr(m, f"{plural}_{suffix}")
                 if serves and not accessor.serves(i) and accessor.unavailable is None:
-                    raise ConformanceError(f"contribution: {plural}_{suffix}[{i}] is refused on a layer whose mixer is {kind!r}")
+                    raise ConformanceError(
+                        f"contribution: {plural}_{suffix}[{i}] is refused on a layer whose mixer is {kind!r}",
+                        cause="refusal_mismatch", layer=i,
+                    )
                 if not serves:
                     try:  # the refusal comes from the index, before any forward runs
                         accessor[i]
                     except CapabilityUnavailableError:
                         continue
-                    raise ConformanceError(f"contribution: {plural}_{suffix}[{i}] was served on a layer without that branch ({kind!r})")
+                    raise ConformanceError(
+                        f"contribution: {plural}_{suffix}[{i}] was served on a layer without that branch ({kind!r})",
+                        cause="refusal_mismatch", layer=i,
+                    )
 
 
 def check_contribution(s: Subject) -> float:
@@ -514,7 +629,9 @@ def check_contribution(s: Subject) -> float:
     if reason:
         if _refuses(s, f"{_mixer_accessor(s, 0) or 'mlps'}_output"):
             return 0.0
-        raise ConformanceError("contribution: the spec declares the identity unavailable, but the runtime served it")
+        raise ConformanceError(
+            "contribution: the spec declares the identity unavailable, but the runtime served it", cause="served_despite_limit"
+        )
     _check_refusals(s)
     values = s.standard(READS["contribution"])
     worst = 0.0
@@ -522,10 +639,13 @@ def check_contribution(s: Subject) -> float:
         x, y = values[("layers_input", i)], values[("layers_output", i)]
         parts = {name: values[(name, i)] for name in _branches(s, i)}
         total = x + sum(parts.values())
-        worst = max(worst, assert_close("contribution", f"layer {i}: layers_input + {' + '.join(parts)} vs layers_output", total, y))
+        worst = max(worst, assert_close(
+            "contribution", f"layer {i}: layers_input + {' + '.join(parts)} vs layers_output", total, y,
+            cause="contribution_mismatch", layer=i,
+        ))
         for name, part in parts.items():
             if max_diff(part, torch.zeros_like(part)) == 0:
-                raise ConformanceError(f"contribution: layer {i} has an all-zero {name}")
+                raise ConformanceError(f"contribution: layer {i} has an all-zero {name}", cause="zero_branch", layer=i)
     return worst
 
 
@@ -553,7 +673,7 @@ def check_residual_kind(s: Subject) -> float:
     for j, i in enumerate(layers, 1):
         mixer = _mixer_accessor(s, i)
         moved = max_diff(read[i][s.rows(j)], read[i][s.rows(0)])
-        if kind == "parallel" and moved > TOLERANCE["atol"]:
+        if kind == "parallel" and moved > tolerance()["atol"]:
             raise ConformanceError(
                 f"residual: the spec says parallel, but mlps_input[{i}] moved by {moved:.3g} when {mixer}_output[{i}] changed"
             )
@@ -607,7 +727,7 @@ def check_token_mixing(s: Subject) -> float:
                     f"later positions did not move when mlps_input[{i}] changed at the first one"
                 )
             continue
-        if name == "mlps" and moved > TOLERANCE["atol"]:
+        if name == "mlps" and moved > tolerance()["atol"]:
             raise ConformanceError(
                 f"token_mixing: mlps_output[{i}] at later positions moved by {moved:.3g} when mlps_input[{i}] changed at "
                 f"the first one: the spec's MLP ({m.branch('mlp', i).module!r}) mixes tokens, so it is a token mixer"
@@ -631,7 +751,9 @@ def check_project_on_vocab(s: Subject) -> float:
                     m.project_on_vocab(s.reference.hidden_states[0])
             except CapabilityUnavailableError:
                 continue
-            raise ConformanceError("project_on_vocab: the spec declares it unavailable, but the runtime served it")
+            raise ConformanceError(
+                "project_on_vocab: the spec declares it unavailable, but the runtime served it", cause="served_despite_limit"
+            )
         return 0.0
     projected = s.standard(READS["project_on_vocab"])["project_on_vocab"]
     # Outside a trace, on the last block's output as plain transformers computed it.
@@ -647,7 +769,7 @@ def check_logits(s: Subject) -> float:
     worst = assert_close("logits", "logits", values["logits"], s.reference.logits)
     worst = max(worst, assert_close("logits", "next_token_probs", values["next_token_probs"], s.reference.logits[:, -1].softmax(-1)))
     prompts = PROMPTS if not s.spec.limits.padding else PROMPTS[:1]  # no padded batch where padding is a limit
-    encoded = m.tokenizer(prompts, return_tensors="pt", padding=True)
+    encoded = m.tokenizer(prompts, return_tensors="pt", padding=True).to(s.input_ids.device)
     with m.trace(prompts):
         text_logits = m.logits.save()
     positions = positions_from_mask(encoded["attention_mask"])
@@ -660,7 +782,7 @@ def check_logits(s: Subject) -> float:
 def _hook_add(element: int, delta: torch.Tensor, flat: bool = False) -> Callable:
     def hook(module: Any, args: Any, output: Any) -> Any:
         target = pick(output, element)
-        edited = target + (delta.reshape(target.shape) if flat else delta)
+        edited = target + (delta.reshape(target.shape) if flat else delta).to(target.dtype)
         return replace(output, element, edited)
 
     return hook
@@ -683,7 +805,7 @@ def _edit_check(
     with m.trace(s.tiled(blocks)):
         for i in layers:  # increasing layers: forward order
             values = getattr(m, names[i])
-            values[i] = values[i] + deltas[i]
+            values[i] = values[i] + deltas[i].to(values[i].dtype)  # a value may be kept in another dtype (Mamba's float32 residual)
         edited = m.logits.save()
     expected = s.hf_logits([hook_for(i, s.widen(deltas[i])) for i in layers], s.tiled(blocks))
     for j, i in enumerate(layers):
@@ -746,7 +868,7 @@ def check_steer(s: Subject) -> float:
     Both settings run in one forward, one invoke each; plain transformers runs the two copies of
     the input as one batch, each block of rows with its own hooks' edits."""
     m, n = s.model, s.num_layers
-    vector = torch.randn(m.residual_shape, generator=torch.Generator().manual_seed(7))
+    vector = torch.randn(m.residual_shape, generator=torch.Generator().manual_seed(7)).to(s.reference.hidden_states[0])
     element = s.spec.layer.hidden_element
     settings = (([0, n - 1], None), ([n // 2], [1, -1]))
     steered: list[Any] = []
@@ -780,7 +902,7 @@ def check_skip_layers(s: Subject) -> float:
         m.skip_layers(start, end)
         skipped = m.logits.save()
     element = s.spec.layer.hidden_element
-    hidden: dict[int, torch.Tensor] = {}
+    hidden: dict[str, torch.Tensor] = {}
 
     def keep_input(module: Any, args: Any, kwargs: Any) -> None:  # a looped block: its last call's
         hidden["x"] = args[0] if args else next(iter(kwargs.values()))
@@ -811,7 +933,10 @@ def check_branch_inputs(s: Subject) -> float:
     for name, i in plan:
         if (name, i) not in s.record.branch_inputs:  # no such module: resolving it says why
             s.hf_block(i).get_submodule(m.branch("mlp" if name == "mlps" else "attention", i).input_path)
-            raise ConformanceError(f"branch_inputs: plain transformers never called layer {i}'s {name} input module")
+            raise ConformanceError(
+                    f"branch_inputs: plain transformers never called layer {i}'s {name} input module",
+                    cause="reference_missing", layer=i,
+                )
         value = s.record.branch_inputs[(name, i)]
         seen = s.own(value.reshape((batch, seq + s.prefix) + value.shape[-1:]))  # a looped block: its last call
         worst = max(worst, assert_close("branch_inputs", f"{name}_input[{i}]", values[(f"{name}_input", i)], seen))
@@ -846,11 +971,21 @@ def _attentions_by_layer(s: Subject, attentions: tuple) -> dict[int, torch.Tenso
     return {i: attentions[i] for i in layers}
 
 
+def _recorded_attentions(s: Subject, check: str) -> dict[int, torch.Tensor]:
+    """The eager attention weights of the reference forward, by layer; :class:`ConformanceError`
+    where plain transformers returned none although ``check`` has softmax layers to compare."""
+    if s.record.attentions is None:
+        raise ConformanceError(f"{check}: plain transformers returned no attention weights", cause="reference_missing")
+    return s.record.attentions
+
+
 def _expect_refusal(check: str, s: Subject, accessor: str, layer: int = 0) -> float:
     """Where the spec declares a capability unavailable, the runtime must refuse with the reason."""
     if _refuses(s, accessor, layer):
         return 0.0
-    raise ConformanceError(f"{check}: the spec declares {accessor} unavailable, but the runtime served it")
+    raise ConformanceError(
+        f"{check}: the spec declares {accessor} unavailable, but the runtime served it", cause="served_despite_limit", layer=layer
+    )
 
 
 def _sinks(s: Subject, i: int) -> Optional[torch.Tensor]:
@@ -864,7 +999,7 @@ def _sinks(s: Subject, i: int) -> Optional[torch.Tensor]:
 
 @contextlib.contextmanager
 def _softmax_edits(
-    edits: list[tuple[torch.nn.Module, Callable[[torch.Tensor], torch.Tensor], bool, Optional[torch.Size], int]],
+    edits: Sequence[tuple[torch.nn.Module, Callable[[torch.Tensor], torch.Tensor], bool, Optional[torch.Size], int]],
 ) -> Iterator[list[int]]:
     """Apply each ``(module, edit, sink, shape, passes)``'s ``edit`` to every softmax computed
     inside that module's forward (plain torch, no NNsight); yields the number of softmaxes each
@@ -943,19 +1078,23 @@ def check_attention_probabilities(s: Subject) -> float:
     layers = _served_layers("attention_probabilities", s, "attention_probabilities")
     if not layers:
         return 0.0
-    reference = s.record.attentions
+    reference = _recorded_attentions(s, "attention_probabilities")
     values = s.standard(READS["attention_probabilities"])
     probs = {i: values[("attention_probabilities", i)] for i in layers}
     worst = 0.0
     for i in layers:
-        worst = max(worst, assert_close("attention_probabilities", f"attention_probabilities[{i}]", probs[i], reference[i]))
+        worst = max(worst, assert_close(
+            "attention_probabilities", f"attention_probabilities[{i}]", probs[i], reference[i],
+            cause="probabilities_mismatch", layer=i,
+        ))
     blocks = len(layers)
     edits: dict[int, Callable[[torch.Tensor], torch.Tensor]] = {}
     for j, i in enumerate(layers):
         weights = torch.rand(probs[i].shape, generator=torch.Generator().manual_seed(50 + i)) + 0.1
+        block = s.rows(j)
 
-        def edit(p: torch.Tensor, w: torch.Tensor = weights, rows: slice = s.rows(j)) -> torch.Tensor:
-            q = p[rows] * w.to(p.dtype)
+        def edit(p: torch.Tensor, w: torch.Tensor = weights, rows: slice = block) -> torch.Tensor:
+            q = p[rows] * w.to(p)
             out = p.clone()
             out[rows] = q / q.sum(-1, keepdim=True)
             return out
@@ -974,10 +1113,16 @@ def check_attention_probabilities(s: Subject) -> float:
         expected = s.hf_logits(input_ids=s.tiled(blocks))
     for j, i in enumerate(layers):
         if calls[j] != 1:
-            raise ConformanceError(f"attention_probabilities: layer {i}'s attention computed {calls[j]} softmaxes, expected 1")
+            raise ConformanceError(
+                f"attention_probabilities: layer {i}'s attention computed {calls[j]} softmaxes, expected 1",
+                cause="softmax_count", layer=i,
+            )
         rows = s.rows(j)
-        assert_effect("attention_probabilities", f"setting attention_probabilities[{i}]", expected[rows], s.reference.logits)
-        worst = max(worst, assert_close("attention_probabilities", f"logits after setting attention_probabilities[{i}]", edited[rows], expected[rows]))
+        assert_effect("attention_probabilities", f"setting attention_probabilities[{i}]", expected[rows], s.reference.logits, layer=i)
+        worst = max(worst, assert_close(
+            "attention_probabilities", f"logits after setting attention_probabilities[{i}]", edited[rows], expected[rows],
+            cause="probabilities_mismatch", layer=i,
+        ))
     return worst
 
 
@@ -996,7 +1141,7 @@ def check_qkv(s: Subject) -> float:
     values = s.standard(READS["qkv"], separately=True)
     got = {name: {i: values[(name, i)] for i in layers} for name in ("queries", "keys", "values")}
     masks, outputs = s.record.attention_masks, s.record.attention_outputs
-    probs_reference = s.record.attentions
+    probs_reference = _recorded_attentions(s, "qkv")
     worst = 0.0
     config = text_config(s.hf.config)
     for i in layers:
@@ -1004,7 +1149,10 @@ def check_qkv(s: Subject) -> float:
         batch, seq = s.input_ids.shape
         n_heads = m.num_heads_per_layer[i]
         if q.shape[:3] != (batch, n_heads, seq) or k.shape[-2] != seq or k.shape[-1] != q.shape[-1] or n_heads % k.shape[1]:
-            raise ConformanceError(f"qkv: layer {i} has queries {tuple(q.shape)}, keys {tuple(k.shape)}: not (batch, heads, seq, head_dim)")
+            raise ConformanceError(
+                f"qkv: layer {i} has queries {tuple(q.shape)}, keys {tuple(k.shape)}: not (batch, heads, seq, head_dim)",
+                cause="qkv_shape", layer=i,
+            )
         if att.score == "scaled_dot_product":
             scale = att.score_scale
             if scale is None:  # the HF module's own scale, else the textbook one
@@ -1022,34 +1170,45 @@ def check_qkv(s: Subject) -> float:
                 shaped = [value for value in mask.values() if isinstance(value, torch.Tensor) and value.ndim == 4]
                 if len(shaped) != 1:
                     raise ConformanceError(
-                        f"qkv: layer {i}'s attention receives masks {sorted(mask)}, not one (batch, heads, q, k) mask"
+                        f"qkv: layer {i}'s attention receives masks {sorted(mask)}, not one (batch, heads, q, k) mask",
+                        cause="qkv_masks", layer=i,
                     )
                 mask = shaped[0]
             if mask is None:
-                mask = torch.full((seq, seq), float("-inf")).triu(1)
+                mask = torch.full((seq, seq), float("-inf"), device=scores.device).triu(1)
             elif mask.dtype == torch.bool:
-                mask = torch.zeros(mask.shape).masked_fill(~mask, float("-inf"))
+                mask = torch.zeros(mask.shape, device=mask.device).masked_fill(~mask, float("-inf"))
             scores = scores + mask
             sink = _sinks(s, i)
             if isinstance(sink, torch.nn.Module):
                 raise ConformanceError(
-                    f"qkv: layer {i}'s sinks are computed per token by a module; declare attention.score = 'other'"
+                    f"qkv: layer {i}'s sinks are computed per token by a module; declare attention.score = 'other'",
+                    cause="sinks_per_token", layer=i,
                 )
             if sink is not None:  # one more logit per head, dropped after the softmax
                 column = sink.detach().float().reshape(1, -1, 1, 1).expand(*scores.shape[:-1], 1)
                 probs = torch.cat([scores, column], dim=-1).softmax(-1)[..., :-1]
             else:
                 probs = scores.softmax(-1)
-            worst = max(worst, assert_close("qkv", f"softmax(q k^T) of layer {i} vs attentions[{i}]", probs, probs_reference[i]))
+            worst = max(worst, assert_close(
+                "qkv", f"softmax(q k^T) of layer {i} vs attentions[{i}]", probs, probs_reference[i],
+                cause="probabilities_not_softmax_qk", layer=i,
+            ))
         if m.attention_heads_output.unavailable is None and att.output_projection:
             heads = values[("attention_heads_output", i)]
             if not att.gated_output:
                 expected = (probs_reference[i] @ _repeat_kv(v, n_heads)).transpose(1, 2)
-                worst = max(worst, assert_close("qkv", f"attention_heads_output[{i}] vs probabilities @ values", heads, expected))
+                worst = max(worst, assert_close(
+                    "qkv", f"attention_heads_output[{i}] vs probabilities @ values", heads, expected,
+                    cause="heads_output_not_probs_values", layer=i,
+                ))
             projection = s.hf_block(i).get_submodule(f"{m.branch('attention', i).module}.{att.output_projection}")
             with torch.no_grad():
                 projected = projection(heads.flatten(-2))
-            worst = max(worst, assert_close("qkv", f"{att.output_projection}(attention_heads_output[{i}]) vs attention output", projected, outputs[i]))
+            worst = max(worst, assert_close(
+                "qkv", f"{att.output_projection}(attention_heads_output[{i}]) vs attention output", projected, outputs[i],
+                cause="heads_output_not_projection_input", layer=i,
+            ))
     return worst
 
 
@@ -1066,19 +1225,22 @@ def check_padding(s: Subject) -> float:
                 m.logits.save()
         except CapabilityUnavailableError:
             return 0.0
-        raise ConformanceError("padding: the spec declares padded batches unavailable, but the runtime ran one")
+        raise ConformanceError(
+            "padding: the spec declares padded batches unavailable, but the runtime ran one", cause="served_despite_limit"
+        )
     batch_states: list[Any] = []
     with m.trace(prompts):
         for i in range(n):
             batch_states.append(m.layers_output[i].save())
         batch_logits = m.logits.save()
         batch_probs = m.next_token_probs.save()
-    encoded = m.tokenizer(prompts, return_tensors="pt", padding=True)
+    encoded = m.tokenizer(prompts, return_tensors="pt", padding=True).to(s.input_ids.device)
     mask = encoded["attention_mask"].bool()
     alone_states, alone_logits = _hf_alone(s, [encoded["input_ids"][row][mask[row]] for row in range(len(prompts))])
     padded: list[Any] = []  # plain transformers on the same padded batch, computed when needed
 
-    def close(what: str, actual: torch.Tensor, alone: torch.Tensor, expected: Callable[[], torch.Tensor]) -> float:
+    # expected(): plain transformers on the padded batch (`...`: the lambdas bind the row as defaults)
+    def close(what: str, actual: torch.Tensor, alone: torch.Tensor, expected: Callable[..., torch.Tensor]) -> float:
         try:
             return assert_close("padding", what, actual, alone)
         except ConformanceError as error:
@@ -1087,7 +1249,7 @@ def check_padding(s: Subject) -> float:
             # nnspec then must give exactly what plain transformers gives on that batch. Only
             # rounding-sized differences qualify: a model whose padding changes a prompt's result
             # (a recurrence that reads the pad tokens) fails, and must declare a padding limit.
-            if actual.shape != alone.shape or max_diff(actual, alone) > PADDING_ROUNDING:
+            if actual.shape != alone.shape or max_diff(actual, alone) > PADDING_ROUNDINGS[_DTYPE.get()]:
                 raise
             if not padded:
                 padded.append(_hf_padded_batch(s, encoded))
@@ -1211,11 +1373,14 @@ def check_mixer_states(s: Subject) -> float:
             got[i] = accessor[i].save()
     worst = 0.0
     for i in layers:
-        if expected[i] is None:
-            raise ConformanceError(f"mixer_states: plain transformers keeps no recurrent state for layer {i}")
-        if float(expected[i].abs().max()) == 0:
+        state = expected[i]
+        if state is None:
+            raise ConformanceError(
+                f"mixer_states: plain transformers keeps no recurrent state for layer {i}", cause="reference_missing", layer=i
+            )
+        if float(state.abs().max()) == 0:
             raise ConformanceError(f"mixer_states: layer {i}'s state is all zero; the check cannot tell anything")
-        worst = max(worst, assert_close("mixer_states", f"mixer_states[{i}] vs the cache's recurrent state", got[i], expected[i]))
+        worst = max(worst, assert_close("mixer_states", f"mixer_states[{i}] vs the cache's recurrent state", got[i], state))
     return worst
 
 
@@ -1235,6 +1400,7 @@ def check_attribution(s: Subject) -> float:
     cache = run_with_cache(m, s.input_ids, names_filter=lambda key: key.split(".")[0] in wanted, return_type="logits")
     stacked = cache.stack_activation("layers_output")
     accumulated = cache.accumulated_resid()
+    assert isinstance(accumulated, torch.Tensor)  # no labels asked for: one stacked tensor
     worst = 0.0
     for i in range(n):
         worst = max(worst, assert_close("attribution", f"accumulated_resid()[{i}]", accumulated[i], s.stream_input(i)))
@@ -1248,15 +1414,17 @@ def check_attribution(s: Subject) -> float:
         for i in heads:  # what the output projection returned in the reference forward
             if i not in s.record.projections:  # no such module: resolving it says why
                 s.hf_block(i).get_submodule(f"{m.branch('attention', i).module}.{projection}")
-                raise ConformanceError(f"attribution: plain transformers never called layer {i}'s {projection}")
+                raise ConformanceError(
+                    f"attribution: plain transformers never called layer {i}'s {projection}", cause="reference_missing", layer=i
+                )
             outputs[i] = s.record.projections[i]
         results = cache.stack_head_results(return_labels=True)
         for i in heads:
             _, bias = head_results(m, i, cache[f"attention_heads_output.{i}"])
-            per_head = torch.stack([r for r, label in zip(*results) if label.startswith(f"L{i}H")], 2)
+            by_head = torch.stack([r for r, label in zip(*results) if label.startswith(f"L{i}H")], 2)
             worst = max(worst, assert_close(
                 "attribution", f"stack_head_results of layer {i} summed over heads + bias vs {projection} output",
-                per_head.sum(2) + bias, outputs[i].reshape(per_head.shape[:2] + outputs[i].shape[-1:]),
+                by_head.sum(2) + bias, outputs[i].reshape(by_head.shape[:2] + outputs[i].shape[-1:]),
             ))
     tokens = s.reference.logits[:, -1].argmax(-1)
     if attribution_refusal(m):
@@ -1265,7 +1433,7 @@ def check_attribution(s: Subject) -> float:
         except CapabilityUnavailableError:
             return worst
         raise ConformanceError(f"attribution: the attribution does not apply ({attribution_refusal(m)}), but the runtime served it")
-    expected = s.reference.logits[torch.arange(len(tokens)), -1, tokens]
+    expected = s.reference.logits[torch.arange(len(tokens), device=tokens.device), -1, tokens]
     for per_head in (False, True) if heads else (False,):
         try:
             found = logit_attribution(m, cache, tokens, per_head=per_head)
@@ -1281,37 +1449,66 @@ def check_attribution(s: Subject) -> float:
 
 
 #: Every check, in the order the matrix reports them.
-CHECKS: dict[str, Callable[[Subject], float]] = {
-    "layers_io": check_layers_io,
-    "contribution": check_contribution,
-    "residual": check_residual_kind,
-    "token_mixing": check_token_mixing,
-    "project_on_vocab": check_project_on_vocab,
-    "logits": check_logits,
-    "branch_inputs": check_branch_inputs,
-    "edit_layers_output": check_edit_layers_output,
-    "edit_attentions_output": check_edit_attentions_output,
-    "edit_mlps_output": check_edit_mlps_output,
-    "steer": check_steer,
-    "skip_layers": check_skip_layers,
-    "attention_probabilities": check_attention_probabilities,
-    "qkv": check_qkv,
-    "padding": check_padding,
-    "mixer_states": check_mixer_states,
-    "read_order": check_read_order,
-    "attribution": check_attribution,
-}
+#: The conformance rows, in the order they run: (name, check, short title for tables).
+ROWS: tuple[tuple[str, Callable[[Subject], float], str], ...] = (
+    ("layers_io", check_layers_io, "layers io"),
+    ("contribution", check_contribution, "contrib"),
+    ("residual", check_residual_kind, "residual"),
+    ("token_mixing", check_token_mixing, "mixing"),
+    ("project_on_vocab", check_project_on_vocab, "proj vocab"),
+    ("logits", check_logits, "logits"),
+    ("branch_inputs", check_branch_inputs, "branch in"),
+    ("edit_layers_output", check_edit_layers_output, "edit layer"),
+    ("edit_attentions_output", check_edit_attentions_output, "edit mixer"),
+    ("edit_mlps_output", check_edit_mlps_output, "edit mlp"),
+    ("steer", check_steer, "steer"),
+    ("skip_layers", check_skip_layers, "skip"),
+    ("attention_probabilities", check_attention_probabilities, "attn probs"),
+    ("qkv", check_qkv, "qkv"),
+    ("padding", check_padding, "padding"),
+    ("mixer_states", check_mixer_states, "states"),
+    ("read_order", check_read_order, "read order"),
+    ("attribution", check_attribution, "attrib"),
+)
+CHECKS: dict[str, Callable[[Subject], float]] = {name: check for name, check, _ in ROWS}
+#: Each row's short title (the matrix table's column heads).
+TITLES: dict[str, str] = {name: title for name, _, title in ROWS}
 
 
 @dataclass(frozen=True)
 class CheckResult:
-    """The outcome of one check on one subject."""
+    """The outcome of one check on one subject.
+
+    ``error`` is the message for people; tools read the structured fields: ``cause`` (a
+    :data:`FailureCause`, ``None`` when the check passed), ``layer`` (where the failure was found,
+    ``None`` when it is not about one layer), ``variant`` (the spec variant whose checkpoint was
+    checked, ``None`` for the base checkpoint) and ``max_error`` (the measured difference of the
+    failing comparison, ``None`` where nothing was measured)."""
 
     check: str
     passed: bool
     max_diff: float
     seconds: float
     error: str = ""
+    cause: Optional[str] = None
+    layer: Optional[int] = None
+    variant: Optional[str] = None
+    max_error: Optional[float] = None
+
+    @property
+    def label(self) -> str:
+        """The check's name, with the variant in brackets where one was checked (``qkv [moe]``)."""
+        return self.check if self.variant is None else f"{self.check} [{self.variant}]"
+
+
+def failed_result(check: str, exc: BaseException, seconds: float = 0.0, variant: Optional[str] = None) -> CheckResult:
+    """The :class:`CheckResult` of a check that raised ``exc``: the structured fields of a
+    :class:`ConformanceError`, cause ``"error"`` for anything else."""
+    if isinstance(exc, ConformanceError):
+        cause, layer, worst = exc.cause, exc.layer, exc.max_error
+    else:
+        cause, layer, worst = "error", None, None
+    return CheckResult(check, False, float("nan"), seconds, f"{type(exc).__name__}: {exc}", cause, layer, variant, worst)
 
 
 def run_checks(subject: Subject, names: Optional[list[str]] = None) -> list[CheckResult]:
@@ -1320,12 +1517,12 @@ def run_checks(subject: Subject, names: Optional[list[str]] = None) -> list[Chec
     chosen = names or list(CHECKS)
     wanted = set().union(*(READS.get(name, set()) for name in chosen))
     results = []
-    with subject.sharing(wanted):
+    with comparing_in(subject.dtype), subject.sharing(wanted):
         for name in chosen:
             start = time.perf_counter()
             try:
                 worst = CHECKS[name](subject)
                 results.append(CheckResult(name, True, worst, time.perf_counter() - start))
             except Exception as exc:  # noqa: BLE001 - every failure is reported, not raised
-                results.append(CheckResult(name, False, float("nan"), time.perf_counter() - start, f"{type(exc).__name__}: {exc}"))
+                results.append(failed_result(name, exc, time.perf_counter() - start))
     return results

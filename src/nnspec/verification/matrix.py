@@ -20,31 +20,11 @@ from typing import Any, Optional
 
 from ..paths import data_path
 from ..runtime.adapter import installed_version
+from .conformance import TITLES
 
-#: Version of the matrix.json layout (2: rows carry "unavailable" for model types a transformers lacks).
-SCHEMA = 2
-
-#: Column titles for the checks, in report order.
-SHORT = {
-    "layers_io": "layers io",
-    "contribution": "contrib",
-    "residual": "residual",
-    "token_mixing": "mixing",
-    "project_on_vocab": "proj vocab",
-    "logits": "logits",
-    "branch_inputs": "branch in",
-    "edit_layers_output": "edit layer",
-    "edit_attentions_output": "edit mixer",
-    "edit_mlps_output": "edit mlp",
-    "steer": "steer",
-    "skip_layers": "skip",
-    "attention_probabilities": "attn probs",
-    "qkv": "qkv",
-    "padding": "padding",
-    "mixer_states": "states",
-    "read_order": "read order",
-    "attribution": "attrib",
-}
+#: Version of the matrix.json layout (2: rows carry "unavailable" for model types a transformers lacks;
+#: 3: each check result carries "cause", "layer", "variant" and "max_error").
+SCHEMA = 3
 
 
 def subjects(
@@ -79,8 +59,11 @@ def row_label(spec: str, variant: Optional[str], sep: str = "/") -> str:
     return f"{spec}{sep}{real_id(variant) or variant}"
 
 
-def run_one(spec_name: str, variant: Optional[str] = None, threads: int = 1) -> dict[str, Any]:
-    """Build, load and check one subject; never raises (failures are part of the result)."""
+def run_one(
+    spec_name: str, variant: Optional[str] = None, threads: int = 1, placement: Optional[dict[str, Any]] = None
+) -> dict[str, Any]:
+    """Build, load and check one subject; never raises (failures are part of the result).
+    ``placement``: the ``dtype`` / ``device_map`` both models load in (default float32 on the CPU)."""
     import torch
 
     from ..runtime.registry import adapter_by_name
@@ -102,10 +85,11 @@ def run_one(spec_name: str, variant: Optional[str] = None, threads: int = 1) -> 
         path = tiny.checkpoint(spec, variant)
         row["build_seconds"] = time.perf_counter() - start
         loaded = time.perf_counter()
-        subject = conformance.load_subject(row_label(spec_name, variant), path)
+        subject = conformance.load_subject(row_label(spec_name, variant), path, **(placement or {}))
         row["load_seconds"] = time.perf_counter() - loaded
         row["results"] = [
-            {**asdict(r), "max_diff": None if math.isnan(r.max_diff) else r.max_diff}
+            {**asdict(r), "variant": variant, "max_diff": None if math.isnan(r.max_diff) else r.max_diff,
+             "max_error": None if r.max_error is None or math.isnan(r.max_error) else r.max_error}
             for r in conformance.run_checks(subject)
         ]
     except Exception as exc:  # noqa: BLE001 - reported in the table
@@ -137,9 +121,11 @@ def quiet_transformers() -> None:
 
 
 def run_matrix(
-    specs: Optional[list[str]] = None, jobs: int = 2, variants: bool = True, progress: bool = True, real: bool = True
+    specs: Optional[list[str]] = None, jobs: int = 2, variants: bool = True, progress: bool = True, real: bool = True,
+    placement: Optional[dict[str, Any]] = None,
 ) -> dict[str, Any]:
-    """Run the matrix; returns the report (rows in subject order, versions, wall time)."""
+    """Run the matrix; returns the report (rows in subject order, versions, wall time). ``placement``
+    (``dtype``, ``device_map``) is how every subject is loaded (:func:`run_one`)."""
     from tqdm.auto import tqdm
 
     pairs = subjects(specs, variants, real)
@@ -150,11 +136,11 @@ def run_matrix(
         quiet_transformers()
         for pair in pairs:
             bar.set_postfix_str(row_label(*pair))
-            rows[pair] = run_one(*pair)
+            rows[pair] = run_one(*pair, placement=placement)
             bar.update()
     else:
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_init_worker) as pool:
-            futures = {pool.submit(run_one, *pair): pair for pair in pairs}
+            futures = {pool.submit(run_one, *pair, placement=placement): pair for pair in pairs}
             for future in as_completed(futures):
                 pair = futures[future]
                 rows[pair] = future.result()
@@ -167,7 +153,7 @@ def run_matrix(
         "python": platform.python_version(),
         "jobs": jobs,
         "wall_seconds": time.perf_counter() - start,
-        "checks": list(SHORT),
+        "checks": list(TITLES),
         "rows": [rows[pair] for pair in pairs],
     }
 
@@ -188,7 +174,7 @@ def _cells(row: dict[str, Any], checks: list[str], ok: str, bad: str) -> list[st
 def table(report: dict[str, Any]) -> str:
     """The report as a fixed-width text table, failures listed underneath."""
     checks = report["checks"]
-    header = ["spec"] + [SHORT[c] for c in checks] + ["seconds"]
+    header = ["spec"] + [TITLES[c] for c in checks] + ["seconds"]
     lines = []
     for row in report["rows"]:
         name = row_label(row["spec"], row["variant"])
@@ -232,7 +218,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"transformers {v['transformers']}, nnsight {v['nnsight']}, torch {v['torch']}, Python {report['python']}; "
         f"{report['wall_seconds']:.1f} s wall with {report['jobs']} jobs.",
         "",
-        "| spec | " + " | ".join(SHORT[c] for c in checks) + " | seconds |",
+        "| spec | " + " | ".join(TITLES[c] for c in checks) + " | seconds |",
         "|---|" + "---|" * len(checks) + "---|",
     ]
     for row in report["rows"]:
@@ -303,7 +289,7 @@ def support_markdown(report: dict[str, Any]) -> str:
         "The mixers column lists the token-mixer kinds a spec's layers use (softmax or linear attention,",
         "state_space, recurrent, convolution; none: a block with only an MLP).",
         "",
-        "| spec | model types | extends | mixers | variants | real checkpoints | " + " | ".join(SHORT[c] for c in checks) + " | limits |",
+        "| spec | model types | extends | mixers | variants | real checkpoints | " + " | ".join(TITLES[c] for c in checks) + " | limits |",
         "|---|---|---|---|---|---|" + "---|" * len(checks) + "---|",
     ]
     supported = 0
@@ -320,8 +306,8 @@ def support_markdown(report: dict[str, Any]) -> str:
         for model_type in loaded.spec.model_types:
             covered.update(distinct(by_model_type().get(model_type, [])))
         real = [
-            ", ".join(covered.get(real_id(r["variant"]), [real_id(r["variant"])])) + ("" if _row_passed(r) else " (**FAIL**)")
-            for r in runs if real_id(r["variant"]) is not None
+            ", ".join(covered.get(rid, [rid])) + ("" if _row_passed(r) else " (**FAIL**)")
+            for r in runs if (rid := real_id(r["variant"])) is not None
         ]
         variants = sum(1 for r in runs if r["variant"] is not None and real_id(r["variant"]) is None)
         out.append(

@@ -133,10 +133,8 @@ def publish(path: Path, build: Any, replace: bool = False) -> Path:
 
 
 def tiny_config_values(spec: Spec, variant: Optional[str] = None) -> dict[str, Any]:
-    """The config overrides of ``spec``'s tiny checkpoint (plus ``variant``'s).
-
-    An empty string removes an inherited override, leaving the HF default.
-    """
+    """The config overrides of ``spec``'s tiny checkpoint (plus ``variant``'s); a key a child spec
+    removes with ``unset`` is absent (the HF default applies)."""
     values = dict(spec.tiny.config)
     if variant is not None:
         if variant not in spec.variants:
@@ -145,7 +143,7 @@ def tiny_config_values(spec: Spec, variant: Optional[str] = None) -> dict[str, A
                 f"variants: {', '.join(spec.variants) or 'none'}"
             )
         values.update(spec.variants[variant])
-    return {key: value for key, value in values.items() if value != ""}
+    return values
 
 
 def _special_ids(tok: Any) -> dict[str, int]:
@@ -183,11 +181,11 @@ def _write(
     saved with ``tok`` and the marker file."""
     import torch
 
-    from ..runtime.loading import auto_class
+    from ..runtime.loading import auto_class, dtype_kwarg
 
     torch.manual_seed(seed)
     try:
-        model = auto_class(config, spec).from_config(config, dtype=torch.float32)
+        model = auto_class(config, spec).from_config(config, **dtype_kwarg(torch.float32))
     except Exception as exc:  # noqa: BLE001 - any constructor failure is reported with its source
         raise TinyCheckpointError(f"{what}: {config.model_type} cannot be built from this config: {exc}") from exc
     _fill_zero_matrices(model, seed)
