@@ -4,6 +4,7 @@
 #               own test suite, taken from its published wheel and run against nnspec)
 #   make bench  times nnspec against plain transformers, bare NNsight and nnterp (its own venv in
 #               .bench/peer) and writes docs/benchmarks.md
+#   make bench-gpu  the large-model benchmark (a 1.2B-parameter checkpoint in bfloat16) on CUDA; needs a GPU
 # Each creates the virtual environment it needs (.venv), installing the pinned set in constraints.txt.
 
 PYTHON ?= python3
@@ -13,7 +14,9 @@ JOBS ?= auto
 export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv demo test nnterp-suite compile bench clean
+BENCH_GPU_TIMEOUT ?= 540
+
+.PHONY: venv demo test nnterp-suite compile bench bench-gpu clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +42,9 @@ compile: venv
 
 bench: venv
 	$(PY) benchmarks/compare.py
+
+bench-gpu: venv
+	$(PY) benchmarks/large.py --device cuda --timeout $(BENCH_GPU_TIMEOUT)
 
 clean:
 	rm -rf $(VENV) .bench matrix-results .pytest_cache build src/*.egg-info

@@ -48,12 +48,12 @@ class WorkerError(RuntimeError):
 class Worker:
     """A candidate's process and its JSON-lines conversation."""
 
-    def __init__(self, name: str, python: Path, log: Path) -> None:
+    def __init__(self, name: str, python: Path, log: Path, script: Optional[Path] = None) -> None:
         self.name, self.python = name, python
         env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
         self.log = log
         self.process = subprocess.Popen(
-            [str(python), str(HERE / "worker.py"), name],
+            [str(python), str(script or HERE / "worker.py"), name],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log.open("w"), text=True, env=env, cwd=ROOT,
         )
         self._read()
@@ -211,6 +211,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     parser.add_argument("--page", type=Path, default=DEFAULT_PAGE)
     parser.add_argument("--render", action="store_true", help="only rewrite the page from --json")
+    parser.add_argument("--merge", action="store_true",
+                        help="replace only the rows (checkpoint, workload) this run redoes in --json and keep the others")
     args = parser.parse_args(argv)
 
     import page
@@ -279,6 +281,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         "command": "python benchmarks/compare.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "checkpoints": {c.name: c.description for c in checkpoints}, "versions": versions, "peer": peer_info, "runs": runs,
     }
+    if args.merge and args.json.is_file():
+        results = merge(json.loads(args.json.read_text()), results)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=1) + "\n")
     args.page.parent.mkdir(parents=True, exist_ok=True)
@@ -286,6 +290,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(page.targets_text(results))
     print(f"wrote {args.json} and {args.page}")
     return 0
+
+
+def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``old`` with the rows ``new`` redid replaced in place (rows only ``new`` has are appended);
+    the page states each merged run's command and time under ``merged``."""
+    def key(run: dict[str, Any]) -> tuple[str, str]:
+        return run["checkpoint"], run["workload"]
+
+    redone = {key(run): run for run in new["runs"]}
+    runs = [redone.pop(key(run), run) for run in old["runs"]] + list(redone.values())
+    note = {k: new[k] for k in ("command", "started", "minutes", "repeats", "load_average")}
+    note["rows"] = [f"{run['checkpoint']} {run['workload']}" for run in new["runs"]]
+    return dict(old, runs=runs, checkpoints={**old["checkpoints"], **new["checkpoints"]},
+                versions={**old["versions"], **new["versions"]}, merged=[*old.get("merged", []), note])
 
 
 def _pick(text: str, known: dict[str, Any], option: str) -> list[str]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Optional
 
+import large_page
 from candidates import CANDIDATES
 from workloads import BY_NAME
 
@@ -142,8 +145,10 @@ def _memory(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render(results: dict[str, Any]) -> str:
-    """The whole Markdown page."""
+def render(results: dict[str, Any], large_dir: Optional[Path] = None) -> str:
+    """The whole Markdown page; the large-model section comes from the ``large-<device>.json`` files
+    in ``large_dir`` (default: ``benchmarks/results``)."""
+    large_dir = large_dir or Path(__file__).resolve().parent / "results"
     names = [n for n in CANDIDATES if any(n in run["candidates"] for run in results["runs"])]
     m = results["machine"]
     out = [
@@ -162,6 +167,8 @@ def render(results: dict[str, Any]) -> str:
         "python benchmarks/compare.py --repeats 3 --checkpoints gpt2-small --workloads load,logit_lens",
         "python benchmarks/compare.py --no-peer       # without nnterp's environment",
         "python benchmarks/compare.py --render        # rewrite this page from the JSON",
+        *large_page.rerun_lines(large_dir),
+        "python benchmarks/streaming.py              # streaming collection: memory, throughput, kill and resume",
         "```",
         "",
         "The first run builds the checkpoints under `$NNSPEC_CACHE/bench` and nnterp's environment under "
@@ -169,6 +176,8 @@ def render(results: dict[str, Any]) -> str:
         f"`{results['command']}`, started {results['started']}, {results['minutes']} minutes, "
         f"{results['repeats']} timed runs per candidate and workload, scaled by cost (load 3x, the 1 x 8 trace 4x, "
         "logit lens and run_with_cache 2x, collect and validate half, at least 3; every time is in the JSON).",
+        *[f"Rows rerun later and merged in (`--merge`): {', '.join(m['rows'])}, by `{m['command']}`, started "
+          f"{m['started']}, {m['minutes']} minutes, {m['repeats']} timed runs per candidate and workload." for m in results.get("merged", [])],
         "",
         "## Targets",
         "",
@@ -193,11 +202,13 @@ def render(results: dict[str, Any]) -> str:
             out.append(f"| {BY_NAME[run['workload']].title} | " + " | ".join(cells)
                        + f" | {_x(ratio(run, OURS, base))} | {_x(ratio(run, PEER, base))} | {_x(ratio(run, PEER, OURS))} |")
         out += ["", "For load the \"floor\" columns are against bare NNsight (this project's version)."]
+    out += ["", *large_page.section(large_dir)]
     out += ["", "## Memory", "",
             "Peak resident memory during one run of the workload, in a new process that has loaded the checkpoint "
             "and run one short forward (so the weights are resident), and how far it rose above what that "
             "process held before.", ""]
     out += _memory(results)
+    out += _streaming(large_dir / "streaming.json")
     notes = _notes(results)
     out += ["", "## Answers, n/a and errors", "",
             "Before timing, every candidate's answer is compared with the floor's (the project's float32 "
@@ -230,3 +241,34 @@ def render(results: dict[str, Any]) -> str:
     out += _versions(results)
     out += ["", f"Peer environment: {results['peer']['status']}.", ""]
     return "\n".join(out)
+
+
+def _streaming(path: Path) -> list[str]:
+    """The streaming-collection section, from ``benchmarks/streaming.py``'s JSON (absent: nothing)."""
+    if not path.is_file():
+        return []
+    r = json.loads(path.read_text(encoding="utf-8"))
+    mib = 1 << 20
+
+    def row(name: str, run: dict[str, Any]) -> str:
+        marks = run["rss"]
+        return (f"| {name} | {run['seconds']:.1f} s | {r['prompts'] / run['seconds']:.0f} | {marks['10%'] / mib:.0f} MiB | "
+                f"{marks['50%'] / mib:.0f} MiB | {marks['100%'] / mib:.0f} MiB | {(marks['100%'] - marks['10%']) / mib:+.0f} MiB |")
+
+    return [
+        "", "## Streaming collection", "",
+        f"`python benchmarks/streaming.py`, started {r['started']} (load average {r['load_average']:.1f}): "
+        f"{r['prompts']} prompts on the tiny `{r['spec']}` checkpoint, positions {r['positions']}, batches of "
+        f"{r['batch_size']}, shards of {r['shard_size']} rows. Resident memory as the collection passes 10%, 50% and "
+        "100% of the prompts:", "",
+        "| path | time | prompts/s | RSS at 10% | at 50% | at 100% | growth 10% -> 100% |",
+        "|---|---|---|---|---|---|---|",
+        row("in memory (`collect_activations`)", r["memory"]),
+        row("streamed (`out=DIR`)", r["stream"]),
+        "",
+        f"Streamed throughput / in memory: {r['memory']['seconds'] / r['stream']['seconds']:.2f}x. A second streamed run "
+        f"was killed with SIGKILL after {r['killed_rows']} rows had reached finished shards and then resumed "
+        f"({r['resumed']['seconds']:.1f} s for the rest): its {r['shards']} shards "
+        f"{'equal' if r['resumed_equal'] else 'DIFFER from'} the uninterrupted run's byte for byte, and the store "
+        f"{'equals' if r['store_equals_memory'] else 'DIFFERS from'} the in-memory tensor.",
+    ]

@@ -30,6 +30,12 @@ from .runtime.unembed import apply_logit_transforms
 SELF_CHECK_RTOL = 1e-3
 
 
+def self_check_rtol(dtype: torch.dtype) -> float:
+    """:data:`SELF_CHECK_RTOL`, widened to a few rounding steps of ``dtype`` for half-precision
+    models (a bfloat16 sum of parts rounds at about 1e-2 of its size)."""
+    return max(SELF_CHECK_RTOL, 8 * torch.finfo(dtype).eps) if dtype.is_floating_point else SELF_CHECK_RTOL
+
+
 @dataclass
 class FrozenNorm:
     """A norm ``weight * P(x) / scale + bias`` with ``scale`` frozen at one residual stream.
@@ -69,7 +75,7 @@ def frozen_norm(module: torch.nn.Module, stream: torch.Tensor, label: str = "the
         # LayerNorm ignores a constant added to every hidden unit; RMSNorm does not.
         shift = float(x.float().abs().mean()) + 1.0
         shifted = module(x + shift)
-        centered = _max_diff(shifted, out) <= SELF_CHECK_RTOL * (float(out.float().abs().max()) + 1e-12)
+        centered = _max_diff(shifted, out) <= self_check_rtol(x.dtype) * (float(out.float().abs().max()) + 1e-12)
         # The elementwise weight: a large probe, nonzero in every unit (and centred where P centres),
         # makes the norm's epsilon negligible: norm(k*u) - bias = weight * u / rms(u).
         sign = torch.ones(hidden, **probe)
@@ -83,7 +89,7 @@ def frozen_norm(module: torch.nn.Module, stream: torch.Tensor, label: str = "the
         scale = numerator / denominator.clamp_min(torch.finfo(torch.float32).tiny)
         norm = FrozenNorm(centered, weight, bias, scale)
         rebuilt = norm.apply(x) + bias
-        if _max_diff(rebuilt, out) > SELF_CHECK_RTOL * (float(out.float().abs().max()) + 1e-12):
+        if _max_diff(rebuilt, out) > self_check_rtol(x.dtype) * (float(out.float().abs().max()) + 1e-12):
             raise CapabilityUnavailableError(
                 f"{label} ({type(module).__name__}) is not a per-position scale followed by an elementwise weight and "
                 f"bias (LayerNorm or RMSNorm form): rebuilt from that form it differs by {_max_diff(rebuilt, out):.3g}, "
@@ -228,7 +234,7 @@ def head_results(model: Any, layer: int, heads_output: torch.Tensor) -> tuple[to
         masked = z.unsqueeze(2) * eye.reshape(1, 1, heads, heads, 1)  # (batch, seq, head, heads, dim)
         results = module(masked.reshape(batch, seq, heads, heads * dim)) - bias
         whole = module(z.reshape(batch, seq, heads * dim))
-    if _max_diff(results.sum(2) + bias, whole) > SELF_CHECK_RTOL * (float(whole.float().abs().max()) + 1e-12):
+    if _max_diff(results.sum(2) + bias, whole) > self_check_rtol(z.dtype) * (float(whole.float().abs().max()) + 1e-12):
         raise CapabilityUnavailableError(
             f"per-head results are not available on layer {layer}: the output projection "
             f"({type(module).__name__}) is not linear in its input, so its output does not split per head"
@@ -247,7 +253,7 @@ def residual_head_results(model: Any, layer: int, heads_output: torch.Tensor,
         results, bias = results * scale, bias * scale
     if contribution is not None:
         total = results.sum(2) + bias
-        if total.shape != contribution.shape or _max_diff(total, contribution) > SELF_CHECK_RTOL * (
+        if total.shape != contribution.shape or _max_diff(total, contribution) > self_check_rtol(contribution.dtype) * (
             float(contribution.float().abs().max()) + 1e-12
         ):
             raise CapabilityUnavailableError(
@@ -365,11 +371,12 @@ def logit_attribution(
         directions = directions - logit_directions(model, wrong)
         constant = constant - unembed_constant(model, bias, wrong)
     contributions = (shares.to(directions.dtype) * directions.to(shares.device).unsqueeze(0)).sum(-1)
+    assert cache.logits is not None  # a given cache was checked above; run_with_cache(return_type="logits") keeps them
     logits = cache.logits[:, -1]
     rows = torch.arange(batch)
     expected = logits[rows, correct] - (logits[rows, wrong] if wrong is not None else 0)
     rebuilt = contributions.sum(0) + constant.to(contributions.device)
-    if _max_diff(rebuilt, expected) > SELF_CHECK_RTOL * (float(logits.float().abs().max()) + 1.0):
+    if _max_diff(rebuilt, expected) > self_check_rtol(parts.dtype) * (float(logits.float().abs().max()) + 1.0):
         raise CapabilityUnavailableError(
             f"direct logit attribution is not available for this model: the parts' logits sum to a value "
             f"{_max_diff(rebuilt, expected):.3g} away from the model's logit, so the modules after the residual stream "

@@ -21,6 +21,7 @@ import dis
 import sys
 from typing import Any, Callable, Optional, Sequence, Union
 
+import nnsight
 import torch
 
 from . import hooknames
@@ -33,22 +34,20 @@ from .errors import (
     UnknownNameError,
     did_you_mean,
 )
-from .interventions import Layers, as_layers, as_prompts
-from .runtime.readorder import ATTENTION_INTERNALS, LAYER_ORDER
+from .runtime.arguments import Layers, as_layers, as_prompts
+from .runtime.names import ATTENTION_INTERNALS, CACHED_BY_DEFAULT, CACHED_LAYER_VALUES, CACHED_MODEL_VALUES, LAYER_ORDER
+from .runtime.names import DERIVED_VALUES as DERIVED_VALUES
+from .runtime.stopping import free_stopped_forward
 
-#: Per-layer values, in the documented read order (the same on every architecture).
-LAYER_VALUES = LAYER_ORDER
-MODEL_VALUES = ("token_embeddings", "logits")
-#: Values the cache computes from others: ``resid_mid`` is the residual stream after the token
-#: mixer, ``layers_input + attentions_output`` (``mixers_output`` where the mixer is not attention).
-DERIVED_VALUES = ("resid_mid",)
+#: Per-layer values the cache collects, in the documented read order (the standard-name table's).
+LAYER_VALUES = CACHED_LAYER_VALUES
+MODEL_VALUES = CACHED_MODEL_VALUES
+# DERIVED_VALUES: computed from others: ``resid_mid`` is the residual stream after the token
+# mixer, ``layers_input + attentions_output`` (``mixers_output`` where the mixer is not attention).
 #: What ``run_with_cache`` collects when no names are given, on the layers that have each value
 #: (``mixers_*`` only where the token mixer is not attention: on attention layers they equal
 #: ``attentions_*``).
-DEFAULT_NAMES = (
-    "layers_input", "attentions_input", "attentions_output", "mixers_input", "mixers_output",
-    "mlps_input", "mlps_output", "layers_output",
-)
+DEFAULT_NAMES = CACHED_BY_DEFAULT
 #: Values computed on lookup from what the cache holds (the TransformerLens aliases that name them).
 _ON_LOOKUP = ("head_results", "ln_final_scale", "ln_final_normalized")
 _UNSET: Any = object()
@@ -167,13 +166,13 @@ class ActivationCache(dict):
         if not isinstance(key, str):
             raise UnknownNameError(f"cache[{key!r}]: keys are strings like 'layers_output.3' (or tuples like ('layers_output', 3))")
         if dict.__contains__(self, key):
-            name, _, layer = key.partition(".")
-            return hooknames.Alias(key, name, int(layer) if layer.isdigit() else None)
+            name, _, suffix = key.partition(".")
+            return hooknames.Alias(key, name, int(suffix) if suffix.isdigit() else None)
         if hooknames.is_hook_name(key):
             return hooknames.resolve(key, self.num_layers, self._standard())
-        name, _, layer = key.partition(".")
-        if name in DERIVED_VALUES and layer.isdigit():
-            return hooknames.Alias(key, name, int(layer))
+        name, _, suffix = key.partition(".")
+        if name in DERIVED_VALUES and suffix.isdigit():
+            return hooknames.Alias(key, name, int(suffix))
         if key in hooknames.SHORT_NAMES:
             return hooknames.short_name(key, None, self.num_layers, self._standard())
         raise UnknownNameError(f"{key!r} is not in this cache{did_you_mean(key, self.keys())}")
@@ -190,10 +189,10 @@ class ActivationCache(dict):
     def _value(self, alias: hooknames.Alias, asked: Any) -> torch.Tensor:
         if dict.__contains__(self, alias.key):
             return dict.__getitem__(self, alias.key)
-        if alias.name == "resid_mid":
+        if alias.name == "resid_mid" and alias.layer is not None:
             return self._resid_mid(alias.layer, asked)
-        if alias.name == "head_results":
-            return self.stack_head_results(layers=[alias.layer], _by_layer=True)[0]
+        if alias.name == "head_results" and alias.layer is not None:
+            return self._layer_head_results(self._model("stack_head_results"), alias.layer)
         if alias.name in ("ln_final_scale", "ln_final_normalized"):
             final = self._need(f"layers_output.{self.num_layers - 1}", f"cache[{asked!r}]")
             norm = self._final_norm(f"cache[{asked!r}]")
@@ -374,9 +373,17 @@ class ActivationCache(dict):
             )
         return self.decompose_resid(layer, mlp_input, "all", apply_ln, pos_slice, True, return_labels, per_head=True)
 
+    def _layer_head_results(self, model: Any, i: int) -> torch.Tensor:
+        """Layer ``i``'s per-head results, ``(batch, seq, heads, hidden)`` (no batch axis if the cache has none)."""
+        from .attribution import head_results
+
+        heads = self._need(f"attention_heads_output.{i}", "stack_head_results")
+        results, _ = head_results(model, i, self._batched(heads))
+        return self._unbatched(results)
+
     def stack_head_results(
         self, layer: int = -1, return_labels: bool = False, incl_remainder: bool = False,
-        pos_slice: SliceLike = None, apply_ln: bool = False, layers: Optional[list[int]] = None, _by_layer: bool = False,
+        pos_slice: SliceLike = None, apply_ln: bool = False, layers: Optional[list[int]] = None,
     ) -> Union[torch.Tensor, tuple[torch.Tensor, list[str]]]:
         """Each head's result: ``attention_heads_output[i]`` through the attention's output projection
         (the spec's ``attention.output_projection``) one head at a time, the projection's bias left
@@ -385,8 +392,6 @@ class ActivationCache(dict):
         the projection's output (on models where a norm follows the projection, as Gemma 2's does,
         that is not the attention's contribution to the residual stream). ``incl_remainder`` adds
         the rest of the stream entering block ``layer`` (``"remainder"``)."""
-        from .attribution import head_results
-
         model = self._model("stack_head_results")
         if layers is None:
             if isinstance(layer, bool) or not isinstance(layer, int) or not (layer == -1 or 0 < layer <= self.num_layers):
@@ -395,16 +400,9 @@ class ActivationCache(dict):
                       if value_served(model, "attention_heads_output", i)]
         parts, labels = [], []
         for i in layers:
-            heads = self._need(f"attention_heads_output.{i}", "stack_head_results")
-            results, _ = head_results(model, i, self._batched(heads))
-            results = self._unbatched(results)
-            if _by_layer:
-                parts.append(results)
-                continue
+            results = self._layer_head_results(model, i)
             parts += list(results.movedim(-2, 0))
             labels += [f"L{i}H{h}" for h in range(results.shape[-2])]
-        if _by_layer:
-            return parts
         if not parts:
             raise CapabilityUnavailableError("stack_head_results: no layer of this model has per-head attention outputs")
         stack = torch.stack(parts, 0)
@@ -610,7 +608,8 @@ def resid_mid_refusal(model: Any) -> Optional[str]:
     return None
 
 
-def _check_names(model: Any, names: Sequence[str]) -> list[str]:
+def check_names(model: Any, names: Sequence[str]) -> list[str]:
+    """``names`` checked against the cacheable standard names (an unknown one raises, naming the closest)."""
     valid = LAYER_VALUES + MODEL_VALUES
     for name in names:
         if name not in valid:
@@ -706,7 +705,7 @@ def _select(model: Any, names: Optional[Sequence[str]], names_filter: Any, layer
             if not isinstance(name, str) or name not in valid:
                 if isinstance(name, str) and hooknames.is_hook_name(name):
                     raise UnknownNameError(f"names: {name!r} is a TransformerLens hook name; pass it as names_filter=[{name!r}]")
-                _check_names(model, [name] if isinstance(name, str) else [repr(name)])
+                check_names(model, [name] if isinstance(name, str) else [repr(name)])
         per_layer = [n for n in listed if n not in MODEL_VALUES]
         for name, layer in served(model, plan(model, [n for n in per_layer if n in LAYER_VALUES]), layers, strict=True):
             chosen.add(model, name, layer, True, "names")
@@ -758,8 +757,8 @@ def _select(model: Any, names: Optional[Sequence[str]], names_filter: Any, layer
                     chosen.add(model, alias.name, alias.layer, True, f"names_filter {entry!r}")
         else:
             alias = hooknames.resolve(entry, model.num_layers, standard)
-            layer = None if alias.layer is None else _in_layers(model, alias.layer, layers, entry)
-            chosen.add(model, alias.name, layer, True, f"names_filter {entry!r}")
+            at = None if alias.layer is None else _in_layers(model, alias.layer, layers, entry)
+            chosen.add(model, alias.name, at, True, f"names_filter {entry!r}")
     return chosen, "logits" in chosen.model
 
 
@@ -864,7 +863,7 @@ def run_with_cache(
 
     def keep(key: str, value: torch.Tensor) -> None:
         keys.append(key)
-        saved.append((value.cpu() if target == "cpu" else value).save())
+        saved.append(nnsight.save(value.cpu() if target == "cpu" else value))
 
     with model.trace(inputs, remote=remote) as tracer:
         if "token_embeddings" in selection.model:
@@ -875,6 +874,8 @@ def run_with_cache(
             keep("logits", model.logits)
         else:
             tracer.stop()  # nothing later is read: skip the remaining layers and the unembedding
+    if not want_logits:
+        free_stopped_forward()
     data = dict(zip(keys, saved))
     logits = data.pop("logits") if want_logits else None
     if "logits" in selection.model:

@@ -10,10 +10,13 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ._version import __version__
 from .errors import NnspecError, TinyCheckpointError, UnsupportedArchitectureError, UsageError, did_you_mean
+
+if TYPE_CHECKING:
+    from .compiler.schema import Spec
 
 #: The top-level help text (plain text: argparse prints it as is).
 DESCRIPTION = (
@@ -116,7 +119,7 @@ def _wrap_types(types: list[str], width: int) -> list[str]:
     return lines
 
 
-def _spec_of(name: str) -> object:
+def _spec_of(name: str) -> Spec:
     from .runtime.registry import adapter_by_name, resolve_adapter
 
     if name.endswith(".toml"):
@@ -160,6 +163,7 @@ def _check(args: argparse.Namespace) -> int:
     _model_argument("MODEL", args.model)
     if args.spec:
         _resolve_spec(args.spec)  # an unknown spec name or file fails before the model is loaded
+    placement = _placement(args)  # so does a bad --dtype or --device
     if args.checks:
         unknown = [c for c in args.checks.split(",") if c not in conformance.CHECKS]
         if unknown:
@@ -171,7 +175,9 @@ def _check(args: argparse.Namespace) -> int:
             )
     subject = _loading(
         "MODEL", args.model,
-        lambda: conformance.load_subject(args.model, args.model, spec=args.spec, trust_remote_code=args.trust_remote_code),
+        lambda: conformance.load_subject(
+            args.model, args.model, spec=args.spec, trust_remote_code=args.trust_remote_code, **placement
+        ),
     )
     results = conformance.run_checks(subject, args.checks.split(",") if args.checks else None)
     for r in results:
@@ -184,12 +190,14 @@ def _check(args: argparse.Namespace) -> int:
 def _matrix(args: argparse.Namespace) -> int:
     from .verification import matrix
 
+    placement = _placement(args)  # a bad --dtype or --device fails before any checkpoint is built
     report = matrix.run_matrix(
         specs=args.specs.split(",") if args.specs else None,
         jobs=args.jobs,
         variants=not args.no_variants,
         real=not args.no_real,
         progress=not args.quiet,
+        placement=placement,
     )
     print(matrix.table(report))
     md, js = matrix.write(report, Path(args.out))
@@ -236,9 +244,9 @@ def _lens(args: argparse.Namespace) -> int:
 
 
 def _lens_model(model_id: Optional[str], spec: Optional[str], placement: Optional[dict[str, Any]] = None) -> object:
-    from .verification import tiny
-    from .standardized_transformer import StandardizedTransformer
     from .runtime.registry import adapter_by_name
+    from .standardized_transformer import StandardizedTransformer
+    from .verification import tiny
 
     if model_id is None:
         from transformers.utils import logging
@@ -247,6 +255,59 @@ def _lens_model(model_id: Optional[str], spec: Optional[str], placement: Optiona
         model_id = str(tiny.checkpoint(adapter_by_name("gpt2").spec))
         print(f"(no MODEL given: using the tiny offline gpt2 checkpoint at {model_id}; its weights are random)")
     return StandardizedTransformer(model_id, spec=spec, **(placement or {}))
+
+
+def _int_list(option: str, text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"{option} {text}: give integers separated by commas (e.g. 0,3,-1)") from None
+    if not values:
+        raise UsageError(f"{option} {text}: give at least one integer")
+    return values
+
+
+def _collect(args: argparse.Namespace) -> int:
+    import itertools
+
+    import torch
+
+    from .activation_store import LinePrompts, load_dataset_prompts, refuse_foreign, write_store
+    from .activations import VALUES
+
+    torch.set_num_threads(args.threads)
+    _model_argument("MODEL", args.model)
+    if args.spec:
+        _resolve_spec(args.spec)
+    if args.value not in VALUES:
+        raise UsageError(f"--value {args.value}: not collectable{did_you_mean(args.value, VALUES)}; choose from {', '.join(VALUES)}")
+    layers = None if args.layers in (None, "all") else _int_list("--layers", args.layers)
+    positions = _int_list("--positions", args.positions)
+    store_dtype = None if args.store_dtype is None else dtype_argument(args.store_dtype)
+    if store_dtype == "auto":
+        raise UsageError("--store-dtype auto: give float32, float16 or bfloat16 (or leave it out to keep the model's)")
+    for option, number in (("--batch-size", args.batch_size), ("--shard-size", args.shard_size), ("--limit", args.limit)):
+        if number is not None and number < 1:
+            raise UsageError(f"{option} {number}: must be at least 1")
+    refuse_foreign(args.out, "--out ")
+    if args.prompts is not None:
+        if not Path(args.prompts).is_file():
+            raise UsageError(f"--prompts {args.prompts}: file not found")
+        source: Any = LinePrompts(args.prompts)
+        column = args.column if source.rows else None
+    else:
+        source = load_dataset_prompts(args.dataset, args.split, args.streaming)
+        column = args.column
+    if args.limit is not None:
+        source = itertools.islice(source, args.limit)
+    placement = _placement(args)
+    model = _loading("MODEL", args.model, lambda: _lens_model(args.model, args.spec, placement))
+    store = write_store(model, source, args.out, layers=layers, positions=positions[0] if len(positions) == 1 and
+                        "," not in args.positions else positions, batch_size=args.batch_size, value=args.value,
+                        column=column, progress=not args.quiet, dtype=store_dtype, shard_size=args.shard_size)
+    print(f"{args.out}: {len(store)} prompts, {args.value} at layers {store.layers}, {store.num_shards} shards, "
+          f"rows of shape {list(store.row_shape)} ({store.manifest['stored_dtype']})")
+    return 0
 
 
 def _compat(args: argparse.Namespace) -> int:
@@ -301,10 +362,11 @@ def _scaffold(args: argparse.Namespace) -> int:
         )
     if output is not None and folder is None:
         _writable("-o/--output", str(output), make_parents=True)
-    path, results, parent = scaffold(args.target, planned or folder, args.name, check=not args.no_check)
+    path, results, parent = scaffold(args.target, planned or folder, args.name, check=not args.no_check,
+                                     description=args.description)
     print(f"wrote {path}" + (f" (extends {parent})" if parent else ""))
     for r in results:
-        print(f"{'pass' if r.passed else 'FAIL'}  {r.check:24s} {'' if r.passed else r.error[:200]}")
+        print(f"{'pass' if r.passed else 'FAIL'}  {r.label:24s} {'' if r.passed else r.error[:200]}")
     if results and not all(r.passed for r in results):
         print("some checks fail: the spec's header lists them; review before relying on it")
         return 1
@@ -326,6 +388,16 @@ def _scaffold_default(target: str, name: Optional[str], folder: Path) -> Optiona
 
 
 # -- user errors ------------------------------------------------------------------------------------
+
+
+def _placement_arguments(p: argparse.ArgumentParser, dtype_default: str, device_default: str, both: bool = False) -> None:
+    """``--dtype`` and ``--device`` for a command that loads models (read by :func:`_placement`);
+    ``both``: the command loads each model through nnspec and as plain transformers, placed alike."""
+    alike = " (nnspec and plain transformers alike)" if both else ""
+    p.add_argument("--dtype", help=f"weights dtype{alike}: auto (the checkpoint's), float32, float16 or bfloat16 "
+                   f"(default: {dtype_default})")
+    p.add_argument("--device", help=f"where the model runs{alike}: cpu, cuda, cuda:N, mps, or auto (spread over the "
+                   f"visible devices, needs accelerate); default: {device_default}")
 
 
 def _placement(args: argparse.Namespace) -> dict[str, Any]:
@@ -380,7 +452,7 @@ def device_argument(value: str) -> str:
     else:
         backend = getattr(torch, device.type, None)
         available = bool(backend is not None and hasattr(backend, "is_available") and backend.is_available())
-        count = backend.device_count() if available and hasattr(backend, "device_count") else 1
+        count = backend.device_count() if backend is not None and available and hasattr(backend, "device_count") else 1
     if not available:
         raise UsageError(f"--device {value}: no {device.type} device is visible to torch {torch.__version__} here; use --device cpu")
     if device.index is not None and device.index >= count:
@@ -443,10 +515,8 @@ def _loading(option: str, value: str, load: Callable[[], Any]) -> Any:
 def _user_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
     """Path-like values given on the command line, by their option name (or metavar)."""
     names: dict[str, str] = {}
-    try:
-        actions = p._subparsers._group_actions[0].choices[args.command]._actions  # type: ignore[union-attr]
-    except (AttributeError, IndexError, KeyError):  # pragma: no cover - argparse internals changed
-        actions = []
+    commands = next((a for a in p._actions if isinstance(a, argparse._SubParsersAction)), None)
+    actions = commands.choices[args.command]._actions if commands is not None and args.command in commands.choices else []
     for action in actions:
         names[action.dest] = "/".join(action.option_strings) or (action.metavar or action.dest).upper()
     found: dict[str, str] = {}
@@ -519,13 +589,15 @@ def parser() -> argparse.ArgumentParser:
     k = sub.add_parser(
         "check", help="run the conformance checks on a model (hub id or local path)",
         description="Load a model both through nnspec and as plain transformers and check that every standard "
-        "name agrees. Both run in float32 on the CPU: the tolerances are float32's.",
+        "name agrees. Both load in the same dtype on the same device (float32 on the CPU unless --dtype / --device "
+        "say otherwise); the tolerances follow the dtype.",
     )
     k.add_argument("model", metavar="MODEL", help="a Hugging Face Hub id or a local checkpoint folder")
     k.add_argument("--spec", help="spec file or bundled spec name (default: found from config.model_type)")
     k.add_argument("--checks", metavar="NAMES", help="comma-separated subset of the checks (default: all)")
     k.add_argument("--threads", type=int, default=1, help=threads)
     k.add_argument("--trust-remote-code", action="store_true", help="allow the checkpoint's own modeling code to run")
+    _placement_arguments(k, "float32", "cpu", both=True)
     k.set_defaults(run=_check)
 
     co = sub.add_parser("compat", help="merge the results of nox -s matrix into the compatibility table and data",
@@ -552,6 +624,8 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("-o", "--output", metavar="PATH",
                     help="spec file to write, or a folder to write NAME.toml into (default: NAME.toml in the current folder)")
     sc.add_argument("--name", help="spec name (default: the model type)")
+    sc.add_argument("--description", metavar="TEXT",
+                    help="the spec's one-line description (default: one written from the discovered facts)")
     sc.add_argument("--no-check", action="store_true", help="do not run the conformance checks on the draft")
     sc.add_argument("--force", action="store_true", help="replace an existing spec file at the output path")
     sc.add_argument("--threads", type=int, default=1, help=threads)
@@ -565,16 +639,44 @@ def parser() -> argparse.ArgumentParser:
     le.add_argument("--plot", metavar="FILE", help="save a layers x positions heatmap PNG here")
     le.add_argument("--html", metavar="FILE", help="save the heatmap as an HTML page here")
     le.add_argument("-k", type=int, default=5, help="tokens per layer (default 5)")
-    le.add_argument("--dtype", help="weights dtype: auto (the checkpoint's), float32, float16 or bfloat16 "
-                    "(default: as transformers loads it)")
-    le.add_argument("--device", help="where the model runs: cpu, cuda, cuda:N, mps, or auto (spread over the "
-                    "visible devices, needs accelerate); default: auto with accelerate and a GPU or MPS device, else cpu")
+    _placement_arguments(le, "as transformers loads it",
+                         "auto with accelerate and a GPU or MPS device, else cpu")
     le.add_argument("--threads", type=int, default=1, help=threads)
     le.set_defaults(run=_lens)
 
+    cl = sub.add_parser(
+        "collect", help="stream activations of many prompts to a folder of shards (resumable)",
+        description="Collect one standard value per layer at chosen token positions of every prompt, written as "
+        "safetensors shards plus a manifest in --out. Running the same command again after an interruption "
+        "continues after the last finished shard.",
+    )
+    cl.add_argument("model", metavar="MODEL", help="a Hugging Face Hub id or a local checkpoint folder")
+    source = cl.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompts", metavar="FILE", help="a text file (one prompt a line) or a .jsonl file (rows with --column)")
+    source.add_argument("--dataset", metavar="NAME", help="a datasets name or local data folder/file (needs nnspec[datasets])")
+    cl.add_argument("--column", default="text", help="text field of dataset or JSON-lines rows (default text)")
+    cl.add_argument("--split", default="train", help="dataset split (default train)")
+    cl.add_argument("--streaming", action="store_true", help="stream the dataset instead of downloading it whole")
+    cl.add_argument("--out", metavar="FOLDER", required=True, help="new or empty folder, or a store to resume")
+    cl.add_argument("--layers", metavar="LIST", help="comma-separated layer numbers (default: all)")
+    cl.add_argument("--positions", metavar="LIST", default="-1",
+                    help="token positions within each prompt, comma-separated (default -1: the last token)")
+    cl.add_argument("--value", default="layers_output", help="standard value to collect (default layers_output)")
+    cl.add_argument("--batch-size", type=int, default=32, help="prompts per forward (default 32)")
+    cl.add_argument("--shard-size", type=int, default=4096, help="prompts per shard file (default 4096)")
+    cl.add_argument("--limit", type=int, help="only the first N prompts")
+    cl.add_argument("--store-dtype", metavar="DTYPE", help="cast activations before writing: float32, float16 or bfloat16")
+    cl.add_argument("--spec", help="spec file or bundled spec name (default: found from config.model_type)")
+    cl.add_argument("--dtype", help="weights dtype: auto, float32, float16 or bfloat16 (default: as transformers loads it)")
+    cl.add_argument("--device", help="where the model runs: cpu, cuda, cuda:N, mps, or auto")
+    cl.add_argument("--threads", type=int, default=1, help=threads)
+    cl.add_argument("--quiet", action="store_true", help="no progress bar")
+    cl.set_defaults(run=_collect)
+
     m = sub.add_parser(
         "matrix", help="build every spec's tiny checkpoint and run every check",
-        description="Build every spec's tiny checkpoints (float32, CPU) and run every conformance check on them.",
+        description="Build every spec's tiny checkpoints and run every conformance check on them, each loaded both "
+        "ways in float32 on the CPU unless --dtype / --device say otherwise (the tolerances follow the dtype).",
     )
     m.add_argument("--specs", metavar="NAMES", help="comma-separated spec names (default: all)")
     m.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
@@ -582,6 +684,7 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--no-real", action="store_true", help="leave out the rows built from real published configs")
     m.add_argument("--out", metavar="FOLDER", default="matrix-results", help="folder for matrix.md and matrix.json (default matrix-results)")
     m.add_argument("--quiet", action="store_true", help="no progress bar")
+    _placement_arguments(m, "float32", "cpu", both=True)
     m.set_defaults(run=_matrix)
     return p
 
@@ -625,7 +728,7 @@ def _verbose(on: bool) -> Iterator[None]:
 
 
 def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    if not args.verbose and args.command in ("check", "lens", "scaffold", "tiny"):
+    if not args.verbose and args.command in ("check", "collect", "lens", "scaffold", "tiny"):
         # transformers' load progress bars and reports would bury the command's own report (-v keeps them).
         from .verification.matrix import quiet_transformers
 

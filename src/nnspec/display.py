@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 import torch
 
 from .errors import InputError, InputTypeError, ShapeMismatchError
-from .interventions import Layers, as_layers
+from .runtime.arguments import Layers, as_layers
 
 _EXTRA = "pip install 'nnspec[display]'"
 
@@ -109,7 +109,7 @@ def token_text(tokenizer: Any, token: Union[str, int]) -> str:
         entry = tok.convert_ids_to_tokens(token)
         if entry is None:
             return tok.decode([token])
-        token = entry
+        return _decode_entry(tok, entry)
     return _decode_entry(tok, token)
 
 
@@ -206,7 +206,7 @@ def _text_colour(rgb: Sequence[float]) -> str:
 
 
 def _hex(rgb: Sequence[int]) -> str:
-    return "#%02x%02x%02x" % tuple(rgb[:3])
+    return "#{:02x}{:02x}{:02x}".format(*rgb[:3])
 
 
 # -- checks -----------------------------------------------------------------------------------------
@@ -570,9 +570,9 @@ def plot_topk_tokens(
     for label, value in (("use_token_ids", use_token_ids), ("save_html", save_html), ("show", show)):
         if not isinstance(value, bool):
             raise InputTypeError(f"{label} must be True or False, got {value!r}")
-    for label, value in (("height", height), ("width", width)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"{label} must be a positive number of pixels, got {value!r}")
+    for label, pixels in (("height", height), ("width", width)):
+        if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 1:
+            raise InputError(f"{label} must be a positive number of pixels, got {pixels!r}")
     if title is not None and not isinstance(title, str):
         raise InputTypeError(f"title is a {type(title).__name__}, not a string")
     path = Path(file) if file is not None else None

@@ -236,7 +236,7 @@ def _indices(values: Indices, label: str) -> Optional[list[int]]:
         if values.ndim > 1 or values.dtype.is_floating_point:
             raise InputTypeError(f"{label}: expected an int or a 1-d list of ints, got a {values.dtype} tensor of shape {tuple(values.shape)}")
         values = values.tolist()
-    listed = list(values) if isinstance(values, (list, tuple, range)) else [values]
+    listed: list[Any] = list(values) if isinstance(values, (list, tuple, range)) else [values]  # checked one by one below
     if not listed:
         raise InputError(f"{label} is empty")
     out = []
@@ -279,7 +279,7 @@ def _plan(model: Any, sweep: Sweep, seq: int, layers: Any, positions: Indices, h
     if accessor.unavailable is not None:
         raise CapabilityUnavailableError(f"sweep {sweep.name!r}: {sweep.value} is not available for this model: {accessor.unavailable}")
     chosen = list(range(model.num_layers)) if layers is None else [
-        layer_index("layers", layer, model.num_layers) for layer in _indices(layers, "layers")
+        layer_index("layers", layer, model.num_layers) for layer in _indices(layers, "layers") or ()
     ]
     reasons = [_layer_reason(accessor, i) for i in chosen]
     if explicit or all(r is not None for r in reasons):
@@ -379,6 +379,7 @@ def _selection(shape: torch.Size, sweep: Sweep, patches: list[tuple[int, Optiona
     if sweep.by_position:
         dims[sweep.seq_axis] = shape[sweep.seq_axis]
     if sweep.by_head:
+        assert sweep.head_axis is not None  # every per-head sweep is declared with its head axis
         dims[sweep.head_axis] = shape[sweep.head_axis]
     select = torch.zeros(dims, dtype=torch.bool)
     for copy, position, head in patches:
@@ -386,6 +387,7 @@ def _selection(shape: torch.Size, sweep: Sweep, patches: list[tuple[int, Optiona
         if position is not None:
             index[sweep.seq_axis] = position
         if head is not None:
+            assert sweep.head_axis is not None  # only per-head sweeps patch single heads
             index[sweep.head_axis] = head
         select[tuple(index)] = True
     return select.to(device)
@@ -398,16 +400,19 @@ def _run(model: Any, plan: _Plan, ids: torch.Tensor, mask: torch.Tensor, clean_v
     accessor = getattr(model, sweep.value)
     # Every patch: (result index, layer, position or None, head or None), layer by layer.
     patches: list[tuple[tuple[int, ...], int, Optional[int], Optional[int]]] = []
+    # A plan has positions (heads) exactly when its sweep goes by position (head); None: all at once.
+    positions: list[Optional[int]] = [None] if plan.positions is None else list(plan.positions)
+    heads: list[Optional[int]] = [None] if plan.heads is None else list(plan.heads)
     for li, (layer, ok) in enumerate(zip(plan.layers, plan.served)):
         if not ok:
             continue
-        for pi, position in enumerate(plan.positions if sweep.by_position else [None]):
-            for hi, head in enumerate(plan.heads if sweep.by_head else [None]):
+        for pi, position in enumerate(positions):
+            for hi, head in enumerate(heads):
                 if head is not None and head >= plan.head_counts[li]:
                     continue  # this layer has fewer heads: NaN
                 index = (li,) + ((pi,) if sweep.by_position else ()) + ((hi,) if sweep.by_head else ())
                 patches.append((index, layer, position, head))
-    sizes = [len(plan.layers)] + ([len(plan.positions)] if sweep.by_position else []) + ([len(plan.heads)] if sweep.by_head else [])
+    sizes = [len(plan.layers)] + ([len(positions)] if sweep.by_position else []) + ([len(heads)] if sweep.by_head else [])
     result: Optional[torch.Tensor] = None
     for start in range(0, len(patches), batch_size):
         chunk = patches[start : start + batch_size]

@@ -28,7 +28,7 @@ from .display import (
     lens_grid,
     visible_text,
 )
-from .interventions import Layers, as_layers, as_prompts
+from .runtime.arguments import Layers, as_layers, as_prompts
 
 PathLike = Union[str, Path, None]
 
@@ -230,6 +230,7 @@ def plot_category_probs_plotly(
                 line=dict(color=colour), customdata=std.tolist(),
                 hovertemplate=f"{html.escape(category)}<br>layer %{{x}}<br>mean %{{y:.4f}} ± %{{customdata:.4f}}<extra></extra>",
             ))
+        ticks: dict[str, object]  # keyword arguments of update_xaxes
         if len(xs) <= 32:
             ticks = dict(tickmode="array", tickvals=xs, ticktext=[str(x) for x in xs])
         else:

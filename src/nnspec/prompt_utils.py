@@ -120,7 +120,8 @@ class Prompt:
             category: get_first_tokens(_words(words, f"target_strings[{category!r}]"), tokenizer)
             for category, words in target_strings.items()
         }
-        return cls(prompt, tokens, dict(target_strings))
+        kept = {category: words if isinstance(words, str) else list(words) for category, words in target_strings.items()}
+        return cls(prompt, tokens, kept)
 
     def has_no_collisions(self, ignore_targets: Union[str, Sequence[str], None] = None) -> bool:
         """Whether no token id is tracked by two categories (categories in ``ignore_targets`` left out)."""
@@ -169,7 +170,7 @@ class Prompt:
 @torch.no_grad()
 def next_token_probs(nn_model: Any, prompts: Union[str, Sequence[str]], remote: bool = False) -> torch.Tensor:
     """Softmax of the last position's logits, ``(batch, vocab)`` float32 on the CPU."""
-    from .interventions import as_prompts
+    from .runtime.arguments import as_prompts
 
     saved: list[Any] = []
     with nn_model.trace(as_prompts(prompts), remote=remote):

@@ -46,7 +46,9 @@ def position_limit(module: torch.nn.Module, config: Any) -> Optional[int]:
     limits = {getattr(config, key) for key in SIZE_KEYS["positions"] if isinstance(getattr(config, key, None), int)}
     if not limits:
         return None
-    token = module.get_input_embeddings() if hasattr(module, "get_input_embeddings") else None
+    # A transformers model's method; torch.nn.Module's attribute lookup types it as a tensor or module.
+    get_embeddings = getattr(module, "get_input_embeddings", None)
+    token = get_embeddings() if callable(get_embeddings) else None
     for child in module.modules():
         if isinstance(child, torch.nn.Embedding) and child is not token:
             for limit in limits:
