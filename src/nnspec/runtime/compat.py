@@ -2,7 +2,9 @@
 
 The data file shipped with the package is merged from matrix runs under several version pairs
 (:mod:`nnspec.verification.compatibility`); :func:`warn_if_unverified` warns once per spec when the
-installed versions are not among those verified for it, naming the nearest verified ones.
+installed versions are not among those verified for it, naming the nearest verified ones, and
+refuses (:class:`~nnspec.errors.VersionFailureError`) a pair verified as failing for it unless the
+caller allows unverified pairs.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
-from ..errors import CompatibilityDataError, NnspecWarning
+from ..errors import CompatibilityDataError, NnspecWarning, VersionFailureError
 from ..paths import data_path
 
 #: Version of compatibility.json.
@@ -30,9 +32,14 @@ def _version_key(version: str) -> tuple:
         return (Version("0"),)
 
 
+def load(path: Optional[Path] = None) -> Optional[dict[str, Any]]:
+    """The compatibility data at ``path`` (default: the file shipped with the package, ``DATA_FILE``);
+    ``None`` if absent; each file is read once; refuses an unknown layout."""
+    return _read(path if path is not None else DATA_FILE)
+
+
 @lru_cache(maxsize=4)
-def load(path: Path = DATA_FILE) -> Optional[dict[str, Any]]:
-    """The shipped compatibility data (``None`` if absent; read once); refuses an unknown layout."""
+def _read(path: Path) -> Optional[dict[str, Any]]:
     if not path.is_file():
         return None
     data = json.loads(path.read_text(encoding="utf-8"))
@@ -53,8 +60,30 @@ def verified_pairs(spec: str, data: dict[str, Any]) -> list[tuple[str, str]]:
     return [(r["transformers"], r["nnsight"]) for r in data["runs"] if r["specs"].get(spec, {}).get("status") == "pass"]
 
 
-def warn_if_unverified(spec: str, transformers: Optional[str], nnsight: Optional[str], data: Optional[dict[str, Any]] = None) -> Optional[str]:
-    """Warn once per (spec, versions) when the pair was not verified for ``spec``; returns the message."""
+def failing_rows(spec: str, transformers: str, nnsight: str, data: dict[str, Any]) -> list[str]:
+    """The rows (``"<checkpoint> <check>: <error>"``) that failed for ``spec`` in a run of exactly this
+    transformers and NNsight pair; empty when no such run failed for it."""
+    rows: list[str] = []
+    for run in data["runs"]:
+        entry = run["specs"].get(spec, {})
+        if (run["transformers"], run["nnsight"]) == (transformers, nnsight) and entry.get("status") == "fail":
+            rows += [f"{name}: {error.splitlines()[0][:160] if error else ''}" for name, error in entry["failed"].items()]
+    return rows
+
+
+def warn_if_unverified(
+    spec: str,
+    transformers: Optional[str],
+    nnsight: Optional[str],
+    data: Optional[dict[str, Any]] = None,
+    allow_unverified: bool = False,
+) -> Optional[str]:
+    """Check the installed pair against the verified ones for ``spec`` before a model loads.
+
+    A pair that passed says nothing. A pair never run warns once per (spec, versions), naming the
+    two nearest verified pairs. A pair whose run failed for ``spec`` raises
+    :class:`~nnspec.errors.VersionFailureError` naming the failing rows, or warns with them when
+    ``allow_unverified`` is True. Returns the message (None when silent)."""
     data = data if data is not None else load()
     if data is None or not data["runs"] or transformers is None or nnsight is None:
         return None
@@ -62,17 +91,31 @@ def warn_if_unverified(spec: str, transformers: Optional[str], nnsight: Optional
         return None  # not a spec the shipped runs cover (a user's spec file): nothing to say
     key = (spec, transformers, nnsight)
     verified = verified_pairs(spec, data)
-    if (transformers, nnsight) in verified or key in _warned:
+    if (transformers, nnsight) in verified:
         return None
-    _warned.add(key)
+    failed = failing_rows(spec, transformers, nnsight, data)
     if verified:
         nearest = sorted(verified, key=lambda pair: _distance(pair[0], transformers))[:2]
         hint = "; verified on " + ", ".join(f"transformers {t} with nnsight {n}" for t, n in nearest)
     else:
         hint = "; no verified version pair passes for it"
-    message = (
-        f"nnspec: spec {spec!r} is not verified on transformers {transformers} with nnsight {nnsight}{hint}. "
-        "Run `nnspec check MODEL` to check this model here."
-    )
+    if failed:
+        shown = "; ".join(failed[:5]) + (f"; and {len(failed) - 5} more" if len(failed) > 5 else "")
+        message = (
+            f"nnspec: spec {spec!r} is verified as FAILING on transformers {transformers} with nnsight {nnsight} "
+            f"({len(failed)} failing rows: {shown}){hint}."
+        )
+        if not allow_unverified:
+            raise VersionFailureError(
+                message + " Install a verified pair, or pass allow_unverified=True to StandardizedTransformer to load anyway."
+            )
+    else:
+        message = (
+            f"nnspec: spec {spec!r} is not verified on transformers {transformers} with nnsight {nnsight}{hint}. "
+            "Run `nnspec check MODEL` to check this model here."
+        )
+    if key in _warned:
+        return None
+    _warned.add(key)
     warnings.warn(message, NnspecWarning, stacklevel=3)
     return message

@@ -14,6 +14,42 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator, Optional
 
+#: The first transformers release whose loaders take ``dtype=``; earlier ones only know ``torch_dtype=``.
+DTYPE_KEYWORD_SINCE = "4.56"
+
+
+def takes_dtype_keyword() -> bool:
+    """Whether the installed transformers' ``from_pretrained`` / ``from_config`` take ``dtype=``
+    (4.56 and later) rather than only ``torch_dtype=``."""
+    from packaging.version import Version
+
+    from .adapter import installed_version
+
+    installed = installed_version("transformers")
+    return installed is None or Version(installed) >= Version(DTYPE_KEYWORD_SINCE)
+
+
+def dtype_kwarg(dtype: Any) -> dict[str, Any]:
+    """``{"dtype": dtype}``, or ``{"torch_dtype": dtype}`` for a transformers older than 4.56:
+    the keyword argument that sets the weights' dtype when a model is built or loaded."""
+    return {"dtype": dtype} if takes_dtype_keyword() else {"torch_dtype": dtype}
+
+
+def normalize_dtype_kwargs(kwargs: dict[str, Any], where: str = "StandardizedTransformer") -> dict[str, Any]:
+    """Rename a user's ``dtype=`` to ``torch_dtype=`` in ``kwargs`` (in place, and returned) when
+    the installed transformers is older than 4.56, so ``dtype=`` works on every supported release.
+    Passing both names is refused (:class:`~nnspec.errors.InputError`); on newer releases
+    ``torch_dtype=`` is left for transformers to accept as before."""
+    from ..errors import InputError
+
+    if "dtype" in kwargs and "torch_dtype" in kwargs:
+        raise InputError(
+            f"{where}(dtype=..., torch_dtype=...): both name the weights' dtype; pass only dtype="
+        )
+    if "dtype" in kwargs and not takes_dtype_keyword():
+        kwargs["torch_dtype"] = kwargs.pop("dtype")
+    return kwargs
+
 
 def auto_class(config: Any, spec: Optional[Any] = None) -> Any:
     """The transformers auto class that builds ``config``'s model as ``spec`` describes it.
@@ -22,19 +58,17 @@ def auto_class(config: Any, spec: Optional[Any] = None) -> Any:
         config: the model's (whole) config.
         spec: the :class:`~nnspec.compiler.schema.Spec` serving it (None: decided by the config alone).
     """
-    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
-    from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
-    )
+    import transformers
+    from transformers.models.auto import modeling_auto
 
+    # The image-text-to-text auto class first shipped in transformers 4.46; before it every model
+    # is built by the causal-LM auto class.
+    image_text = getattr(modeling_auto, "MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES", {})
     model_type = getattr(config, "model_type", None)
     whole = spec is not None and getattr(spec.modules, "language_model", None) is not None
-    if model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES and (
-        whole or model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-    ):
-        return AutoModelForImageTextToText
-    return AutoModelForCausalLM
+    if model_type in image_text and (whole or model_type not in modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES):
+        return transformers.AutoModelForImageTextToText
+    return transformers.AutoModelForCausalLM
 
 
 @contextlib.contextmanager
@@ -90,6 +124,7 @@ def load_model(repo_id: Any, **kwargs: Any) -> Any:
     if repo_id is None or not str(repo_id).strip():
         raise InputError(f"load_model(repo_id): expected a hub id or a local checkpoint directory, got {repo_id!r}")
     repo_id = str(repo_id)
+    normalize_dtype_kwargs(kwargs, "load_model")
     trust = bool(kwargs.get("trust_remote_code", False))
     revision = kwargs.get("revision")
     tokenizer = kwargs.pop("tokenizer", None)
