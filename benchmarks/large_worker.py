@@ -25,12 +25,9 @@ from __future__ import annotations
 
 import gc
 import importlib
-import json
 import os
 import sys
 import time
-import traceback
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -43,6 +40,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from candidates.base import envoy, first  # noqa: E402
+from protocol import installed_versions, serve  # noqa: E402
 from workloads import token_batch  # noqa: E402
 
 
@@ -74,13 +72,7 @@ class Large:
             importlib.import_module(name)
 
     def versions(self) -> dict[str, str]:
-        out = {}
-        for name in self.packages:
-            try:
-                out[name] = version(name)
-            except PackageNotFoundError:
-                out[name] = "not installed"
-        return out
+        return installed_versions(self.packages)
 
     def build(self, path: str, layers: str) -> None:
         raise NotImplementedError
@@ -241,18 +233,7 @@ class Server:
 
 
 def main() -> None:
-    protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    sys.stdout = sys.stderr
-    server = Server(sys.argv[1])
-    protocol.write(json.dumps({"ready": True}) + "\n")
-    for line in sys.stdin:
-        try:
-            answer = server.handle(json.loads(line))
-        except Exception as exc:  # noqa: BLE001 - reported to the driver, which records it
-            traceback.print_exc()
-            answer = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:400]}
-        protocol.write(json.dumps(answer) + "\n")
+    serve(lambda: Server(sys.argv[1]).handle)
 
 
 if __name__ == "__main__":

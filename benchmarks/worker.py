@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import gc
 import importlib
-import json
 import os
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Callable, Optional
+
+from protocol import serve
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -105,19 +105,7 @@ class Worker:
 
 
 def main() -> None:
-    protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    sys.stdout = sys.stderr
-    worker = Worker(sys.argv[1])
-    protocol.write(json.dumps({"ready": True}) + "\n")
-    for line in sys.stdin:
-        request = json.loads(line)
-        try:
-            answer = worker.handle(request)
-        except Exception as exc:  # noqa: BLE001 - reported to the driver, which records it
-            traceback.print_exc()
-            answer = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:400]}
-        protocol.write(json.dumps(answer) + "\n")
+    serve(lambda: Worker(sys.argv[1]).handle)
 
 
 if __name__ == "__main__":

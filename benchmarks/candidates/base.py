@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Callable
 
 import torch
+from protocol import installed_versions
 from workloads import stack_layers, token_batch
 
 
@@ -28,13 +28,7 @@ class Candidate:
         self.model: Any = None
 
     def versions(self) -> dict[str, str]:
-        out = {}
-        for name in self.packages:
-            try:
-                out[name] = version(name)
-            except PackageNotFoundError:
-                out[name] = "not installed"
-        return out
+        return installed_versions(self.packages)
 
     def load(self, path: str) -> Any:
         """Construct the model object from ``path`` as the library does by default (overridden by
