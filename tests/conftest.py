@@ -23,6 +23,15 @@ torch.set_num_threads(1)
 quiet_transformers()
 
 
+def one_line(captured: pytest.CaptureFixture, command: str) -> str:
+    """The one error line a command printed (``nnspec COMMAND: ...``), with no traceback."""
+    out = captured.readouterr()
+    lines = out.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"nnspec {command}: "), out.err
+    assert "Traceback" not in out.err
+    return lines[0]
+
+
 @functools.cache
 def checkpoint(spec_name: str, variant: Optional[str] = None) -> Path:
     """The cached tiny checkpoint of a bundled spec."""

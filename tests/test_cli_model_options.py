@@ -14,15 +14,7 @@ from nnspec.cli import main
 from nnspec.errors import ConformanceError, InputError
 from nnspec.verification import conformance, matrix
 
-from .conftest import checkpoint
-
-
-def one_line(captured: pytest.CaptureFixture, command: str) -> str:
-    out = captured.readouterr()
-    lines = out.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"nnspec {command}: "), out.err
-    assert "Traceback" not in out.err
-    return lines[0]
+from .conftest import checkpoint, one_line
 
 
 @pytest.fixture

@@ -24,18 +24,10 @@ from nnspec.errors import NnspecWarning, UsageError
 from nnspec.runtime import placement
 from nnspec.verification import tiny
 
-from .conftest import checkpoint
+from .conftest import checkpoint, one_line
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-
-
-def one_line(captured: pytest.CaptureFixture, command: str) -> str:
-    out = captured.readouterr()
-    lines = out.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"nnspec {command}: "), out.err
-    assert "Traceback" not in out.err
-    return lines[0]
 
 
 # -- packaging ---------------------------------------------------------------------------------------
