@@ -14,6 +14,7 @@ import pytest
 from nnspec.compiler import codegen
 from nnspec.compiler.loader import BUNDLED_DIR
 from nnspec.compiler.records import Read
+from nnspec.errors import NnspecError
 
 GENERATED = codegen.GENERATED_DIR
 
@@ -140,3 +141,38 @@ def test_records_name_the_modules_the_runtime_reads(llama_path: Path) -> None:
         assert record.at(1) in hf_names
         port = getattr(model, name).port(1)
         assert port.envoy._module is model._module.get_submodule(record.at(1)), name
+
+
+#: Architectures whose records take different paths: per-layer hybrids (attention, state space,
+#: linear attention, layers without an MLP), vision-language wrappers, parallel and post-norm
+#: residuals, branches that add the residual themselves, post-norms after a branch.
+VARIED = ["gpt2", "bloom", "falcon", "gemma2", "gptj", "opt", "qwen3_next", "jamba", "mamba", "nemotron_h",
+          "llava", "gemma3", "phi", "olmo2", "granitemoehybrid", "lfm2"]
+
+
+@pytest.mark.parametrize("name", VARIED)
+def test_every_layer_s_records_name_the_modules_the_runtime_reads(name: str) -> None:
+    """On every layer, each residual and branch value's record names the module whose envoy the
+    loaded model's port binds (or the port refuses where the record says the layer lacks it)."""
+    from nnspec import StandardizedTransformer
+    from nnspec.compiler.records import Read
+    from nnspec.runtime.adapter import text_config
+
+    from .conftest import checkpoint
+
+    model = StandardizedTransformer(str(checkpoint(name)))
+    config = text_config(model._module.config)
+    checked = 0
+    for i in range(model.num_layers):
+        for value in ("layers_input", "layers_output", "attentions_input", "attentions_output", "mlps_input",
+                      "mlps_output", "mixers_input", "mixers_output"):
+            record = model._adapter.record(value, config, i)
+            try:
+                port = getattr(model, value).port(i)
+            except NnspecError:
+                assert not isinstance(record, Read), f"{value}[{i}]: the port refuses, the record reads {record}"
+                continue
+            assert isinstance(record, Read), f"{value}[{i}]: the port reads, the record says {record}"
+            assert port.envoy._module is model._module.get_submodule(record.at(i)), f"{value}[{i}]: {record.at(i)}"
+            checked += 1
+    assert checked >= 4 * model.num_layers
