@@ -113,6 +113,18 @@ class BambaAdapter(Adapter):
                                                'output are read at; they are available from '
                                                'transformers 4.48.'}}
             )
+        # llama.toml:53 [[overrides]]
+        if version_in(versions, 'transformers', '<4.48'):
+            patches.append(
+                {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'past_key_value']}}
+            )
+        # bamba.toml:29 [[overrides]]
+        if version_in(versions, 'transformers', '<5.13'):
+            patches.append(
+                {'attention': {'per_layer': {'config_key': 'layers_block_type',
+                                             'modules': {'mamba': 'mamba'},
+                                             'kinds': {'mamba': 'state_space'}}}}
+            )
         return patches
 
     # NNsight aliases giving the standard module names.
@@ -253,6 +265,38 @@ class BambaAdapter(Adapter):
      "attention_probabilities": "Before transformers 4.48 (checked: 4.45.2) Llama computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.48.",
      "qkv": "Before transformers 4.48 (checked: 4.45.2) Llama computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.48.",
      "per_head_output": "Before transformers 4.48 (checked: 4.45.2) Llama computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.48."
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.48"
+   },
+   "set": {
+    "layer": {
+     "returns": "tuple",
+     "skip_returns": [
+      "hidden",
+      "past_key_value"
+     ]
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<5.13"
+   },
+   "set": {
+    "attention": {
+     "per_layer": {
+      "config_key": "layers_block_type",
+      "modules": {
+       "mamba": "mamba"
+      },
+      "kinds": {
+       "mamba": "state_space"
+      }
+     }
     }
    }
   }

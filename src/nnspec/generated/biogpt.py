@@ -70,6 +70,44 @@ class BiogptAdapter(Adapter):
             patches.append(
                 {'layer': {'returns': 'tuple'}}
             )
+        # biogpt.toml:39 [[overrides]]: then
+        #   attention_probabilities = queries = keys = values = attention_heads_output = Refused('Before transformers 4.53 (checked: 4.45.2 and 4.52.1; 4.53.3 has it) BioGPT computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.53.')
+        if version_in(versions, 'transformers', '<4.53'):
+            patches.append(
+                {'attention': {'probabilities': '',
+                               'queries': '',
+                               'keys': '',
+                               'values': '',
+                               'per_head_output': ''},
+                 'limits': {'attention_probabilities': 'Before transformers 4.53 (checked: 4.45.2 '
+                                                       'and 4.52.1; 4.53.3 has it) BioGPT computes '
+                                                       'attention inline in its attention module, '
+                                                       'without the shared attention-function call '
+                                                       'its queries, keys, values, probabilities '
+                                                       'and per-head output are read at; they are '
+                                                       'available from transformers 4.53.',
+                            'qkv': 'Before transformers 4.53 (checked: 4.45.2 and 4.52.1; 4.53.3 '
+                                   'has it) BioGPT computes attention inline in its attention '
+                                   'module, without the shared attention-function call its '
+                                   'queries, keys, values, probabilities and per-head output are '
+                                   'read at; they are available from transformers 4.53.',
+                            'per_head_output': 'Before transformers 4.53 (checked: 4.45.2 and '
+                                               '4.52.1; 4.53.3 has it) BioGPT computes attention '
+                                               'inline in its attention module, without the shared '
+                                               'attention-function call its queries, keys, values, '
+                                               'probabilities and per-head output are read at; '
+                                               'they are available from transformers 4.53.'}}
+            )
+        # biogpt.toml:44 [[overrides]]: then
+        #   padding = Refused('Before transformers 4.48 (checked: 4.45.2 and 4.47.1; 4.48.3 accepts them) BioGptForCausalLM.forward takes no position_ids, and NNsight passes position_ids with every left-padded batch, so a padded batch fails there; prompts of equal length, or one prompt per trace, run.')
+        if version_in(versions, 'transformers', '<4.48'):
+            patches.append(
+                {'limits': {'padding': 'Before transformers 4.48 (checked: 4.45.2 and 4.47.1; '
+                                       '4.48.3 accepts them) BioGptForCausalLM.forward takes no '
+                                       'position_ids, and NNsight passes position_ids with every '
+                                       'left-padded batch, so a padded batch fails there; prompts '
+                                       'of equal length, or one prompt per trace, run.'}}
+            )
         return patches
 
     # NNsight aliases giving the standard module names.
@@ -177,6 +215,35 @@ class BiogptAdapter(Adapter):
    "set": {
     "layer": {
      "returns": "tuple"
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.53"
+   },
+   "set": {
+    "attention": {
+     "probabilities": "",
+     "queries": "",
+     "keys": "",
+     "values": "",
+     "per_head_output": ""
+    },
+    "limits": {
+     "attention_probabilities": "Before transformers 4.53 (checked: 4.45.2 and 4.52.1; 4.53.3 has it) BioGPT computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.53.",
+     "qkv": "Before transformers 4.53 (checked: 4.45.2 and 4.52.1; 4.53.3 has it) BioGPT computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.53.",
+     "per_head_output": "Before transformers 4.53 (checked: 4.45.2 and 4.52.1; 4.53.3 has it) BioGPT computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.53."
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.48"
+   },
+   "set": {
+    "limits": {
+     "padding": "Before transformers 4.48 (checked: 4.45.2 and 4.47.1; 4.48.3 accepts them) BioGptForCausalLM.forward takes no position_ids, and NNsight passes position_ids with every left-padded batch, so a padded batch fails there; prompts of equal length, or one prompt per trace, run."
     }
    }
   }

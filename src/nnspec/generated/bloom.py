@@ -11,7 +11,7 @@ record types are documented in ``nnspec.compiler.records``.
 from typing import Any, Optional
 
 from nnspec.compiler.records import Module, Read, Refused, Scores, Unembed
-from nnspec.runtime.adapter import Adapter, config_is
+from nnspec.runtime.adapter import Adapter, config_is, version_in
 
 
 class BloomAdapter(Adapter):
@@ -72,6 +72,11 @@ class BloomAdapter(Adapter):
                                             'the residual is the normalised input, so the block '
                                             'output is not layers_input plus the branch '
                                             'contributions.'}}
+            )
+        # bloom.toml:48 [[overrides]]
+        if version_in(versions, 'transformers', '<4.54'):
+            patches.append(
+                {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'layer_past']}}
             )
         return patches
 
@@ -163,6 +168,20 @@ class BloomAdapter(Adapter):
    "set": {
     "limits": {
      "contribution": "With apply_residual_connection_post_layernorm=true the residual is the normalised input, so the block output is not layers_input plus the branch contributions."
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.54"
+   },
+   "set": {
+    "layer": {
+     "returns": "tuple",
+     "skip_returns": [
+      "hidden",
+      "layer_past"
+     ]
     }
    }
   }

@@ -100,6 +100,12 @@ class CodegenAdapter(Adapter):
                                                'per-head output are read at; they are available '
                                                'from transformers 5.24.'}}
             )
+        # gptj.toml:45 [[overrides]]: then
+        #   layers_output = Read('transformer.h.{i}', 'output', element=0)
+        if version_in(versions, 'transformers', '<4.54'):
+            patches.append(
+                {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'layer_past']}}
+            )
         return patches
 
     # NNsight aliases giving the standard module names.
@@ -229,6 +235,20 @@ class CodegenAdapter(Adapter):
      "attention_probabilities": "Before transformers 5.24 (checked up to 5.10.4) GPT-J computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 5.24.",
      "qkv": "Before transformers 5.24 (checked up to 5.10.4) GPT-J computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 5.24.",
      "per_head_output": "Before transformers 5.24 (checked up to 5.10.4) GPT-J computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 5.24."
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.54"
+   },
+   "set": {
+    "layer": {
+     "returns": "tuple",
+     "skip_returns": [
+      "hidden",
+      "layer_past"
+     ]
     }
    }
   }

@@ -92,6 +92,12 @@ class DbrxAdapter(Adapter):
                                                'output are read at; they are available from '
                                                'transformers 4.48.'}}
             )
+        # llama.toml:53 [[overrides]]: then
+        #   layers_output = Read('transformer.blocks.{i}', 'output', element=0)
+        if version_in(versions, 'transformers', '<4.48'):
+            patches.append(
+                {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'past_key_value']}}
+            )
         # dbrx.toml:52 [[overrides]]: then
         #   layers_output = Read('transformer.blocks.{i}', 'output', element=0)
         if version_in(versions, 'transformers', '<5'):
@@ -125,6 +131,12 @@ class DbrxAdapter(Adapter):
                                                'its queries, keys, values, probabilities and '
                                                'per-head output are read at; they are available '
                                                'from transformers 5.0.'}}
+            )
+        # dbrx.toml:61 [[overrides]]: then
+        #   layers_output = Read('transformer.blocks.{i}', 'output', element=0)
+        if version_in(versions, 'transformers', '<4.54'):
+            patches.append(
+                {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'past_key_value']}}
             )
         return patches
 
@@ -259,6 +271,20 @@ class DbrxAdapter(Adapter):
   },
   {
    "when": {
+    "transformers": "<4.48"
+   },
+   "set": {
+    "layer": {
+     "returns": "tuple",
+     "skip_returns": [
+      "hidden",
+      "past_key_value"
+     ]
+    }
+   }
+  },
+  {
+   "when": {
     "transformers": "<5"
    },
    "set": {
@@ -283,6 +309,20 @@ class DbrxAdapter(Adapter):
      "attention_probabilities": "Before transformers 5.0 (checked up to 4.57.6) DBRX computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 5.0.",
      "qkv": "Before transformers 5.0 (checked up to 4.57.6) DBRX computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 5.0.",
      "per_head_output": "Before transformers 5.0 (checked up to 4.57.6) DBRX computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 5.0."
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.54"
+   },
+   "set": {
+    "layer": {
+     "returns": "tuple",
+     "skip_returns": [
+      "hidden",
+      "past_key_value"
+     ]
     }
    }
   }

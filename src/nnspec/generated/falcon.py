@@ -11,7 +11,7 @@ record types are documented in ``nnspec.compiler.records``.
 from typing import Any, Optional
 
 from nnspec.compiler.records import Module, Read, Scores, Unembed
-from nnspec.runtime.adapter import Adapter, config_is
+from nnspec.runtime.adapter import Adapter, config_is, version_in
 
 
 class FalconAdapter(Adapter):
@@ -86,6 +86,11 @@ class FalconAdapter(Adapter):
                                         'index': ''}},
                  'limits': {'per_head_output': "Falcon's ALiBi path flattens heads into the batch "
                                                'dimension before merging them.'}}
+            )
+        # falcon.toml:59 [[overrides]]
+        if version_in(versions, 'transformers', '<4.54'):
+            patches.append(
+                {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'layer_past']}}
             )
         return patches
 
@@ -233,6 +238,20 @@ class FalconAdapter(Adapter):
     },
     "limits": {
      "per_head_output": "Falcon's ALiBi path flattens heads into the batch dimension before merging them."
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.54"
+   },
+   "set": {
+    "layer": {
+     "returns": "tuple",
+     "skip_returns": [
+      "hidden",
+      "layer_past"
+     ]
     }
    }
   }

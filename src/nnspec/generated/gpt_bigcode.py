@@ -11,7 +11,7 @@ record types are documented in ``nnspec.compiler.records``.
 from typing import Any, Optional
 
 from nnspec.compiler.records import Module, Read, Scores, Unembed
-from nnspec.runtime.adapter import Adapter
+from nnspec.runtime.adapter import Adapter, version_in
 
 
 class GptBigcodeAdapter(Adapter):
@@ -64,6 +64,42 @@ class GptBigcodeAdapter(Adapter):
         """The spec patches that hold for this text config and these package versions, in order
         (``versions``: package -> version, default the installed ones)."""
         patches: list[dict[str, Any]] = []
+        # gpt_bigcode.toml:23 [[overrides]]: then
+        #   attention_probabilities = queries = keys = values = attention_heads_output = Refused('Before transformers 4.54 (checked: 4.45.2 and 4.53.3; 4.54.0 has it) GPTBigCode computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.54.')
+        if version_in(versions, 'transformers', '<4.54'):
+            patches.append(
+                {'attention': {'probabilities': '',
+                               'queries': '',
+                               'keys': '',
+                               'values': '',
+                               'per_head_output': ''},
+                 'limits': {'attention_probabilities': 'Before transformers 4.54 (checked: 4.45.2 '
+                                                       'and 4.53.3; 4.54.0 has it) GPTBigCode '
+                                                       'computes attention inline in its attention '
+                                                       'module, without the shared '
+                                                       'attention-function call its queries, keys, '
+                                                       'values, probabilities and per-head output '
+                                                       'are read at; they are available from '
+                                                       'transformers 4.54.',
+                            'qkv': 'Before transformers 4.54 (checked: 4.45.2 and 4.53.3; 4.54.0 '
+                                   'has it) GPTBigCode computes attention inline in its attention '
+                                   'module, without the shared attention-function call its '
+                                   'queries, keys, values, probabilities and per-head output are '
+                                   'read at; they are available from transformers 4.54.',
+                            'per_head_output': 'Before transformers 4.54 (checked: 4.45.2 and '
+                                               '4.53.3; 4.54.0 has it) GPTBigCode computes '
+                                               'attention inline in its attention module, without '
+                                               'the shared attention-function call its queries, '
+                                               'keys, values, probabilities and per-head output '
+                                               'are read at; they are available from transformers '
+                                               '4.54.'}}
+            )
+        # gpt_bigcode.toml:28 [[overrides]]: then
+        #   layers_output = Read('transformer.h.{i}', 'output', element=0)
+        if version_in(versions, 'transformers', '<5.4'):
+            patches.append(
+                {'layer': {'returns': 'tuple'}}
+            )
         return patches
 
     # NNsight aliases giving the standard module names.
@@ -153,6 +189,37 @@ class GptBigcodeAdapter(Adapter):
  },
  "unset": [
   "variants.stanford_crfm"
+ ],
+ "overrides": [
+  {
+   "when": {
+    "transformers": "<4.54"
+   },
+   "set": {
+    "attention": {
+     "probabilities": "",
+     "queries": "",
+     "keys": "",
+     "values": "",
+     "per_head_output": ""
+    },
+    "limits": {
+     "attention_probabilities": "Before transformers 4.54 (checked: 4.45.2 and 4.53.3; 4.54.0 has it) GPTBigCode computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.54.",
+     "qkv": "Before transformers 4.54 (checked: 4.45.2 and 4.53.3; 4.54.0 has it) GPTBigCode computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.54.",
+     "per_head_output": "Before transformers 4.54 (checked: 4.45.2 and 4.53.3; 4.54.0 has it) GPTBigCode computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.54."
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<5.4"
+   },
+   "set": {
+    "layer": {
+     "returns": "tuple"
+    }
+   }
+  }
  ],
  "inherit_overrides": false
 }'''

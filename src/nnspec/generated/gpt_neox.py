@@ -67,7 +67,7 @@ class GptNeoxAdapter(Adapter):
         # gpt_neox.toml:28 [[overrides]]: then
         #   lm_head = Module('embed_out')
         #   unembed = Unembed(('gpt_neox.final_layer_norm',), 'embed_out')
-        if version_in(versions, 'transformers', '<5'):
+        if version_in(versions, 'transformers', '<5.14'):
             patches.append(
                 {'modules': {'lm_head': 'embed_out'}}
             )
@@ -79,9 +79,44 @@ class GptNeoxAdapter(Adapter):
             )
         # gpt_neox.toml:36 [[overrides]]: then
         #   layers_output = Read('gpt_neox.layers.{i}', 'output', element=0)
-        if version_in(versions, 'transformers', '<5'):
+        if version_in(versions, 'transformers', '<5.2'):
             patches.append(
                 {'layer': {'returns': 'tuple'}}
+            )
+        # gpt_neox.toml:50 [[overrides]]: then
+        #   layers_output = Read('gpt_neox.layers.{i}', 'output', element=0)
+        if version_in(versions, 'transformers', '<4.49'):
+            patches.append(
+                {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'layer_past']}}
+            )
+        # gpt_neox.toml:54 [[overrides]]: then
+        #   attention_probabilities = queries = keys = values = attention_heads_output = Refused('Before transformers 4.49 (checked: 4.45.2 and 4.48.3; 4.49.0 has it) GPT-NeoX computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.49.')
+        if version_in(versions, 'transformers', '<4.49'):
+            patches.append(
+                {'attention': {'probabilities': '',
+                               'queries': '',
+                               'keys': '',
+                               'values': '',
+                               'per_head_output': ''},
+                 'limits': {'attention_probabilities': 'Before transformers 4.49 (checked: 4.45.2 '
+                                                       'and 4.48.3; 4.49.0 has it) GPT-NeoX '
+                                                       'computes attention inline in its attention '
+                                                       'module, without the shared '
+                                                       'attention-function call its queries, keys, '
+                                                       'values, probabilities and per-head output '
+                                                       'are read at; they are available from '
+                                                       'transformers 4.49.',
+                            'qkv': 'Before transformers 4.49 (checked: 4.45.2 and 4.48.3; 4.49.0 '
+                                   'has it) GPT-NeoX computes attention inline in its attention '
+                                   'module, without the shared attention-function call its '
+                                   'queries, keys, values, probabilities and per-head output are '
+                                   'read at; they are available from transformers 4.49.',
+                            'per_head_output': 'Before transformers 4.49 (checked: 4.45.2 and '
+                                               '4.48.3; 4.49.0 has it) GPT-NeoX computes attention '
+                                               'inline in its attention module, without the shared '
+                                               'attention-function call its queries, keys, values, '
+                                               'probabilities and per-head output are read at; '
+                                               'they are available from transformers 4.49.'}}
             )
         return patches
 
@@ -179,7 +214,7 @@ class GptNeoxAdapter(Adapter):
  "overrides": [
   {
    "when": {
-    "transformers": "<5"
+    "transformers": "<5.14"
    },
    "set": {
     "modules": {
@@ -201,11 +236,44 @@ class GptNeoxAdapter(Adapter):
   },
   {
    "when": {
-    "transformers": "<5"
+    "transformers": "<5.2"
    },
    "set": {
     "layer": {
      "returns": "tuple"
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.49"
+   },
+   "set": {
+    "layer": {
+     "returns": "tuple",
+     "skip_returns": [
+      "hidden",
+      "layer_past"
+     ]
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.49"
+   },
+   "set": {
+    "attention": {
+     "probabilities": "",
+     "queries": "",
+     "keys": "",
+     "values": "",
+     "per_head_output": ""
+    },
+    "limits": {
+     "attention_probabilities": "Before transformers 4.49 (checked: 4.45.2 and 4.48.3; 4.49.0 has it) GPT-NeoX computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.49.",
+     "qkv": "Before transformers 4.49 (checked: 4.45.2 and 4.48.3; 4.49.0 has it) GPT-NeoX computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.49.",
+     "per_head_output": "Before transformers 4.49 (checked: 4.45.2 and 4.48.3; 4.49.0 has it) GPT-NeoX computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.49."
     }
    }
   }

@@ -11,7 +11,7 @@ record types are documented in ``nnspec.compiler.records``.
 from typing import Any, Optional
 
 from nnspec.compiler.records import Module, Read, Scores, Unembed
-from nnspec.runtime.adapter import Adapter
+from nnspec.runtime.adapter import Adapter, version_in
 
 
 class GptNeoxJapaneseAdapter(Adapter):
@@ -64,6 +64,11 @@ class GptNeoxJapaneseAdapter(Adapter):
         """The spec patches that hold for this text config and these package versions, in order
         (``versions``: package -> version, default the installed ones)."""
         patches: list[dict[str, Any]] = []
+        # gpt_neox_japanese.toml:54 [[overrides]]
+        if version_in(versions, 'transformers', '<4.54'):
+            patches.append(
+                {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'layer_past']}}
+            )
         return patches
 
     # NNsight aliases giving the standard module names.
@@ -150,5 +155,21 @@ class GptNeoxJapaneseAdapter(Adapter):
    "bos_token_id": 1,
    "eos_token_id": 2
   }
- }
+ },
+ "overrides": [
+  {
+   "when": {
+    "transformers": "<4.54"
+   },
+   "set": {
+    "layer": {
+     "returns": "tuple",
+     "skip_returns": [
+      "hidden",
+      "layer_past"
+     ]
+    }
+   }
+  }
+ ]
 }'''

@@ -126,6 +126,18 @@ class GptSw3Adapter(Adapter):
                                                'output are read at; they are available from '
                                                'transformers 4.48.'}}
             )
+        # gpt2.toml:56 [[overrides]]: then
+        #   attention_probabilities = Read('transformer.h.{i}.attn.attn_dropout', 'source')
+        if config_is(config, 'reorder_and_upcast_attn', True) and version_in(versions, 'transformers', '>=4.48,<5.10') and attn_implementation_is(config, 'eager'):
+            patches.append(
+                {'attention': {'probabilities': {'module': 'attn_dropout'}}}
+            )
+        # gpt2.toml:60 [[overrides]]: then
+        #   attention_scores = Scores(kind='other')
+        if config_is(config, 'scale_attn_by_inverse_layer_idx', True) and version_in(versions, 'transformers', '<5.4'):
+            patches.append(
+                {'attention': {'score': 'other'}}
+            )
         return patches
 
     # NNsight aliases giving the standard module names.
@@ -316,6 +328,35 @@ class GptSw3Adapter(Adapter):
      "attention_probabilities": "Before transformers 4.48 (checked: 4.45.2) GPT-2 computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.48.",
      "qkv": "Before transformers 4.48 (checked: 4.45.2) GPT-2 computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.48.",
      "per_head_output": "Before transformers 4.48 (checked: 4.45.2) GPT-2 computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.48."
+    }
+   }
+  },
+  {
+   "when": {
+    "config": {
+     "reorder_and_upcast_attn": true
+    },
+    "transformers": ">=4.48,<5.10",
+    "attn_implementation": "eager"
+   },
+   "set": {
+    "attention": {
+     "probabilities": {
+      "module": "attn_dropout"
+     }
+    }
+   }
+  },
+  {
+   "when": {
+    "config": {
+     "scale_attn_by_inverse_layer_idx": true
+    },
+    "transformers": "<5.4"
+   },
+   "set": {
+    "attention": {
+     "score": "other"
     }
    }
   }

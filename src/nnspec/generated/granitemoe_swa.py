@@ -92,11 +92,23 @@ class GranitemoeSwaAdapter(Adapter):
                                                'output are read at; they are available from '
                                                'transformers 4.48.'}}
             )
+        # llama.toml:53 [[overrides]]: then
+        #   layers_output = Read('model.layers.{i}', 'output', element=0)
+        if version_in(versions, 'transformers', '<4.48'):
+            patches.append(
+                {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'past_key_value']}}
+            )
         # granitemoe.toml:35 [[overrides]]: then
         #   layers_output = Read('model.layers.{i}', 'output', element=0)
         if version_in(versions, 'transformers', '<5'):
             patches.append(
                 {'layer': {'returns': 'tuple'}}
+            )
+        # granitemoe.toml:39 [[overrides]]: then
+        #   layers_output = Read('model.layers.{i}', 'output', element=0)
+        if version_in(versions, 'transformers', '<4.54'):
+            patches.append(
+                {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'past_key_value']}}
             )
         return patches
 
@@ -240,11 +252,39 @@ class GranitemoeSwaAdapter(Adapter):
   },
   {
    "when": {
+    "transformers": "<4.48"
+   },
+   "set": {
+    "layer": {
+     "returns": "tuple",
+     "skip_returns": [
+      "hidden",
+      "past_key_value"
+     ]
+    }
+   }
+  },
+  {
+   "when": {
     "transformers": "<5"
    },
    "set": {
     "layer": {
      "returns": "tuple"
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.54"
+   },
+   "set": {
+    "layer": {
+     "returns": "tuple",
+     "skip_returns": [
+      "hidden",
+      "past_key_value"
+     ]
     }
    }
   }

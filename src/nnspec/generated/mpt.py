@@ -11,7 +11,7 @@ record types are documented in ``nnspec.compiler.records``.
 from typing import Any, Optional
 
 from nnspec.compiler.records import Module, Read, Scores, Unembed
-from nnspec.runtime.adapter import Adapter
+from nnspec.runtime.adapter import Adapter, version_in
 
 
 class MptAdapter(Adapter):
@@ -64,6 +64,16 @@ class MptAdapter(Adapter):
         """The spec patches that hold for this text config and these package versions, in order
         (``versions``: package -> version, default the installed ones)."""
         patches: list[dict[str, Any]] = []
+        # mpt.toml:51 [[overrides]]: then
+        #   padding = Refused('Before transformers 4.48 (checked: 4.45.2 and 4.47.1; 4.48.3 accepts them) MptForCausalLM.forward takes no position_ids, and NNsight passes position_ids with every left-padded batch, so a padded batch fails there; prompts of equal length, or one prompt per trace, run.')
+        if version_in(versions, 'transformers', '<4.48'):
+            patches.append(
+                {'limits': {'padding': 'Before transformers 4.48 (checked: 4.45.2 and 4.47.1; '
+                                       '4.48.3 accepts them) MptForCausalLM.forward takes no '
+                                       'position_ids, and NNsight passes position_ids with every '
+                                       'left-padded batch, so a padded batch fails there; prompts '
+                                       'of equal length, or one prompt per trace, run.'}}
+            )
         return patches
 
     # NNsight aliases giving the standard module names.
@@ -169,6 +179,18 @@ class MptAdapter(Adapter):
   "tiny.config.hidden_size",
   "tiny.config.n_layer",
   "tiny.config.n_head"
+ ],
+ "overrides": [
+  {
+   "when": {
+    "transformers": "<4.48"
+   },
+   "set": {
+    "limits": {
+     "padding": "Before transformers 4.48 (checked: 4.45.2 and 4.47.1; 4.48.3 accepts them) MptForCausalLM.forward takes no position_ids, and NNsight passes position_ids with every left-padded batch, so a padded batch fails there; prompts of equal length, or one prompt per trace, run."
+    }
+   }
+  }
  ],
  "inherit_overrides": false
 }'''

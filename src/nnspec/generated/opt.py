@@ -80,6 +80,44 @@ class OptAdapter(Adapter):
             patches.append(
                 {'layer': {'returns': 'tuple'}}
             )
+        # opt.toml:52 [[overrides]]: then
+        #   attention_probabilities = queries = keys = values = attention_heads_output = Refused('Before transformers 4.52 (checked: 4.45.2 and 4.51.3; 4.52.1 has it) OPT computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.52.')
+        if version_in(versions, 'transformers', '<4.52'):
+            patches.append(
+                {'attention': {'probabilities': '',
+                               'queries': '',
+                               'keys': '',
+                               'values': '',
+                               'per_head_output': ''},
+                 'limits': {'attention_probabilities': 'Before transformers 4.52 (checked: 4.45.2 '
+                                                       'and 4.51.3; 4.52.1 has it) OPT computes '
+                                                       'attention inline in its attention module, '
+                                                       'without the shared attention-function call '
+                                                       'its queries, keys, values, probabilities '
+                                                       'and per-head output are read at; they are '
+                                                       'available from transformers 4.52.',
+                            'qkv': 'Before transformers 4.52 (checked: 4.45.2 and 4.51.3; 4.52.1 '
+                                   'has it) OPT computes attention inline in its attention module, '
+                                   'without the shared attention-function call its queries, keys, '
+                                   'values, probabilities and per-head output are read at; they '
+                                   'are available from transformers 4.52.',
+                            'per_head_output': 'Before transformers 4.52 (checked: 4.45.2 and '
+                                               '4.51.3; 4.52.1 has it) OPT computes attention '
+                                               'inline in its attention module, without the shared '
+                                               'attention-function call its queries, keys, values, '
+                                               'probabilities and per-head output are read at; '
+                                               'they are available from transformers 4.52.'}}
+            )
+        # opt.toml:57 [[overrides]]: then
+        #   padding = Refused('Before transformers 4.46 (checked: 4.45.2; 4.46.3 takes them) OPTForCausalLM.forward takes no position_ids, and NNsight passes position_ids with every left-padded batch, so a padded batch fails there; prompts of equal length, or one prompt per trace, run.')
+        if version_in(versions, 'transformers', '<4.46'):
+            patches.append(
+                {'limits': {'padding': 'Before transformers 4.46 (checked: 4.45.2; 4.46.3 takes '
+                                       'them) OPTForCausalLM.forward takes no position_ids, and '
+                                       'NNsight passes position_ids with every left-padded batch, '
+                                       'so a padded batch fails there; prompts of equal length, or '
+                                       'one prompt per trace, run.'}}
+            )
         return patches
 
     # NNsight aliases giving the standard module names.
@@ -202,6 +240,35 @@ class OptAdapter(Adapter):
    "set": {
     "layer": {
      "returns": "tuple"
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.52"
+   },
+   "set": {
+    "attention": {
+     "probabilities": "",
+     "queries": "",
+     "keys": "",
+     "values": "",
+     "per_head_output": ""
+    },
+    "limits": {
+     "attention_probabilities": "Before transformers 4.52 (checked: 4.45.2 and 4.51.3; 4.52.1 has it) OPT computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.52.",
+     "qkv": "Before transformers 4.52 (checked: 4.45.2 and 4.51.3; 4.52.1 has it) OPT computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.52.",
+     "per_head_output": "Before transformers 4.52 (checked: 4.45.2 and 4.51.3; 4.52.1 has it) OPT computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.52."
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.46"
+   },
+   "set": {
+    "limits": {
+     "padding": "Before transformers 4.46 (checked: 4.45.2; 4.46.3 takes them) OPTForCausalLM.forward takes no position_ids, and NNsight passes position_ids with every left-padded batch, so a padded batch fails there; prompts of equal length, or one prompt per trace, run."
     }
    }
   }

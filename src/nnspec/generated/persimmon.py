@@ -70,6 +70,76 @@ class PersimmonAdapter(Adapter):
             patches.append(
                 {'layer': {'returns': 'tuple'}}
             )
+        # phi.toml:37 [[overrides]]: then
+        #   layers_output = Read('model.layers.{i}', 'output', element=0)
+        if version_in(versions, 'transformers', '<4.48'):
+            patches.append(
+                {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'past_key_value']}}
+            )
+        # phi.toml:41 [[overrides]]: then
+        #   attention_probabilities = queries = keys = values = attention_heads_output = Refused('Before transformers 4.48 (checked: 4.45.2; 4.48.3 has it) Phi computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.48.')
+        if version_in(versions, 'transformers', '<4.48'):
+            patches.append(
+                {'attention': {'probabilities': '',
+                               'queries': '',
+                               'keys': '',
+                               'values': '',
+                               'per_head_output': ''},
+                 'limits': {'attention_probabilities': 'Before transformers 4.48 (checked: 4.45.2; '
+                                                       '4.48.3 has it) Phi computes attention '
+                                                       'inline in its attention module, without '
+                                                       'the shared attention-function call its '
+                                                       'queries, keys, values, probabilities and '
+                                                       'per-head output are read at; they are '
+                                                       'available from transformers 4.48.',
+                            'qkv': 'Before transformers 4.48 (checked: 4.45.2; 4.48.3 has it) Phi '
+                                   'computes attention inline in its attention module, without the '
+                                   'shared attention-function call its queries, keys, values, '
+                                   'probabilities and per-head output are read at; they are '
+                                   'available from transformers 4.48.',
+                            'per_head_output': 'Before transformers 4.48 (checked: 4.45.2; 4.48.3 '
+                                               'has it) Phi computes attention inline in its '
+                                               'attention module, without the shared '
+                                               'attention-function call its queries, keys, values, '
+                                               'probabilities and per-head output are read at; '
+                                               'they are available from transformers 4.48.'}}
+            )
+        # persimmon.toml:22 [[overrides]]: then
+        #   layers_output = Read('model.layers.{i}', 'output', element=0)
+        if version_in(versions, 'transformers', '<4.54'):
+            patches.append(
+                {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'past_key_value']}}
+            )
+        # persimmon.toml:26 [[overrides]]: then
+        #   attention_probabilities = queries = keys = values = attention_heads_output = Refused('Before transformers 4.53 (checked: 4.45.2 and 4.52.1; 4.53.3 has it) Persimmon computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.53.')
+        if version_in(versions, 'transformers', '<4.53'):
+            patches.append(
+                {'attention': {'probabilities': '',
+                               'queries': '',
+                               'keys': '',
+                               'values': '',
+                               'per_head_output': ''},
+                 'limits': {'attention_probabilities': 'Before transformers 4.53 (checked: 4.45.2 '
+                                                       'and 4.52.1; 4.53.3 has it) Persimmon '
+                                                       'computes attention inline in its attention '
+                                                       'module, without the shared '
+                                                       'attention-function call its queries, keys, '
+                                                       'values, probabilities and per-head output '
+                                                       'are read at; they are available from '
+                                                       'transformers 4.53.',
+                            'qkv': 'Before transformers 4.53 (checked: 4.45.2 and 4.52.1; 4.53.3 '
+                                   'has it) Persimmon computes attention inline in its attention '
+                                   'module, without the shared attention-function call its '
+                                   'queries, keys, values, probabilities and per-head output are '
+                                   'read at; they are available from transformers 4.53.',
+                            'per_head_output': 'Before transformers 4.53 (checked: 4.45.2 and '
+                                               '4.52.1; 4.53.3 has it) Persimmon computes '
+                                               'attention inline in its attention module, without '
+                                               'the shared attention-function call its queries, '
+                                               'keys, values, probabilities and per-head output '
+                                               'are read at; they are available from transformers '
+                                               '4.53.'}}
+            )
         return patches
 
     # NNsight aliases giving the standard module names.
@@ -172,6 +242,72 @@ class PersimmonAdapter(Adapter):
    "set": {
     "layer": {
      "returns": "tuple"
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.48"
+   },
+   "set": {
+    "layer": {
+     "returns": "tuple",
+     "skip_returns": [
+      "hidden",
+      "past_key_value"
+     ]
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.48"
+   },
+   "set": {
+    "attention": {
+     "probabilities": "",
+     "queries": "",
+     "keys": "",
+     "values": "",
+     "per_head_output": ""
+    },
+    "limits": {
+     "attention_probabilities": "Before transformers 4.48 (checked: 4.45.2; 4.48.3 has it) Phi computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.48.",
+     "qkv": "Before transformers 4.48 (checked: 4.45.2; 4.48.3 has it) Phi computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.48.",
+     "per_head_output": "Before transformers 4.48 (checked: 4.45.2; 4.48.3 has it) Phi computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.48."
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.54"
+   },
+   "set": {
+    "layer": {
+     "returns": "tuple",
+     "skip_returns": [
+      "hidden",
+      "past_key_value"
+     ]
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.53"
+   },
+   "set": {
+    "attention": {
+     "probabilities": "",
+     "queries": "",
+     "keys": "",
+     "values": "",
+     "per_head_output": ""
+    },
+    "limits": {
+     "attention_probabilities": "Before transformers 4.53 (checked: 4.45.2 and 4.52.1; 4.53.3 has it) Persimmon computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.53.",
+     "qkv": "Before transformers 4.53 (checked: 4.45.2 and 4.52.1; 4.53.3 has it) Persimmon computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.53.",
+     "per_head_output": "Before transformers 4.53 (checked: 4.45.2 and 4.52.1; 4.53.3 has it) Persimmon computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.53."
     }
    }
   }

@@ -92,6 +92,12 @@ class StablelmAdapter(Adapter):
                                                'output are read at; they are available from '
                                                'transformers 4.48.'}}
             )
+        # llama.toml:53 [[overrides]]: then
+        #   layers_output = Read('model.layers.{i}', 'output', element=0)
+        if version_in(versions, 'transformers', '<4.48'):
+            patches.append(
+                {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'past_key_value']}}
+            )
         # stablelm.toml:19 [[overrides]]: then
         #   layers_output = Read('model.layers.{i}', 'output', element=0)
         if version_in(versions, 'transformers', '<5.4'):
@@ -125,6 +131,12 @@ class StablelmAdapter(Adapter):
                                                'attention-function call its queries, keys, values, '
                                                'probabilities and per-head output are read at; '
                                                'they are available from transformers 5.0.'}}
+            )
+        # stablelm.toml:28 [[overrides]]: then
+        #   layers_output = Read('model.layers.{i}', 'output', element=0)
+        if version_in(versions, 'transformers', '<4.54'):
+            patches.append(
+                {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'past_key_value']}}
             )
         return patches
 
@@ -245,6 +257,20 @@ class StablelmAdapter(Adapter):
   },
   {
    "when": {
+    "transformers": "<4.48"
+   },
+   "set": {
+    "layer": {
+     "returns": "tuple",
+     "skip_returns": [
+      "hidden",
+      "past_key_value"
+     ]
+    }
+   }
+  },
+  {
+   "when": {
     "transformers": "<5.4"
    },
    "set": {
@@ -269,6 +295,20 @@ class StablelmAdapter(Adapter):
      "attention_probabilities": "Before transformers 5.0 (checked up to 4.57.6) StableLM computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 5.0.",
      "qkv": "Before transformers 5.0 (checked up to 4.57.6) StableLM computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 5.0.",
      "per_head_output": "Before transformers 5.0 (checked up to 4.57.6) StableLM computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 5.0."
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.54"
+   },
+   "set": {
+    "layer": {
+     "returns": "tuple",
+     "skip_returns": [
+      "hidden",
+      "past_key_value"
+     ]
     }
    }
   }

@@ -70,6 +70,20 @@ class XglmAdapter(Adapter):
             patches.append(
                 {'layer': {'returns': 'tuple'}}
             )
+        # xglm.toml:48 [[overrides]]: then
+        #   attention_probabilities = Refused("Before transformers 5.4 (checked: 4.57.6 and 5.3.0; 5.4.0 always reshapes them) XGLM's attention reshapes its probabilities to (batch, heads, q, k) only when the forward returns attentions; otherwise they exist only with the heads folded into the batch, in no operation the source can read.")
+        if version_in(versions, 'transformers', '<5.4'):
+            patches.append(
+                {'attention': {'probabilities': ''},
+                 'limits': {'attention_probabilities': 'Before transformers 5.4 (checked: 4.57.6 '
+                                                       'and 5.3.0; 5.4.0 always reshapes them) '
+                                                       "XGLM's attention reshapes its "
+                                                       'probabilities to (batch, heads, q, k) only '
+                                                       'when the forward returns attentions; '
+                                                       'otherwise they exist only with the heads '
+                                                       'folded into the batch, in no operation the '
+                                                       'source can read.'}}
+            )
         return patches
 
     # NNsight aliases giving the standard module names.
@@ -167,6 +181,19 @@ class XglmAdapter(Adapter):
    "set": {
     "layer": {
      "returns": "tuple"
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<5.4"
+   },
+   "set": {
+    "attention": {
+     "probabilities": ""
+    },
+    "limits": {
+     "attention_probabilities": "Before transformers 5.4 (checked: 4.57.6 and 5.3.0; 5.4.0 always reshapes them) XGLM's attention reshapes its probabilities to (batch, heads, q, k) only when the forward returns attentions; otherwise they exist only with the heads folded into the batch, in no operation the source can read."
     }
    }
   }

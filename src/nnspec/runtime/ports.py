@@ -336,6 +336,8 @@ def recurrent_state(cache: Any, layer: int) -> Optional[torch.Tensor]:
     if layers is None or layer >= len(layers):
         return None
     states = getattr(layers[layer], "recurrent_states", None)
+    if isinstance(states, torch.Tensor):  # releases that keep one state per layer, not one per state index
+        return states
     if not states:
         return None
     state = states.get(0) if isinstance(states, dict) else states[0]
