@@ -117,3 +117,19 @@ def test_matrix_loads_every_subject_as_asked(monkeypatch: pytest.MonkeyPatch, tm
     asked.clear()
     assert main(words) == 1
     assert asked == [{}]  # nothing given: load_subject's defaults (float32 on the CPU)
+
+
+@pytest.mark.parametrize("flag, value", [("--dtype", "float13"), ("--device", "tpu")])
+def test_collect_refuses_bad_placement_before_reading_prompts(
+    flag: str, value: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from nnspec import activation_store
+
+    def never(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the prompts were read before the options were checked")
+
+    monkeypatch.setattr(activation_store, "load_dataset_prompts", never)
+    out = tmp_path / "store"
+    assert main(["collect", "gpt2", "--dataset", "some/dataset", "--out", str(out), flag, value]) == 2
+    assert flag in one_line(capsys, "collect")
+    assert not out.exists()

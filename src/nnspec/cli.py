@@ -289,6 +289,7 @@ def _collect(args: argparse.Namespace) -> int:
     for option, number in (("--batch-size", args.batch_size), ("--shard-size", args.shard_size), ("--limit", args.limit)):
         if number is not None and number < 1:
             raise UsageError(f"{option} {number}: must be at least 1")
+    placement = _placement(args)  # a bad --dtype or --device fails before the prompts are read
     refuse_foreign(args.out, "--out ")
     if args.prompts is not None:
         if not Path(args.prompts).is_file():
@@ -300,7 +301,6 @@ def _collect(args: argparse.Namespace) -> int:
         column = args.column
     if args.limit is not None:
         source = itertools.islice(source, args.limit)
-    placement = _placement(args)
     model = _loading("MODEL", args.model, lambda: _lens_model(args.model, args.spec, placement))
     store = write_store(model, source, args.out, layers=layers, positions=positions[0] if len(positions) == 1 and
                         "," not in args.positions else positions, batch_size=args.batch_size, value=args.value,
@@ -667,8 +667,7 @@ def parser() -> argparse.ArgumentParser:
     cl.add_argument("--limit", type=int, help="only the first N prompts")
     cl.add_argument("--store-dtype", metavar="DTYPE", help="cast activations before writing: float32, float16 or bfloat16")
     cl.add_argument("--spec", help="spec file or bundled spec name (default: found from config.model_type)")
-    cl.add_argument("--dtype", help="weights dtype: auto, float32, float16 or bfloat16 (default: as transformers loads it)")
-    cl.add_argument("--device", help="where the model runs: cpu, cuda, cuda:N, mps, or auto")
+    _placement_arguments(cl, "as transformers loads it", "auto with accelerate and a GPU or MPS device, else cpu")
     cl.add_argument("--threads", type=int, default=1, help=threads)
     cl.add_argument("--quiet", action="store_true", help="no progress bar")
     cl.set_defaults(run=_collect)

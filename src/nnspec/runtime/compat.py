@@ -23,7 +23,8 @@ SCHEMA = 1
 DATA_FILE = data_path("compatibility.json")
 
 
-def _version_key(version: str) -> tuple:
+def version_key(version: str) -> tuple:
+    """A sort key for a version string (an unparsable one sorts first)."""
     from packaging.version import InvalidVersion, Version
 
     try:
@@ -52,7 +53,7 @@ _warned: set[tuple[str, str, str]] = set()
 
 
 def _distance(version: str, target: str) -> tuple[int, int, int]:
-    v, t = _version_key(version)[0], _version_key(target)[0]
+    v, t = version_key(version)[0], version_key(target)[0]
     return (int(v.major != t.major), abs(v.minor - t.minor), abs(v.micro - t.micro))
 
 

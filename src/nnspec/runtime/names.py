@@ -101,5 +101,3 @@ DERIVED_VALUES: tuple[str, ...] = _names(kind="derived")
 GRADIENT_VALUES: tuple[str, ...] = _names(gradients=True)
 #: Values ``collect_activations`` collects.
 COLLECTED_VALUES: tuple[str, ...] = _names(collected=True)
-#: Per-layer value accessors on the model.
-LAYER_VALUES: tuple[str, ...] = tuple(n.name for n in NAMES if n.per_layer and n.kind != "derived")

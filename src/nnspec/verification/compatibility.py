@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CompatibilityDataError
-from ..runtime.compat import SCHEMA, _version_key
+from ..runtime.compat import SCHEMA, version_key
 
 #: matrix.json layouts this module reads (1 lacks "unavailable"; it is read as available; 3 adds
 #: structured failure fields to each check result, which the merge does not need).
@@ -72,7 +72,7 @@ def merge(results_dir: Path) -> dict[str, Any]:
             "session_seconds": None if session is None else round(session, 1),
             "specs": specs,
         })
-    runs.sort(key=lambda r: (_version_key(r["transformers"]), _version_key(r["nnsight"])))
+    runs.sort(key=lambda r: (version_key(r["transformers"]), version_key(r["nnsight"])))
     return {"schema": SCHEMA, "runs": runs, "gaps": gaps}
 
 
