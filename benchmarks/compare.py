@@ -108,9 +108,21 @@ def max_abs_diff(files: dict[str, Path], baseline: str) -> dict[str, dict[str, A
 
 
 def run_workload(workload: Workload, checkpoint: Checkpoint, path: Path, workers: dict[str, Worker],
-                 broken: dict[str, str], repeats: int, scratch: Path) -> dict[str, Any]:
-    """Prepare, check answers, time interleaved and read memory for one workload on one checkpoint."""
+                 broken: dict[str, str], repeats: int, scratch: Path, memory_count: int = 5,
+                 memory_only: bool = False) -> dict[str, Any]:
+    """Prepare, check answers, time interleaved and read memory (``memory_count`` fresh processes
+    per candidate) for one workload on one checkpoint; ``memory_only`` reads memory alone."""
     cells: dict[str, dict[str, Any]] = {name: {} for name in workers}
+    if memory_only:
+        for name in workers:
+            if name in broken:
+                cells[name]["memory_error"] = broken[name]
+                continue
+            try:
+                cells[name]["memory"] = memory_samples(workers[name], workload, checkpoint, path, memory_count)
+            except WorkerError as exc:
+                cells[name]["memory_error"] = str(exc)
+        return {"checkpoint": checkpoint.name, "arch": checkpoint.arch, "workload": workload.name, "candidates": cells}
     active = []
     for name, worker in workers.items():
         if name in broken:
@@ -153,7 +165,7 @@ def run_workload(workload: Workload, checkpoint: Checkpoint, path: Path, workers
     if workload.memory:
         for name in list(active):
             try:
-                cells[name]["memory"] = fresh_memory(workers[name], workload, checkpoint, path)
+                cells[name]["memory"] = memory_samples(workers[name], workload, checkpoint, path, memory_count)
             except WorkerError as exc:
                 cells[name]["memory_error"] = str(exc)
     for cell in cells.values():
@@ -173,18 +185,39 @@ def open_fields(checkpoint: Checkpoint, path: Path) -> dict[str, Any]:
 
 
 def fresh_memory(worker: Worker, workload: Workload, checkpoint: Checkpoint, path: Path) -> dict[str, Any]:
-    """Peak RSS of one run of ``workload`` in a new process of ``worker``'s candidate (a process that
-    ran other workloads keeps their freed memory). One short forward runs first, so the weights
-    are resident (loads map them lazily) and the measured rise is the workload's own."""
+    """Peak RSS of ``workload`` in a new process of ``worker``'s candidate (a process that ran other
+    workloads keeps their freed memory). One short forward runs first, so the weights are resident
+    (loads map them lazily) and the measured rise is the workload's own. The workload then runs
+    twice: ``rss_before``/``rss_peak`` are its first run (one-time costs included: the first trace
+    of a block compiles it, the first call of an operation pages its code in), ``later_before``/
+    ``later_peak`` the second."""
     fresh = Worker(worker.name, worker.python, worker.log.with_suffix(".memory.log"))
     try:
         fresh.ask("open", **open_fields(checkpoint, path))
         fresh.ask("prepare", workload=WARM_UP, path=str(path))
         fresh.ask("time")
         fresh.ask("prepare", workload=workload.name, path=str(path))
-        return fresh.ask("memory")
+        first = fresh.ask("memory")
+        later = fresh.ask("memory")
+        return {**first, "later_before": later["rss_before"], "later_peak": later["rss_peak"]}
     finally:
         fresh.stop()
+
+
+def memory_samples(worker: Worker, workload: Workload, checkpoint: Checkpoint, path: Path, count: int) -> dict[str, Any]:
+    """``count`` :func:`fresh_memory` samples, each in its own process, and their medians:
+    ``rise`` (first run, MiB above the loaded model), ``later_rise`` (second run) and ``rss_peak``
+    (bytes). A rise of a few MiB varies by several MiB between identical processes (the allocator's
+    arenas, code paged in), so one process is not a measurement."""
+    if count < 1:
+        raise ValueError(f"memory samples: expected at least 1, got {count}")
+    samples = [fresh_memory(worker, workload, checkpoint, path) for _ in range(count)]
+    return {
+        "samples": samples,
+        "rise": statistics.median((s["rss_peak"] - s["rss_before"]) / 2**20 for s in samples),
+        "later_rise": statistics.median((s["later_peak"] - s["later_before"]) / 2**20 for s in samples),
+        "rss_peak": statistics.median(s["rss_peak"] for s in samples),
+    }
 
 
 def start_workers(names: list[str], peer_python: Optional[Path], logs: Path) -> tuple[dict[str, Worker], dict[str, Any]]:
@@ -206,6 +239,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--checkpoints", default=",".join(c.name for c in CHECKPOINTS))
     parser.add_argument("--workloads", default=",".join(w.name for w in WORKLOADS))
     parser.add_argument("--candidates", default=",".join(CANDIDATES))
+    parser.add_argument("--memory-samples", type=int, default=5,
+                        help="fresh processes per candidate for each memory figure (the median is reported)")
+    parser.add_argument("--memory-only", action="store_true",
+                        help="with --merge: measure only the memory of workloads that have it and update those figures "
+                             "in rows already in --json (their times and answers stay)")
     parser.add_argument("--no-peer", action="store_true", help="skip the peer's environment and candidates")
     parser.add_argument("--cache", type=Path, default=None, help="checkpoint folder (default: $NNSPEC_CACHE/bench)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
@@ -221,6 +259,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.page.write_text(page.render(json.loads(args.json.read_text())))
         print(f"wrote {args.page}")
         return 0
+    if args.memory_samples < 1:
+        parser.error(f"--memory-samples: expected at least 1, got {args.memory_samples}")
+    if args.memory_only:
+        _check_memory_only(parser, args)
     by_checkpoint = {c.name: c for c in CHECKPOINTS}
     checkpoints = [by_checkpoint[n] for n in _pick(args.checkpoints, by_checkpoint, "--checkpoints")]
     workloads = [BY_NAME[n] for n in _pick(args.workloads, BY_NAME, "--workloads")]
@@ -253,9 +295,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         try:
             for checkpoint in checkpoints:
                 path = build(checkpoint.name, cache)
-                chosen = [w for w in workloads if checkpoint.weights or not w.weights]
+                chosen = [w for w in workloads if (checkpoint.weights or not w.weights) and (w.memory or not args.memory_only)]
                 broken: dict[str, str] = {}
-                if any(w.weights for w in chosen):
+                if any(w.weights for w in chosen) and not args.memory_only:
                     for name, worker in workers.items():
                         try:
                             worker.ask("open", **open_fields(checkpoint, path))
@@ -263,7 +305,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                             broken[name] = f"load failed: {exc}"
                 for workload in chosen:
                     print(f"{checkpoint.name}: {workload.name} ...", file=sys.stderr, flush=True)
-                    run = run_workload(workload, checkpoint, path, workers, broken, args.repeats, scratch)
+                    run = run_workload(workload, checkpoint, path, workers, broken, args.repeats, scratch,
+                                       args.memory_samples, args.memory_only)
                     runs.append(run)
                     print(page.summary_line(run), file=sys.stderr, flush=True)
                 for worker in workers.values():
@@ -278,6 +321,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "schema": SCHEMA, "started": started.isoformat(timespec="seconds"),
         "minutes": round((datetime.datetime.now(datetime.timezone.utc) - started).total_seconds() / 60, 1),
         "machine": machine(), "load_average": os.getloadavg(), "repeats": args.repeats,
+        "memory_samples": args.memory_samples, "memory_only": args.memory_only,
         "command": "python benchmarks/compare.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "checkpoints": {c.name: c.description for c in checkpoints}, "versions": versions, "peer": peer_info, "runs": runs,
     }
@@ -299,11 +343,39 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         return run["checkpoint"], run["workload"]
 
     redone = {key(run): run for run in new["runs"]}
-    runs = [redone.pop(key(run), run) for run in old["runs"]] + list(redone.values())
+    if new.get("memory_only"):
+        runs = [_with_memory(run, redone.pop(key(run))) if key(run) in redone else run for run in old["runs"]]
+        if redone:
+            raise ValueError(f"memory-only rows have no row to update: {', '.join(' '.join(k) for k in redone)}")
+    else:
+        runs = [redone.pop(key(run), run) for run in old["runs"]] + list(redone.values())
     note = {k: new[k] for k in ("command", "started", "minutes", "repeats", "load_average")}
-    note["rows"] = [f"{run['checkpoint']} {run['workload']}" for run in new["runs"]]
+    note.update(memory_only=new.get("memory_only", False), memory_samples=new.get("memory_samples"))
+    note["rows"] = [f"{run['checkpoint']} {run['workload']}{' (memory)' if new.get('memory_only') else ''}" for run in new["runs"]]
     return dict(old, runs=runs, checkpoints={**old["checkpoints"], **new["checkpoints"]},
                 versions={**old["versions"], **new["versions"]}, merged=[*old.get("merged", []), note])
+
+
+def _with_memory(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Row ``old`` with the memory figures of ``new`` (a memory-only run of the same row)."""
+    cells = {}
+    for name, cell in old["candidates"].items():
+        kept = {k: v for k, v in cell.items() if k not in ("memory", "memory_error")}
+        cells[name] = {**kept, **{k: v for k, v in new["candidates"].get(name, {}).items() if k in ("memory", "memory_error")}}
+    return dict(old, candidates=cells)
+
+
+def _check_memory_only(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--memory-only`` updates rows that exist: it needs ``--merge``, an existing ``--json``, and
+    workloads that measure memory (checked before anything runs)."""
+    if not args.merge:
+        parser.error("--memory-only updates the memory figures of rows already in --json: add --merge")
+    if not args.json.is_file():
+        parser.error(f"--memory-only: {args.json} does not exist; run the full comparison first")
+    without = [n for n in args.workloads.split(",") if n in BY_NAME and not BY_NAME[n].memory]
+    if without:
+        parser.error(f"--memory-only: {', '.join(without)} measure no memory; workloads that do: "
+                     f"{', '.join(w.name for w in WORKLOADS if w.memory)}")
 
 
 def _pick(text: str, known: dict[str, Any], option: str) -> list[str]:

@@ -25,6 +25,9 @@ REASONS = {
     "load": "The spec lookup, the adapter and the structural checks run at every load.",
 }
 
+#: Why a memory target can be missed.
+MEMORY_REASON = ("What the traced run holds beyond the floor's hooks: NNsight's compiled block and saved values, "
+                 "and the one-time cost of a first trace (see the later-run column of the memory table).")
 
 #: Why answers from an environment differ from the floor's on an architecture, where the cause is known.
 KNOWN_CAUSES = {
@@ -61,6 +64,34 @@ def target(run: dict[str, Any]) -> Optional[dict[str, Any]]:
     return {"text": text, "value": value, "ok": ok}
 
 
+def memory_rise(memory: dict[str, Any]) -> tuple[float, Optional[float], Optional[tuple[float, float, int]]]:
+    """MiB above the loaded model: the first run's median, a later run's median and the first
+    run's lowest, highest and process count (results of older runs hold one process, no later run)."""
+    samples = memory.get("samples")
+    if not samples:
+        return (memory["rss_peak"] - memory["rss_before"]) / 2**20, None, None
+    firsts = [(s["rss_peak"] - s["rss_before"]) / 2**20 for s in samples]
+    return memory["rise"], memory["later_rise"], (min(firsts), max(firsts), len(firsts))
+
+
+def memory_target(run: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """The workload's memory target on this run (nnspec's first-run rise over the floor's), or None."""
+    bound = BY_NAME[run["workload"]].memory_target
+    if bound is None:
+        return None
+    ours, floor = (run["candidates"].get(name, {}).get("memory") for name in (OURS, FLOOR))
+    value = None
+    if ours and floor and memory_rise(floor)[0] > 0:
+        value = memory_rise(ours)[0] / memory_rise(floor)[0]
+    return {"text": f"nnspec's memory at most {bound:g}x the floor's", "value": value,
+            "ok": None if value is None else value <= bound, "memory": True}
+
+
+def goals(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every target of this run: time, then memory."""
+    return [goal for goal in (target(run), memory_target(run)) if goal is not None]
+
+
 def _x(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
@@ -87,16 +118,15 @@ def _cell(run: dict[str, Any], name: str) -> str:
 def summary_line(run: dict[str, Any]) -> str:
     """One console line: medians and the target verdict."""
     parts = [f"{name} {_cell(run, name)}" for name in run["candidates"]]
-    goal = target(run)
-    verdict = "" if goal is None or goal["ok"] is None else f" | {goal['text']}: {_x(goal['value'])} {'met' if goal['ok'] else 'MISSED'}"
-    return f"  {' | '.join(parts)}{verdict}"
+    verdicts = "".join(f" | {goal['text']}: {_x(goal['value'])} {'met' if goal['ok'] else 'MISSED'}"
+                       for goal in goals(run) if goal["ok"] is not None)
+    return f"  {' | '.join(parts)}{verdicts}"
 
 
 def targets_text(results: dict[str, Any]) -> str:
     lines = ["targets:"]
     for run in results["runs"]:
-        goal = target(run)
-        if goal is not None:
+        for goal in goals(run):
             verdict = "not measured" if goal["ok"] is None else "met" if goal["ok"] else "MISSED"
             lines.append(f"  {run['checkpoint']:14s} {run['workload']:15s} {goal['text']}: {_x(goal['value'])} {verdict}")
     return "\n".join(lines)
@@ -129,19 +159,30 @@ def _notes(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _merged_line(m: dict[str, Any]) -> str:
+    what = (f"memory only, {m['memory_samples']} fresh processes per candidate" if m.get("memory_only")
+            else f"{m['repeats']} timed runs per candidate and workload")
+    return (f"Rows rerun later and merged in (`--merge`): {', '.join(m['rows'])}, by `{m['command']}`, started "
+            f"{m['started']}, {m['minutes']} minutes, {what}.")
+
+
 def _memory(results: dict[str, Any]) -> list[str]:
-    lines = ["| checkpoint | workload | candidate | peak RSS | above the loaded model | x floor |", "|---|---|---|---|---|---|"]
+    lines = ["| checkpoint | workload | candidate | peak RSS | above the loaded model, first run (range) | x floor "
+             "| a later run | x floor |", "|---|---|---|---|---|---|---|---|"]
     for run in results["runs"]:
         floor = run["candidates"].get(FLOOR, {}).get("memory")
+        base = memory_rise(floor) if floor else (None, None, None)
         for name, cell in run["candidates"].items():
             memory = cell.get("memory")
             if not memory:
                 continue
-            extra = memory["rss_peak"] - memory["rss_before"]
-            base = floor["rss_peak"] - floor["rss_before"] if floor else None
-            rel = _x(extra / base) if base and base > 0 else "-"
+            first, later, spread = memory_rise(memory)
+            shown = f"{first:.0f} MiB" + (f" ({spread[0]:.0f}-{spread[1]:.0f}, {spread[2]} processes)" if spread else "")
+            rel = _x(first / base[0]) if base[0] and base[0] > 0 else "-"
+            later_text = "-" if later is None else f"{later:.0f} MiB"
+            later_rel = _x(later / base[1]) if later is not None and base[1] and base[1] > 0 else "-"
             lines.append(f"| {run['checkpoint']} | {BY_NAME[run['workload']].title} | {name} | "
-                         f"{memory['rss_peak'] / 2**20:.0f} MiB | {extra / 2**20:.0f} MiB | {rel} |")
+                         f"{memory['rss_peak'] / 2**20:.0f} MiB | {shown} | {rel} | {later_text} | {later_rel} |")
     return lines
 
 
@@ -176,20 +217,16 @@ def render(results: dict[str, Any], large_dir: Optional[Path] = None) -> str:
         f"`{results['command']}`, started {results['started']}, {results['minutes']} minutes, "
         f"{results['repeats']} timed runs per candidate and workload, scaled by cost (load 3x, the 1 x 8 trace 4x, "
         "logit lens and run_with_cache 2x, collect and validate half, at least 3; every time is in the JSON).",
-        *[f"Rows rerun later and merged in (`--merge`): {', '.join(m['rows'])}, by `{m['command']}`, started "
-          f"{m['started']}, {m['minutes']} minutes, {m['repeats']} timed runs per candidate and workload." for m in results.get("merged", [])],
+        *[_merged_line(m) for m in results.get("merged", [])],
         "",
         "## Targets",
         "",
         "| checkpoint | workload | target | measured | verdict | why, where missed |",
         "|---|---|---|---|---|---|",
     ]
-    for run in results["runs"]:
-        goal = target(run)
-        if goal is None:
-            continue
+    for run, goal in [(r, g) for r in results["runs"] for g in goals(r)]:
         verdict = "not measured" if goal["ok"] is None else "met" if goal["ok"] else "**missed**"
-        why = REASONS.get(run["workload"], "") if goal["ok"] is False else ""
+        why = (MEMORY_REASON if goal.get("memory") else REASONS.get(run["workload"], "")) if goal["ok"] is False else ""
         out.append(f"| {run['checkpoint']} | {BY_NAME[run['workload']].title} | {goal['text']} | {_x(goal['value'])} | {verdict} | {why} |")
     for checkpoint, description in results["checkpoints"].items():
         runs = [r for r in results["runs"] if r["checkpoint"] == checkpoint]
@@ -204,9 +241,12 @@ def render(results: dict[str, Any], large_dir: Optional[Path] = None) -> str:
         out += ["", "For load the \"floor\" columns are against bare NNsight (this project's version)."]
     out += ["", *large_page.section(large_dir)]
     out += ["", "## Memory", "",
-            "Peak resident memory during one run of the workload, in a new process that has loaded the checkpoint "
+            "Peak resident memory during a run of the workload, in a new process that has loaded the checkpoint "
             "and run one short forward (so the weights are resident), and how far it rose above what that "
-            "process held before.", ""]
+            "process held before. The workload then runs a second time in the same process (\"a later run\": "
+            "without the one-time costs of a first trace). Each figure is the median over several such processes "
+            "per candidate (the range: the first run's lowest and highest), since a rise of a few MiB varies that "
+            "much between identical processes; every sample is in the JSON.", ""]
     out += _memory(results)
     out += _streaming(large_dir / "streaming.json")
     notes = _notes(results)

@@ -68,8 +68,14 @@ def test_not_applicable_errors_and_memory(workers, gpt2_path: Path, tmp_path: Pa
     with pytest.raises(compare.WorkerError, match="time before a workload was prepared"):
         floor.ask("time")
     assert "torch" in floor.ask("versions")["versions"]  # still serving after an error
-    memory = compare.fresh_memory(workers["nnspec"], BY_NAME["run_with_cache"], TINY, gpt2_path)
-    assert memory["rss_peak"] >= memory["rss_before"] > 0
+    memory = compare.memory_samples(workers["nnspec"], BY_NAME["run_with_cache"], TINY, gpt2_path, 2)
+    assert len(memory["samples"]) == 2
+    for sample in memory["samples"]:
+        assert sample["rss_peak"] >= sample["rss_before"] > 0 and sample["later_peak"] >= sample["later_before"] > 0
+    rises = sorted((s["rss_peak"] - s["rss_before"]) / 2**20 for s in memory["samples"])
+    assert memory["rise"] == pytest.approx(sum(rises) / 2)
+    with pytest.raises(ValueError, match="memory samples: expected at least 1, got 0"):
+        compare.memory_samples(workers["nnspec"], BY_NAME["run_with_cache"], TINY, gpt2_path, 0)
 
 
 def test_unknown_names_are_refused_with_suggestions() -> None:
@@ -93,8 +99,22 @@ def test_targets_and_page() -> None:
     runs[2]["candidates"]["nnsight"] = {"error": "TypeError: boom"}
     runs[2]["candidates"]["transformers"]["memory"] = {"rss_before": 100 * 2**20, "rss_peak": 150 * 2**20}
     runs[2]["candidates"]["nnspec"]["memory"] = {"rss_before": 200 * 2**20, "rss_peak": 300 * 2**20}
+    runs.append(_run("run_with_cache", transformers=1.0, nnspec=1.0))
+    mib = 2**20
+
+    def sampled(firsts: list[int], laters: list[int]) -> dict:
+        samples = [{"rss_before": 500 * mib, "rss_peak": (500 + f) * mib, "later_before": 600 * mib,
+                    "later_peak": (600 + later) * mib} for f, later in zip(firsts, laters)]
+        return {"samples": samples, "rise": sorted(firsts)[len(firsts) // 2],
+                "later_rise": sorted(laters)[len(laters) // 2], "rss_peak": (500 + sorted(firsts)[len(firsts) // 2]) * mib}
+
+    runs[3]["candidates"]["transformers"]["memory"] = sampled([20, 18, 40], [10, 10, 10])
+    runs[3]["candidates"]["nnspec"]["memory"] = sampled([30, 26, 22], [12, 11, 13])
     goals = [page.target(run) for run in runs]
-    assert [g["ok"] for g in goals] == [True, False, True]
+    assert [g["ok"] for g in goals[:3]] == [True, False, True]
+    memory_goal = page.memory_target(runs[3])
+    assert memory_goal is not None and memory_goal["value"] == pytest.approx(26 / 20) and memory_goal["ok"] is False
+    assert page.memory_target(runs[0]) is None  # load has no memory target
     assert goals[0]["value"] == pytest.approx(1.25) and goals[2]["value"] == pytest.approx(8.0)
     results = {"runs": runs, "machine": compare.machine(), "load_average": (0.1, 0.2, 0.3), "repeats": 3, "command": "x",
                "started": "2026-01-01", "minutes": 1, "checkpoints": {"gpt2-small": "desc"},
@@ -104,5 +124,38 @@ def test_targets_and_page() -> None:
     assert page.REASONS["logit_lens"] in text
     assert "1500 ms †" in text and "absolute position embeddings" in text
     assert "‡ gpt2-small, patchscope lens, nnsight: TypeError: boom" in text
-    assert "| gpt2-small | patchscope lens | nnspec | 300 MiB | 100 MiB | 2.00x |" in text
+    assert "| gpt2-small | patchscope lens | nnspec | 300 MiB | 100 MiB | 2.00x | - | - |" in text
+    assert "| gpt2-small | run_with_cache | nnspec | 526 MiB | 26 MiB (22-30, 3 processes) | 1.30x | 12 MiB | 1.20x |" in text
+    assert "| gpt2-small | run_with_cache | nnspec's memory at most 1.2x the floor's | 1.30x | **missed** |" in text
     assert "MISSED" in page.targets_text(results)
+
+
+def test_memory_only_merge_keeps_times_and_answers() -> None:
+    old = {"runs": [_run("run_with_cache", transformers=1.0, nnspec=1.1)], "checkpoints": {"gpt2-small": "d"},
+           "versions": {}, "command": "old"}
+    old["runs"][0]["candidates"]["nnspec"].update(matches=True, memory={"rss_before": 1, "rss_peak": 2})
+    fresh = {"samples": [], "rise": 3.0, "later_rise": 2.0, "rss_peak": 9}
+    new = {"runs": [{"checkpoint": "gpt2-small", "arch": "gpt2", "workload": "run_with_cache",
+                     "candidates": {"nnspec": {"memory": fresh}, "transformers": {"memory_error": "boom"}}}],
+           "checkpoints": {"gpt2-small": "d"}, "versions": {}, "command": "new", "started": "s", "minutes": 1,
+           "repeats": 3, "load_average": (0, 0, 0), "memory_only": True, "memory_samples": 5}
+    merged = compare.merge(old, new)
+    cells = merged["runs"][0]["candidates"]
+    assert cells["nnspec"] == {"median": 1.1, "times": [1.1], "matches": True, "memory": fresh}
+    assert cells["transformers"] == {"median": 1.0, "times": [1.0], "memory_error": "boom"}
+    assert merged["merged"][-1]["rows"] == ["gpt2-small run_with_cache (memory)"]
+    assert "memory only, 5 fresh processes per candidate" in page._merged_line(merged["merged"][-1])
+    new["runs"][0]["workload"] = "collect"
+    with pytest.raises(ValueError, match="memory-only rows have no row to update: gpt2-small collect"):
+        compare.merge(old, new)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--memory-only"], "add --merge"),
+    (["--memory-only", "--merge", "--workloads", "collect,trace_1x8"], "trace_1x8 measure no memory"),
+    (["--memory-samples", "0"], "--memory-samples: expected at least 1, got 0"),
+])
+def test_memory_options_refused_before_work(argv: list, message: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        compare.main(argv)
+    assert message in capsys.readouterr().err
