@@ -171,8 +171,9 @@ class CompatibilityDataError(NnspecError):
 
 
 class VersionFailureError(NnspecError):
-    """The installed transformers and NNsight versions were verified as failing for this spec
-    (pass ``allow_unverified=True`` to load anyway)."""
+    """The installed transformers and NNsight versions were verified as failing for this spec, or the
+    installed transformers is outside the releases the spec serves (pass ``allow_unverified=True``
+    to load anyway)."""
 
 
 class NnspecWarning(UserWarning):

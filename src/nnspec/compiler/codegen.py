@@ -252,6 +252,10 @@ def render_adapter(loaded: LoadedSpec, source: str) -> str:
             "key": per_layer.config_key, "where": lines.where([("attention", "per_layer")]), "entries": entries,
         },
         overrides=_override_branches(loaded, lines),
+        requires=None if spec.requires is None else {
+            "transformers": spec.requires.transformers, "reason": spec.requires.reason,
+            "where": lines.where([("requires", "transformers")]),
+        },
         spec_json=_spec_json(spec),
         rename=rename_dict(spec),
     )

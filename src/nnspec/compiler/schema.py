@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, Union, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -582,6 +582,41 @@ class Tiny(_Strict):
     )
 
 
+def _check_specifier(value: Optional[str]) -> Optional[str]:
+    """``value`` unchanged when it is a PEP 440 version specifier (None passes)."""
+    if value is not None:
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+        try:
+            SpecifierSet(value)
+        except InvalidSpecifier as exc:
+            raise ValueError(f"{value!r} is not a version specifier like '>=5.3,<6'") from exc
+    return value
+
+
+class Requires(_Strict):
+    """The transformers releases a spec serves at all. Only for releases whose own model cannot run
+    as the spec states it (kernels it insists on, a model class it lacks, its own bug): every other
+    difference between releases is an override."""
+
+    transformers: str = Field(description="PEP 440 specifier on the transformers version, e.g. '>=4.46'.")
+    reason: str = Field(
+        description="What releases outside the range lack or do, one sentence a user reads when loading under one."
+    )
+
+    @field_validator("transformers")
+    @classmethod
+    def _specifier(cls, value: str) -> str:
+        return cast(str, _check_specifier(value))
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("requires.reason must say what the releases outside the range lack")
+        return value
+
+
 class Condition(_Strict):
     """When an override applies: every stated condition must hold."""
 
@@ -595,14 +630,7 @@ class Condition(_Strict):
     @field_validator("transformers", "nnsight")
     @classmethod
     def _specifier(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None:
-            from packaging.specifiers import InvalidSpecifier, SpecifierSet
-
-            try:
-                SpecifierSet(value)
-            except InvalidSpecifier as exc:
-                raise ValueError(f"{value!r} is not a version specifier like '>=5.3,<6'") from exc
-        return value
+        return _check_specifier(value)
 
     @model_validator(mode="after")
     def _not_empty(self) -> "Condition":
@@ -634,6 +662,9 @@ class Spec(_Strict):
     logits: Logits = Field(default_factory=Logits)
     limits: Limits = Field(default_factory=Limits)
     tiny: Tiny = Field(default_factory=Tiny)
+    requires: Optional[Requires] = Field(
+        None, description="The transformers releases served at all, with the reason others are not (inherited)."
+    )
     variants: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Named config overrides (on top of tiny.config) real checkpoints use; "

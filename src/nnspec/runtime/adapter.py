@@ -211,6 +211,8 @@ class Adapter:
         rename: NNsight aliases for the base spec (see :func:`rename_dict`).
         per_layer_key: a hybrid model's config key naming each layer's entry (None: every layer alike).
         per_layer: entry -> the records that differ on layers of that entry.
+        requires_transformers: the transformers releases served at all (a PEP 440 specifier; None: every
+            release that has the model type), with ``requires_reason`` saying why others are not.
     """
 
     name: ClassVar[str]
@@ -220,6 +222,8 @@ class Adapter:
     rename: ClassVar[dict[str, str]]
     per_layer_key: ClassVar[Optional[str]] = None
     per_layer: ClassVar[dict[str, dict[str, Any]]] = {}
+    requires_transformers: ClassVar[Optional[str]] = None
+    requires_reason: ClassVar[str] = ""
 
     @classmethod
     def from_file(cls, path: Path | str) -> "Adapter":

@@ -52,6 +52,37 @@ def _read(path: Path) -> Optional[dict[str, Any]]:
 _warned: set[tuple[str, str, str]] = set()
 
 
+def unserved_release(what: str, specifier: Optional[str], reason: str, transformers: Optional[str]) -> str:
+    """Why ``transformers`` is outside the releases ``what`` (``"spec 'jamba'"``, ``"config 'org/name'"``)
+    serves: ``specifier`` is a PEP 440 set stated with ``reason``; '' when it is inside, or when
+    either is unknown."""
+    if specifier is None or transformers is None:
+        return ""
+    from packaging.specifiers import SpecifierSet
+
+    if SpecifierSet(specifier).contains(version_key(transformers)[0], prereleases=True):
+        return ""
+    return f"{what} serves transformers {specifier} only, not {transformers}: {reason}"
+
+
+def refuse_unserved(spec: str, specifier: Optional[str], reason: str, transformers: Optional[str],
+                    allow_unverified: bool = False) -> Optional[str]:
+    """Before a model loads: raise :class:`~nnspec.errors.VersionFailureError` when the installed
+    transformers is outside the releases the spec serves (warn instead with ``allow_unverified``).
+    Returns the warning's message (None when inside)."""
+    why = unserved_release(f"spec {spec!r}", specifier, reason, transformers)
+    if not why:
+        return None
+    message = f"nnspec: {why}"
+    if not allow_unverified:
+        raise VersionFailureError(
+            message + f". Install transformers{specifier}, or pass allow_unverified=True to StandardizedTransformer "
+            "to load anyway."
+        )
+    warnings.warn(message, NnspecWarning, stacklevel=3)
+    return message
+
+
 def _distance(version: str, target: str) -> tuple[int, int, int]:
     v, t = version_key(version)[0], version_key(target)[0]
     return (int(v.major != t.major), abs(v.minor - t.minor), abs(v.micro - t.micro))

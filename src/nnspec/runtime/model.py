@@ -292,9 +292,12 @@ class StandardizedModel(TokenHelpers, TransformersModel):
         effective = adapter.effective(text_config(config))
         check_overrides(text_config(config), adapter.spec, adapter.source)
         from .adapter import installed_version
-        from .compat import warn_if_unverified
+        from .compat import refuse_unserved, warn_if_unverified
 
-        # Before the weights load: refuses a version pair verified as failing for this spec.
+        # Before the weights load: refuses a release the spec does not serve, and a version pair
+        # verified as failing for it.
+        refuse_unserved(adapter.name, adapter.requires_transformers, adapter.requires_reason,
+                        installed_version("transformers"), allow_unverified=allow_unverified)
         warn_if_unverified(
             adapter.name, installed_version("transformers"), installed_version("nnsight"), allow_unverified=allow_unverified
         )

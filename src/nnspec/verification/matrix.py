@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 from ..paths import data_path
 from ..runtime.adapter import installed_version
+from ..runtime.compat import unserved_release
 from .conformance import TITLES
 
 #: Version of the matrix.json layout (2: rows carry "unavailable" for model types a transformers lacks;
@@ -77,7 +78,14 @@ def run_one(
         spec = adapter_by_name(spec_name).spec
         hub_id = real_id(variant)
         model_type = get(hub_id).model_type if hub_id else spec.model_types[0]
-        missing = unavailable_model_type(model_type)
+        requires = spec.requires
+        missing = unavailable_model_type(model_type) or unserved_release(
+            f"spec {spec_name!r}", requires.transformers if requires else None, requires.reason if requires else "",
+            installed_version("transformers"))
+        if hub_id and not missing:
+            real = get(hub_id)
+            missing = unserved_release(f"config {hub_id!r}", real.transformers or None, real.transformers_reason,
+                                       installed_version("transformers"))
         if missing:
             row["unavailable"] = missing
             row["seconds"] = time.perf_counter() - start

@@ -43,6 +43,10 @@ class RealConfig:
     commit: str = ""
     index_id: str = ""  # archive id of a public copy whose repository was not recorded
     note: str = ""
+    #: The transformers releases that can read this config (a PEP 440 set; "" every release with
+    #: the model type), and what the others lack.
+    transformers: str = ""
+    transformers_reason: str = ""
 
     def load(self) -> dict[str, Any]:
         return read_config_file(self.file)
@@ -70,6 +74,25 @@ def read_config_file(path: Path | str) -> dict[str, Any]:
     return data
 
 
+def _release_range(hub_id: str, entry: dict[str, Any]) -> str:
+    """The entry's ``transformers`` range, checked: a PEP 440 set, stated with a reason."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    where = f"{CONFIG_DIR / 'SOURCES.toml'} [{hub_id!r}]"
+    specifier, reason = entry.get("transformers", ""), entry.get("transformers_reason", "")
+    if not specifier:
+        if reason:
+            raise TinyCheckpointError(f"{where}: transformers_reason without a transformers range")
+        return ""
+    try:
+        SpecifierSet(specifier)
+    except InvalidSpecifier:
+        raise TinyCheckpointError(f"{where}: transformers = {specifier!r} is not a version specifier like '>=4.48'") from None
+    if not reason.strip():
+        raise TinyCheckpointError(f"{where}: transformers = {specifier!r} needs transformers_reason (what older releases lack)")
+    return str(specifier)
+
+
 @lru_cache(maxsize=1)
 def corpus() -> dict[str, RealConfig]:
     """Every config of the corpus, by Hub id, in the order ``SOURCES.toml`` lists them."""
@@ -86,6 +109,8 @@ def corpus() -> dict[str, RealConfig]:
             commit=entry.get("commit", ""),
             index_id=entry.get("index_id", ""),
             note=entry.get("note", ""),
+            transformers=_release_range(hub_id, entry),
+            transformers_reason=entry.get("transformers_reason", ""),
         )
     return found
 
