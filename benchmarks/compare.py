@@ -119,6 +119,12 @@ def run_workload(workload: Workload, checkpoint: Checkpoint, path: Path, workers
                 cells[name]["memory_error"] = broken[name]
                 continue
             try:
+                if "na" in workers[name].ask("prepare", workload=workload.name, path=str(path)):
+                    continue  # no counterpart: nothing to measure
+            except WorkerError as exc:
+                cells[name]["memory_error"] = str(exc)
+                continue
+            try:
                 cells[name]["memory"] = memory_samples(workers[name], workload, checkpoint, path, memory_count)
             except WorkerError as exc:
                 cells[name]["memory_error"] = str(exc)

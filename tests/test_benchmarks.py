@@ -159,3 +159,17 @@ def test_memory_options_refused_before_work(argv: list, message: str, capsys: py
     with pytest.raises(SystemExit):
         compare.main(argv)
     assert message in capsys.readouterr().err
+
+
+def test_memory_only_skips_a_candidate_without_a_counterpart(tmp_path: Path) -> None:
+    class NoCounterpart:
+        name = "nnsight"
+
+        def ask(self, op: str, **fields):
+            if op == "prepare":
+                return {"na": "no counterpart"}
+            raise AssertionError(f"{op} asked of a candidate without the workload")
+
+    run = compare.run_workload(BY_NAME["collect"], TINY, tmp_path, {"nnsight": NoCounterpart()}, {}, 1, tmp_path,
+                               memory_count=1, memory_only=True)
+    assert run["candidates"]["nnsight"] == {}
