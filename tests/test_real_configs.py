@@ -133,9 +133,19 @@ NEEDED_TO_BUILD = {
     # the default text config states no split of the rotary frequencies between the three position
     # streams, and the built-in split needs head_dim 128; Qwen2.5-VL and Qwen3-VL checkpoints
     # publish theirs (16, 24, 24 and 24, 20, 20), stated here scaled to head_dim 16
-    "qwen2_5_vl": ("rope_parameters",),
-    "qwen3_vl": ("rope_parameters",),
-    "qwen3_vl_moe": ("rope_parameters",),
+    # (before transformers 5 the text config reads the same dict as rope_scaling)
+    "qwen2_5_vl": ("rope_parameters", "rope_scaling"),
+    "qwen3_vl": ("rope_parameters", "rope_scaling"),
+    "qwen3_vl_moe": ("rope_parameters", "rope_scaling"),
+    # the exceptions to "the value published checkpoints use": the matrix runs on the CPU, where
+    # releases before 5.2 (Jamba) and 5.15 (Zamba) raise with the kernels switch on instead of
+    # falling back to the slow path; the published configs (which turn it on) are rows of their own
+    "jamba": ("use_mamba_kernels",),
+    "zamba": ("use_mamba_kernels",),
+    # transformers 5.0 to 5.3 call the shared rotary embedding in every forward but build it only
+    # with use_mem_rope, so a checkpoint built there needs it on (it adds rotary positions to the
+    # shared attention)
+    "zamba2": ("use_mem_rope",),
 }
 
 

@@ -11,7 +11,7 @@ record types are documented in ``nnspec.compiler.records``.
 from typing import Any, Optional
 
 from nnspec.compiler.records import Module, Read, Refused, Scores, Unembed
-from nnspec.runtime.adapter import Adapter
+from nnspec.runtime.adapter import Adapter, version_in
 
 
 class CpmantAdapter(Adapter):
@@ -64,6 +64,11 @@ class CpmantAdapter(Adapter):
         """The spec patches that hold for this text config and these package versions, in order
         (``versions``: package -> version, default the installed ones)."""
         patches: list[dict[str, Any]] = []
+        # cpmant.toml:62 [[overrides]]
+        if version_in(versions, 'transformers', '<4.54'):
+            patches.append(
+                {'layer': {'skip_returns': ['hidden', '', 'past_key_values']}}
+            )
         return patches
 
     # NNsight aliases giving the standard module names.
@@ -115,5 +120,21 @@ class CpmantAdapter(Adapter):
    "dim_ff": 128,
    "num_hidden_layers": 3
   }
- }
+ },
+ "overrides": [
+  {
+   "when": {
+    "transformers": "<4.54"
+   },
+   "set": {
+    "layer": {
+     "skip_returns": [
+      "hidden",
+      "",
+      "past_key_values"
+     ]
+    }
+   }
+  }
+ ]
 }'''

@@ -21,43 +21,50 @@ class DbrxAdapter(Adapter):
     source = 'dbrx.toml'
     lineage = ('llama', 'dbrx')
 
+    # The transformers releases served at all (dbrx.toml:25 requires.transformers); loading under another raises
+    # this reason.
+    requires_transformers = '!=5.0.*,!=5.1.*,!=5.2.*,!=5.3.*,!=5.4.*,!=5.5.*,!=5.6.*,!=5.7.*,!=5.8.*,!=5.9.*,!=5.10.*,!=5.11.*,!=5.12.*,!=5.13.*,!=5.14.*'
+    requires_reason = ("transformers 5.0 to 5.14 build DBRX's MoE router and experts for inputs ffn_hidden_size wide "
+ 'instead of d_model (DbrxRouter, DbrxExperts), so a DBRX whose ffn_hidden_size differs from '
+ 'd_model (10752 and 6144 in the published DBRX) fails its first forward.')
+
     # Config keys of the standard sizes (standard attribute -> config key).
     config_keys = {
-        'num_layers': 'n_layers',  # dbrx.toml:22 config.num_layers
-        'num_heads': 'n_heads',  # dbrx.toml:23 config.num_heads
-        'num_kv_heads': 'attn_config.kv_n_heads',  # dbrx.toml:24 config.num_kv_heads
-        'hidden_size': 'd_model',  # dbrx.toml:25 config.hidden_size
+        'num_layers': 'n_layers',  # dbrx.toml:29 config.num_layers
+        'num_heads': 'n_heads',  # dbrx.toml:30 config.num_heads
+        'num_kv_heads': 'attn_config.kv_n_heads',  # dbrx.toml:31 config.num_kv_heads
+        'hidden_size': 'd_model',  # dbrx.toml:32 config.hidden_size
         'vocab_size': 'vocab_size',  # default
-        'head_dim': None,  # dbrx.toml:26 config.head_dim
+        'head_dim': None,  # dbrx.toml:33 config.head_dim
     }
 
     # What each standard name reads.
-    token_embeddings = Read('transformer.wte', 'output', clone=True)  # dbrx.toml:29 modules.embed_tokens
-    layers = Module('transformer.blocks.{i}')  # dbrx.toml:30 modules.layers
-    layers_input = Read('transformer.blocks.{i}', 'input')  # dbrx.toml:30 modules.layers
-    layers_output = Read('transformer.blocks.{i}', 'output')  # dbrx.toml:30 modules.layers
+    token_embeddings = Read('transformer.wte', 'output', clone=True)  # dbrx.toml:36 modules.embed_tokens
+    layers = Module('transformer.blocks.{i}')  # dbrx.toml:37 modules.layers
+    layers_input = Read('transformer.blocks.{i}', 'input')  # dbrx.toml:37 modules.layers
+    layers_output = Read('transformer.blocks.{i}', 'output')  # dbrx.toml:37 modules.layers
     residual = 'sequential'  # llama.toml:28 residual.kind
     mixer_kind = 'softmax'  # default
-    attentions = Module('transformer.blocks.{i}.norm_attn_norm.attn')  # dbrx.toml:35 attention.module
-    attentions_input = Read('transformer.blocks.{i}.norm_attn_norm.attn', 'input')  # dbrx.toml:35 attention.module
-    attentions_output = Read('transformer.blocks.{i}.norm_attn_norm.attn', 'contribution', element=0)  # dbrx.toml:35 attention.module; llama.toml:18 attention.element
-    attentions_module_output = Read('transformer.blocks.{i}.norm_attn_norm.attn', 'output', element=0)  # dbrx.toml:35 attention.module
+    attentions = Module('transformer.blocks.{i}.norm_attn_norm.attn')  # dbrx.toml:42 attention.module
+    attentions_input = Read('transformer.blocks.{i}.norm_attn_norm.attn', 'input')  # dbrx.toml:42 attention.module
+    attentions_output = Read('transformer.blocks.{i}.norm_attn_norm.attn', 'contribution', element=0)  # dbrx.toml:42 attention.module; llama.toml:18 attention.element
+    attentions_module_output = Read('transformer.blocks.{i}.norm_attn_norm.attn', 'output', element=0)  # dbrx.toml:42 attention.module
     mixers = attentions  # the token mixer is the attention: as attentions
     mixers_input = attentions_input  # the token mixer is the attention: as attentions_input
     mixers_output = attentions_output  # the token mixer is the attention: as attentions_output
-    mlps = Module('transformer.blocks.{i}.ffn')  # dbrx.toml:39 mlp.module
-    mlps_input = Read('transformer.blocks.{i}.ffn', 'input')  # dbrx.toml:39 mlp.module
-    mlps_output = Read('transformer.blocks.{i}.ffn', 'contribution', element=0)  # dbrx.toml:39 mlp.module
-    mlps_module_output = Read('transformer.blocks.{i}.ffn', 'output', element=0)  # dbrx.toml:39 mlp.module
+    mlps = Module('transformer.blocks.{i}.ffn')  # dbrx.toml:46 mlp.module
+    mlps_input = Read('transformer.blocks.{i}.ffn', 'input')  # dbrx.toml:46 mlp.module
+    mlps_output = Read('transformer.blocks.{i}.ffn', 'contribution', element=0)  # dbrx.toml:46 mlp.module
+    mlps_module_output = Read('transformer.blocks.{i}.ffn', 'output', element=0)  # dbrx.toml:46 mlp.module
     attention_probabilities = Read('transformer.blocks.{i}.norm_attn_norm.attn', 'source', ops=('attention_interface#-1', 'nn_functional_dropout#-1'))  # llama.toml:22 attention.sources
     queries = Read('transformer.blocks.{i}.norm_attn_norm.attn', 'source', ops=('attention_interface#-1',), io='input', index=1)  # llama.toml:22 attention.sources
     keys = Read('transformer.blocks.{i}.norm_attn_norm.attn', 'source', ops=('attention_interface#-1',), io='input', index=2)  # llama.toml:22 attention.sources
     values = Read('transformer.blocks.{i}.norm_attn_norm.attn', 'source', ops=('attention_interface#-1',), io='input', index=3)  # llama.toml:22 attention.sources
     attention_heads_output = Read('transformer.blocks.{i}.norm_attn_norm.attn', 'source', ops=('attention_interface#-1',), index=0)  # llama.toml:22 attention.sources
     attention_scores = Scores()  # default
-    ln_final = Module('transformer.norm_f')  # dbrx.toml:31 modules.ln_final
-    lm_head = Module('lm_head')  # dbrx.toml:32 modules.lm_head
-    unembed = Unembed(('transformer.norm_f',), 'lm_head')  # dbrx.toml:31 modules.ln_final
+    ln_final = Module('transformer.norm_f')  # dbrx.toml:38 modules.ln_final
+    lm_head = Module('lm_head')  # dbrx.toml:39 modules.lm_head
+    unembed = Unembed(('transformer.norm_f',), 'lm_head')  # dbrx.toml:38 modules.ln_final
 
     @classmethod
     def overrides_for(cls, config: Any, versions: Optional[dict[str, Optional[str]]] = None) -> list[dict[str, Any]]:
@@ -98,13 +105,13 @@ class DbrxAdapter(Adapter):
             patches.append(
                 {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'past_key_value']}}
             )
-        # dbrx.toml:52 [[overrides]]: then
+        # dbrx.toml:59 [[overrides]]: then
         #   layers_output = Read('transformer.blocks.{i}', 'output', element=0)
         if version_in(versions, 'transformers', '<5'):
             patches.append(
                 {'layer': {'returns': 'tuple'}}
             )
-        # dbrx.toml:56 [[overrides]]: then
+        # dbrx.toml:63 [[overrides]]: then
         #   attention_probabilities = queries = keys = values = attention_heads_output = Refused('Before transformers 5.0 (checked up to 4.57.6) DBRX computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 5.0.')
         if version_in(versions, 'transformers', '<5'):
             patches.append(
@@ -132,7 +139,7 @@ class DbrxAdapter(Adapter):
                                                'per-head output are read at; they are available '
                                                'from transformers 5.0.'}}
             )
-        # dbrx.toml:61 [[overrides]]: then
+        # dbrx.toml:68 [[overrides]]: then
         #   layers_output = Read('transformer.blocks.{i}', 'output', element=0)
         if version_in(versions, 'transformers', '<4.54'):
             patches.append(
@@ -237,6 +244,10 @@ class DbrxAdapter(Adapter):
     "moe_top_k": 2
    }
   }
+ },
+ "requires": {
+  "transformers": "!=5.0.*,!=5.1.*,!=5.2.*,!=5.3.*,!=5.4.*,!=5.5.*,!=5.6.*,!=5.7.*,!=5.8.*,!=5.9.*,!=5.10.*,!=5.11.*,!=5.12.*,!=5.13.*,!=5.14.*",
+  "reason": "transformers 5.0 to 5.14 build DBRX's MoE router and experts for inputs ffn_hidden_size wide instead of d_model (DbrxRouter, DbrxExperts), so a DBRX whose ffn_hidden_size differs from d_model (10752 and 6144 in the published DBRX) fails its first forward."
  },
  "unset": [
   "tiny.config.hidden_size",

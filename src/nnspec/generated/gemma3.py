@@ -54,10 +54,10 @@ class Gemma3Adapter(Adapter):
     keys = Read('model.language_model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1',), io='input', index=2)  # llama.toml:22 attention.sources
     values = Read('model.language_model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1',), io='input', index=3)  # llama.toml:22 attention.sources
     attention_heads_output = Read('model.language_model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1',), index=0)  # llama.toml:22 attention.sources
-    attention_scores = Scores(scale='query_pre_attn_scalar', softcap='attn_logit_softcapping')  # gemma2.toml:9 attention.score_scale; gemma2.toml:10 attention.score_softcap
+    attention_scores = Scores(scale='query_pre_attn_scalar')  # gemma2.toml:9 attention.score_scale; gemma3_text.toml:14 attention.score_softcap
     ln_final = Module('model.language_model.norm')  # llama.toml:13 modules.ln_final
     lm_head = Module('lm_head')  # llama.toml:14 modules.lm_head
-    unembed = Unembed(('model.language_model.norm',), 'lm_head', transforms=(('softcap', 'attn_logit_softcapping'),))  # llama.toml:13 modules.ln_final; gemma3_text.toml:15 logits.transforms
+    unembed = Unembed(('model.language_model.norm',), 'lm_head')  # llama.toml:13 modules.ln_final; gemma3.toml:15 logits.transforms
 
     @classmethod
     def overrides_for(cls, config: Any, versions: Optional[dict[str, Optional[str]]] = None) -> list[dict[str, Any]]:
@@ -137,7 +137,6 @@ class Gemma3Adapter(Adapter):
   "contribution": "post_attention_layernorm",
   "output_projection": "o_proj",
   "score_scale": "query_pre_attn_scalar",
-  "score_softcap": "attn_logit_softcapping",
   "probabilities": {
    "ops": [
     {
@@ -187,14 +186,6 @@ class Gemma3Adapter(Adapter):
  "mlp": {
   "module": "mlp",
   "contribution": "post_feedforward_layernorm"
- },
- "logits": {
-  "transforms": [
-   {
-    "op": "softcap",
-    "key": "attn_logit_softcapping"
-   }
-  ]
  },
  "tiny": {
   "tokenizer": "metaspace",

@@ -21,11 +21,18 @@ class GptBigcodeAdapter(Adapter):
     source = 'gpt_bigcode.toml'
     lineage = ('gpt2', 'gpt_bigcode')
 
+    # The transformers releases served at all (gpt_bigcode.toml:19 requires.transformers); loading under another raises
+    # this reason.
+    requires_transformers = '>=4.54'
+    requires_reason = ('GPTBigCodeConfig before transformers 4.54 has no num_key_value_heads: the key/value head count '
+ '(1 with multi_query, else n_head) exists only inside the attention module, where no config key '
+ 'reads it.')
+
     # Config keys of the standard sizes (standard attribute -> config key).
     config_keys = {
         'num_layers': 'num_hidden_layers',  # default
         'num_heads': 'num_attention_heads',  # default
-        'num_kv_heads': 'num_key_value_heads',  # gpt_bigcode.toml:14 config.num_kv_heads
+        'num_kv_heads': 'num_key_value_heads',  # gpt_bigcode.toml:23 config.num_kv_heads
         'hidden_size': 'hidden_size',  # default
         'vocab_size': 'vocab_size',  # default
         'head_dim': None,  # default
@@ -64,7 +71,7 @@ class GptBigcodeAdapter(Adapter):
         """The spec patches that hold for this text config and these package versions, in order
         (``versions``: package -> version, default the installed ones)."""
         patches: list[dict[str, Any]] = []
-        # gpt_bigcode.toml:23 [[overrides]]: then
+        # gpt_bigcode.toml:32 [[overrides]]: then
         #   attention_probabilities = queries = keys = values = attention_heads_output = Refused('Before transformers 4.54 (checked: 4.45.2 and 4.53.3; 4.54.0 has it) GPTBigCode computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.54.')
         if version_in(versions, 'transformers', '<4.54'):
             patches.append(
@@ -94,7 +101,7 @@ class GptBigcodeAdapter(Adapter):
                                                'are read at; they are available from transformers '
                                                '4.54.'}}
             )
-        # gpt_bigcode.toml:28 [[overrides]]: then
+        # gpt_bigcode.toml:37 [[overrides]]: then
         #   layers_output = Read('transformer.h.{i}', 'output', element=0)
         if version_in(versions, 'transformers', '<5.4'):
             patches.append(
@@ -186,6 +193,10 @@ class GptBigcodeAdapter(Adapter):
    "bos_token_id": 1,
    "eos_token_id": 2
   }
+ },
+ "requires": {
+  "transformers": ">=4.54",
+  "reason": "GPTBigCodeConfig before transformers 4.54 has no num_key_value_heads: the key/value head count (1 with multi_query, else n_head) exists only inside the attention module, where no config key reads it."
  },
  "unset": [
   "variants.stanford_crfm"

@@ -124,7 +124,7 @@ class GranitemoehybridAdapter(Adapter):
             patches.append(
                 {'layer': {'returns': 'tuple'}}
             )
-        # granitemoehybrid.toml:30 [[overrides]]: then
+        # granitemoehybrid.toml:31 [[overrides]]: then
         #   attentions_output = mixers_output = Read('model.layers.{i}.self_attn', 'contribution', element=0, scale='residual_multiplier')
         #   mlps = Module('model.layers.{i}.shared_mlp')
         #   mlps_output = Read('model.layers.{i}.shared_mlp', 'contribution', element=0, scale='residual_multiplier')
@@ -132,6 +132,13 @@ class GranitemoehybridAdapter(Adapter):
         if config_is(config, 'num_local_experts', 0):
             patches.append(
                 {'mlp': {'module': 'shared_mlp'}, 'limits': {'contribution': ''}}
+            )
+        # granitemoehybrid.toml:39 [[overrides]]
+        if version_in(versions, 'transformers', '<5.13'):
+            patches.append(
+                {'attention': {'per_layer': {'config_key': 'layers_block_type',
+                                             'modules': {'mamba': 'mamba'},
+                                             'kinds': {'mamba': 'state_space'}}}}
             )
         return patches
 
@@ -244,9 +251,9 @@ class GranitemoehybridAdapter(Adapter):
    "num_local_experts": 4,
    "num_experts_per_tok": 2,
    "layer_types": [
-    "linear_attention",
+    "mamba",
     "attention",
-    "linear_attention"
+    "mamba"
    ],
    "shared_intermediate_size": 64,
    "mamba_n_heads": 8,
@@ -331,6 +338,24 @@ class GranitemoehybridAdapter(Adapter):
     },
     "limits": {
      "contribution": ""
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<5.13"
+   },
+   "set": {
+    "attention": {
+     "per_layer": {
+      "config_key": "layers_block_type",
+      "modules": {
+       "mamba": "mamba"
+      },
+      "kinds": {
+       "mamba": "state_space"
+      }
+     }
     }
    }
   }

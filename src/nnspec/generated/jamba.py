@@ -119,6 +119,40 @@ class JambaAdapter(Adapter):
             patches.append(
                 {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'past_key_value']}}
             )
+        # jamba.toml:35 [[overrides]]: then
+        #   layers_output = Read('model.layers.{i}', 'output', element=0)
+        if version_in(versions, 'transformers', '<5'):
+            patches.append(
+                {'layer': {'returns': 'tuple'}}
+            )
+        # jamba.toml:39 [[overrides]]: then
+        #   attention_probabilities = queries = keys = values = attention_heads_output = Refused('Before transformers 5 (checked: 4.57.6) Jamba computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 5.')
+        if version_in(versions, 'transformers', '<5'):
+            patches.append(
+                {'attention': {'probabilities': '',
+                               'queries': '',
+                               'keys': '',
+                               'values': '',
+                               'per_head_output': ''},
+                 'limits': {'attention_probabilities': 'Before transformers 5 (checked: 4.57.6) '
+                                                       'Jamba computes attention inline in its '
+                                                       'attention module, without the shared '
+                                                       'attention-function call its queries, keys, '
+                                                       'values, probabilities and per-head output '
+                                                       'are read at; they are available from '
+                                                       'transformers 5.',
+                            'qkv': 'Before transformers 5 (checked: 4.57.6) Jamba computes '
+                                   'attention inline in its attention module, without the shared '
+                                   'attention-function call its queries, keys, values, '
+                                   'probabilities and per-head output are read at; they are '
+                                   'available from transformers 5.',
+                            'per_head_output': 'Before transformers 5 (checked: 4.57.6) Jamba '
+                                               'computes attention inline in its attention module, '
+                                               'without the shared attention-function call its '
+                                               'queries, keys, values, probabilities and per-head '
+                                               'output are read at; they are available from '
+                                               'transformers 5.'}}
+            )
         return patches
 
     # NNsight aliases giving the standard module names.
@@ -218,6 +252,7 @@ class JambaAdapter(Adapter):
    "num_attention_heads": 4,
    "num_key_value_heads": 2,
    "max_position_embeddings": 256,
+   "use_mamba_kernels": false,
    "num_experts": 4,
    "num_experts_per_tok": 2,
    "attn_layer_period": 2,
@@ -268,6 +303,35 @@ class JambaAdapter(Adapter):
       "hidden",
       "past_key_value"
      ]
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<5"
+   },
+   "set": {
+    "layer": {
+     "returns": "tuple"
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<5"
+   },
+   "set": {
+    "attention": {
+     "probabilities": "",
+     "queries": "",
+     "keys": "",
+     "values": "",
+     "per_head_output": ""
+    },
+    "limits": {
+     "attention_probabilities": "Before transformers 5 (checked: 4.57.6) Jamba computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 5.",
+     "qkv": "Before transformers 5 (checked: 4.57.6) Jamba computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 5.",
+     "per_head_output": "Before transformers 5 (checked: 4.57.6) Jamba computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 5."
     }
    }
   }

@@ -21,6 +21,12 @@ class NemotronHAdapter(Adapter):
     source = 'nemotron_h.toml'
     lineage = ('llama', 'nemotron_h')
 
+    # The transformers releases served at all (nemotron_h.toml:10 requires.transformers); loading under another raises
+    # this reason.
+    requires_transformers = '>=5.6'
+    requires_reason = ('transformers 5.3 to 5.5 build no dense MLP block (their NemotronHConfig accepts only Mamba, '
+ 'attention and MoE blocks), so a Nemotron-H with MLP blocks cannot be built.')
+
     # Config keys of the standard sizes (standard attribute -> config key).
     config_keys = {
         'num_layers': 'num_hidden_layers',  # default
@@ -32,71 +38,71 @@ class NemotronHAdapter(Adapter):
     }
 
     # What each standard name reads.
-    token_embeddings = Read('model.embeddings', 'output', clone=True)  # nemotron_h.toml:10 modules.embed_tokens
-    layers = Module('model.layers.{i}')  # nemotron_h.toml:11 modules.layers
-    layers_input = Read('model.layers.{i}', 'input')  # nemotron_h.toml:11 modules.layers
-    layers_output = Read('model.layers.{i}', 'output')  # nemotron_h.toml:11 modules.layers
+    token_embeddings = Read('model.embeddings', 'output', clone=True)  # nemotron_h.toml:14 modules.embed_tokens
+    layers = Module('model.layers.{i}')  # nemotron_h.toml:15 modules.layers
+    layers_input = Read('model.layers.{i}', 'input')  # nemotron_h.toml:15 modules.layers
+    layers_output = Read('model.layers.{i}', 'output')  # nemotron_h.toml:15 modules.layers
     residual = 'sequential'  # llama.toml:28 residual.kind
     mixer_kind = 'softmax'  # default
-    attentions = Module('model.layers.{i}.mixer')  # nemotron_h.toml:15 attention.module
-    attentions_input = Read('model.layers.{i}.mixer', 'input')  # nemotron_h.toml:15 attention.module
-    attentions_output = Read('model.layers.{i}.mixer', 'contribution', element=0)  # nemotron_h.toml:15 attention.module; llama.toml:18 attention.element
-    attentions_module_output = Read('model.layers.{i}.mixer', 'output', element=0)  # nemotron_h.toml:15 attention.module
+    attentions = Module('model.layers.{i}.mixer')  # nemotron_h.toml:19 attention.module
+    attentions_input = Read('model.layers.{i}.mixer', 'input')  # nemotron_h.toml:19 attention.module
+    attentions_output = Read('model.layers.{i}.mixer', 'contribution', element=0)  # nemotron_h.toml:19 attention.module; llama.toml:18 attention.element
+    attentions_module_output = Read('model.layers.{i}.mixer', 'output', element=0)  # nemotron_h.toml:19 attention.module
     mixers = attentions  # the token mixer is the attention: as attentions
     mixers_input = attentions_input  # the token mixer is the attention: as attentions_input
     mixers_output = attentions_output  # the token mixer is the attention: as attentions_output
-    mlps = Refused('this layer has no MLP')  # nemotron_h.toml:19 mlp.module
-    mlps_input = Refused('this layer has no MLP')  # nemotron_h.toml:19 mlp.module
-    mlps_output = Refused('this layer has no MLP')  # nemotron_h.toml:19 mlp.module
-    mlps_module_output = Refused('this layer has no MLP')  # nemotron_h.toml:19 mlp.module
+    mlps = Refused('this layer has no MLP')  # nemotron_h.toml:23 mlp.module
+    mlps_input = Refused('this layer has no MLP')  # nemotron_h.toml:23 mlp.module
+    mlps_output = Refused('this layer has no MLP')  # nemotron_h.toml:23 mlp.module
+    mlps_module_output = Refused('this layer has no MLP')  # nemotron_h.toml:23 mlp.module
     attention_probabilities = Read('model.layers.{i}.mixer', 'source', ops=('attention_interface#-1', 'nn_functional_dropout#-1'))  # llama.toml:22 attention.sources
     queries = Read('model.layers.{i}.mixer', 'source', ops=('attention_interface#-1',), io='input', index=1)  # llama.toml:22 attention.sources
     keys = Read('model.layers.{i}.mixer', 'source', ops=('attention_interface#-1',), io='input', index=2)  # llama.toml:22 attention.sources
     values = Read('model.layers.{i}.mixer', 'source', ops=('attention_interface#-1',), io='input', index=3)  # llama.toml:22 attention.sources
     attention_heads_output = Read('model.layers.{i}.mixer', 'source', ops=('attention_interface#-1',), index=0)  # llama.toml:22 attention.sources
     attention_scores = Scores()  # default
-    ln_final = Module('model.norm_f')  # nemotron_h.toml:12 modules.ln_final
+    ln_final = Module('model.norm_f')  # nemotron_h.toml:16 modules.ln_final
     lm_head = Module('lm_head')  # llama.toml:14 modules.lm_head
-    unembed = Unembed(('model.norm_f',), 'lm_head')  # nemotron_h.toml:12 modules.ln_final
+    unembed = Unembed(('model.norm_f',), 'lm_head')  # nemotron_h.toml:16 modules.ln_final
 
-    # A hybrid model: config.layers_block_type[i] names layer i's entry (nemotron_h.toml:16 attention.per_layer); a
+    # A hybrid model: config.layers_block_type[i] names layer i's entry (nemotron_h.toml:20 attention.per_layer); a
     # layer reads as stated above except where its entry below says otherwise.
     per_layer_key = 'layers_block_type'
     per_layer = {
         'linear_attention': {
-            'mixer_kind': 'state_space',  # nemotron_h.toml:16 attention.per_layer
-            'attentions': Refused("the token mixer is of kind 'state_space', not attention; read mixers_* instead"),  # nemotron_h.toml:16 attention.per_layer; nemotron_h.toml:15 attention.module
-            'attentions_input': Refused("the token mixer is of kind 'state_space', not attention; read mixers_* instead"),  # nemotron_h.toml:16 attention.per_layer; nemotron_h.toml:15 attention.module
-            'attentions_output': Refused("the token mixer is of kind 'state_space', not attention; read mixers_* instead"),  # nemotron_h.toml:16 attention.per_layer; nemotron_h.toml:15 attention.module
-            'attentions_module_output': Refused("the token mixer is of kind 'state_space', not attention; read mixers_* instead"),  # nemotron_h.toml:16 attention.per_layer; nemotron_h.toml:15 attention.module
+            'mixer_kind': 'state_space',  # nemotron_h.toml:20 attention.per_layer
+            'attentions': Refused("the token mixer is of kind 'state_space', not attention; read mixers_* instead"),  # nemotron_h.toml:20 attention.per_layer; nemotron_h.toml:19 attention.module
+            'attentions_input': Refused("the token mixer is of kind 'state_space', not attention; read mixers_* instead"),  # nemotron_h.toml:20 attention.per_layer; nemotron_h.toml:19 attention.module
+            'attentions_output': Refused("the token mixer is of kind 'state_space', not attention; read mixers_* instead"),  # nemotron_h.toml:20 attention.per_layer; nemotron_h.toml:19 attention.module
+            'attentions_module_output': Refused("the token mixer is of kind 'state_space', not attention; read mixers_* instead"),  # nemotron_h.toml:20 attention.per_layer; nemotron_h.toml:19 attention.module
         },
         'mlp': {
-            'mixer_kind': 'none',  # nemotron_h.toml:16 attention.per_layer
-            'attentions': Refused('this layer has no token mixer'),  # nemotron_h.toml:16 attention.per_layer; nemotron_h.toml:15 attention.module
-            'attentions_input': Refused('this layer has no token mixer'),  # nemotron_h.toml:16 attention.per_layer; nemotron_h.toml:15 attention.module
-            'attentions_output': Refused('this layer has no token mixer'),  # nemotron_h.toml:16 attention.per_layer; nemotron_h.toml:15 attention.module
-            'attentions_module_output': Refused('this layer has no token mixer'),  # nemotron_h.toml:16 attention.per_layer; nemotron_h.toml:15 attention.module
-            'mixers': Refused('this layer has no token mixer'),  # nemotron_h.toml:16 attention.per_layer; nemotron_h.toml:15 attention.module
-            'mixers_input': Refused('this layer has no token mixer'),  # nemotron_h.toml:16 attention.per_layer; nemotron_h.toml:15 attention.module
-            'mixers_output': Refused('this layer has no token mixer'),  # nemotron_h.toml:16 attention.per_layer; nemotron_h.toml:15 attention.module
-            'mlps': Module('model.layers.{i}.mixer'),  # nemotron_h.toml:16 attention.per_layer; nemotron_h.toml:19 mlp.module
-            'mlps_input': Read('model.layers.{i}.mixer', 'input'),  # nemotron_h.toml:16 attention.per_layer; nemotron_h.toml:19 mlp.module
-            'mlps_output': Read('model.layers.{i}.mixer', 'contribution', element=0),  # nemotron_h.toml:16 attention.per_layer; nemotron_h.toml:19 mlp.module
-            'mlps_module_output': Read('model.layers.{i}.mixer', 'output', element=0),  # nemotron_h.toml:16 attention.per_layer; nemotron_h.toml:19 mlp.module
+            'mixer_kind': 'none',  # nemotron_h.toml:20 attention.per_layer
+            'attentions': Refused('this layer has no token mixer'),  # nemotron_h.toml:20 attention.per_layer; nemotron_h.toml:19 attention.module
+            'attentions_input': Refused('this layer has no token mixer'),  # nemotron_h.toml:20 attention.per_layer; nemotron_h.toml:19 attention.module
+            'attentions_output': Refused('this layer has no token mixer'),  # nemotron_h.toml:20 attention.per_layer; nemotron_h.toml:19 attention.module
+            'attentions_module_output': Refused('this layer has no token mixer'),  # nemotron_h.toml:20 attention.per_layer; nemotron_h.toml:19 attention.module
+            'mixers': Refused('this layer has no token mixer'),  # nemotron_h.toml:20 attention.per_layer; nemotron_h.toml:19 attention.module
+            'mixers_input': Refused('this layer has no token mixer'),  # nemotron_h.toml:20 attention.per_layer; nemotron_h.toml:19 attention.module
+            'mixers_output': Refused('this layer has no token mixer'),  # nemotron_h.toml:20 attention.per_layer; nemotron_h.toml:19 attention.module
+            'mlps': Module('model.layers.{i}.mixer'),  # nemotron_h.toml:20 attention.per_layer; nemotron_h.toml:23 mlp.module
+            'mlps_input': Read('model.layers.{i}.mixer', 'input'),  # nemotron_h.toml:20 attention.per_layer; nemotron_h.toml:23 mlp.module
+            'mlps_output': Read('model.layers.{i}.mixer', 'contribution', element=0),  # nemotron_h.toml:20 attention.per_layer; nemotron_h.toml:23 mlp.module
+            'mlps_module_output': Read('model.layers.{i}.mixer', 'output', element=0),  # nemotron_h.toml:20 attention.per_layer; nemotron_h.toml:23 mlp.module
         },
         'moe': {
-            'mixer_kind': 'none',  # nemotron_h.toml:16 attention.per_layer
-            'attentions': Refused('this layer has no token mixer'),  # nemotron_h.toml:16 attention.per_layer; nemotron_h.toml:15 attention.module
-            'attentions_input': Refused('this layer has no token mixer'),  # nemotron_h.toml:16 attention.per_layer; nemotron_h.toml:15 attention.module
-            'attentions_output': Refused('this layer has no token mixer'),  # nemotron_h.toml:16 attention.per_layer; nemotron_h.toml:15 attention.module
-            'attentions_module_output': Refused('this layer has no token mixer'),  # nemotron_h.toml:16 attention.per_layer; nemotron_h.toml:15 attention.module
-            'mixers': Refused('this layer has no token mixer'),  # nemotron_h.toml:16 attention.per_layer; nemotron_h.toml:15 attention.module
-            'mixers_input': Refused('this layer has no token mixer'),  # nemotron_h.toml:16 attention.per_layer; nemotron_h.toml:15 attention.module
-            'mixers_output': Refused('this layer has no token mixer'),  # nemotron_h.toml:16 attention.per_layer; nemotron_h.toml:15 attention.module
-            'mlps': Module('model.layers.{i}.mixer'),  # nemotron_h.toml:16 attention.per_layer; nemotron_h.toml:19 mlp.module
-            'mlps_input': Read('model.layers.{i}.mixer', 'input'),  # nemotron_h.toml:16 attention.per_layer; nemotron_h.toml:19 mlp.module
-            'mlps_output': Read('model.layers.{i}.mixer', 'contribution', element=0),  # nemotron_h.toml:16 attention.per_layer; nemotron_h.toml:19 mlp.module
-            'mlps_module_output': Read('model.layers.{i}.mixer', 'output', element=0),  # nemotron_h.toml:16 attention.per_layer; nemotron_h.toml:19 mlp.module
+            'mixer_kind': 'none',  # nemotron_h.toml:20 attention.per_layer
+            'attentions': Refused('this layer has no token mixer'),  # nemotron_h.toml:20 attention.per_layer; nemotron_h.toml:19 attention.module
+            'attentions_input': Refused('this layer has no token mixer'),  # nemotron_h.toml:20 attention.per_layer; nemotron_h.toml:19 attention.module
+            'attentions_output': Refused('this layer has no token mixer'),  # nemotron_h.toml:20 attention.per_layer; nemotron_h.toml:19 attention.module
+            'attentions_module_output': Refused('this layer has no token mixer'),  # nemotron_h.toml:20 attention.per_layer; nemotron_h.toml:19 attention.module
+            'mixers': Refused('this layer has no token mixer'),  # nemotron_h.toml:20 attention.per_layer; nemotron_h.toml:19 attention.module
+            'mixers_input': Refused('this layer has no token mixer'),  # nemotron_h.toml:20 attention.per_layer; nemotron_h.toml:19 attention.module
+            'mixers_output': Refused('this layer has no token mixer'),  # nemotron_h.toml:20 attention.per_layer; nemotron_h.toml:19 attention.module
+            'mlps': Module('model.layers.{i}.mixer'),  # nemotron_h.toml:20 attention.per_layer; nemotron_h.toml:23 mlp.module
+            'mlps_input': Read('model.layers.{i}.mixer', 'input'),  # nemotron_h.toml:20 attention.per_layer; nemotron_h.toml:23 mlp.module
+            'mlps_output': Read('model.layers.{i}.mixer', 'contribution', element=0),  # nemotron_h.toml:20 attention.per_layer; nemotron_h.toml:23 mlp.module
+            'mlps_module_output': Read('model.layers.{i}.mixer', 'output', element=0),  # nemotron_h.toml:20 attention.per_layer; nemotron_h.toml:23 mlp.module
         },
         'full_attention': {
         },
@@ -145,6 +151,18 @@ class NemotronHAdapter(Adapter):
         if version_in(versions, 'transformers', '<4.48'):
             patches.append(
                 {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'past_key_value']}}
+            )
+        # nemotron_h.toml:38 [[overrides]]
+        if version_in(versions, 'transformers', '<5.13'):
+            patches.append(
+                {'attention': {'per_layer': {'config_key': 'layers_block_type',
+                                             'kinds': {'mamba': 'state_space',
+                                                       'mlp': 'none',
+                                                       'moe': 'none'},
+                                             'mlp_modules': {'mamba': '',
+                                                             'attention': '',
+                                                             'mlp': 'mixer',
+                                                             'moe': 'mixer'}}}}
             )
         return patches
 
@@ -257,12 +275,16 @@ class NemotronHAdapter(Adapter):
    "moe_intermediate_size": 32,
    "moe_shared_expert_intermediate_size": 32,
    "layers_block_type": [
-    "linear_attention",
+    "mamba",
     "moe",
-    "full_attention",
+    "attention",
     "mlp"
    ]
   }
+ },
+ "requires": {
+  "transformers": ">=5.6",
+  "reason": "transformers 5.3 to 5.5 build no dense MLP block (their NemotronHConfig accepts only Mamba, attention and MoE blocks), so a Nemotron-H with MLP blocks cannot be built."
  },
  "variants": {
   "tied_embeddings": {
@@ -303,6 +325,29 @@ class NemotronHAdapter(Adapter):
       "hidden",
       "past_key_value"
      ]
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<5.13"
+   },
+   "set": {
+    "attention": {
+     "per_layer": {
+      "config_key": "layers_block_type",
+      "kinds": {
+       "mamba": "state_space",
+       "mlp": "none",
+       "moe": "none"
+      },
+      "mlp_modules": {
+       "mamba": "",
+       "attention": "",
+       "mlp": "mixer",
+       "moe": "mixer"
+      }
+     }
     }
    }
   }

@@ -98,7 +98,7 @@ class Qwen25VlAdapter(Adapter):
             patches.append(
                 {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'past_key_value']}}
             )
-        # qwen2_5_vl.toml:22 [[overrides]]: then
+        # qwen2_5_vl.toml:26 [[overrides]]: then
         #   layers_output = Read('model.language_model.layers.{i}', 'output', element=0)
         if version_in(versions, 'transformers', '<5.4'):
             patches.append(
@@ -195,6 +195,15 @@ class Qwen25VlAdapter(Adapter):
    "head_dim": 16,
    "max_position_embeddings": 256,
    "rope_parameters": {
+    "rope_type": "default",
+    "rope_theta": 1000000.0,
+    "mrope_section": [
+     2,
+     3,
+     3
+    ]
+   },
+   "rope_scaling": {
     "rope_type": "default",
     "rope_theta": 1000000.0,
     "mrope_section": [

@@ -203,6 +203,15 @@ class Qwen3VlAdapter(Adapter):
      3,
      2
     ]
+   },
+   "rope_scaling": {
+    "rope_type": "default",
+    "rope_theta": 500000.0,
+    "mrope_section": [
+     3,
+     3,
+     2
+    ]
    }
   },
   "nested": "text_config"

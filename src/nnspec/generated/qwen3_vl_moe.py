@@ -194,6 +194,15 @@ class Qwen3VlMoeAdapter(Adapter):
      3,
      2
     ]
+   },
+   "rope_scaling": {
+    "rope_type": "default",
+    "rope_theta": 500000.0,
+    "mrope_section": [
+     3,
+     3,
+     2
+    ]
    }
   },
   "nested": "text_config"

@@ -21,6 +21,14 @@ class RecurrentGemmaAdapter(Adapter):
     source = 'recurrent_gemma.toml'
     lineage = ('llama', 'recurrent_gemma')
 
+    # The transformers releases served at all (recurrent_gemma.toml:12 requires.transformers); loading under another raises
+    # this reason.
+    requires_transformers = '>=5.4'
+    requires_reason = ("Before transformers 5.4 the local attention's own key/value cache keeps only the last "
+ 'attention_window_size positions when a prompt is longer than the window '
+ "(RecurrentGemmaSdpaAttention._update_cache) and every query attends to those, so such a prompt's "
+ 'attention output is wrong and the first positions reach no later one.')
+
     # Config keys of the standard sizes (standard attribute -> config key).
     config_keys = {
         'num_layers': 'num_hidden_layers',  # default
@@ -38,38 +46,38 @@ class RecurrentGemmaAdapter(Adapter):
     layers_output = Read('model.layers.{i}', 'output')  # llama.toml:12 modules.layers
     residual = 'sequential'  # llama.toml:28 residual.kind
     mixer_kind = 'softmax'  # default
-    attentions = Module('model.layers.{i}.temporal_block')  # recurrent_gemma.toml:15 attention.module
-    attentions_input = Read('model.layers.{i}.temporal_block', 'input')  # recurrent_gemma.toml:15 attention.module
-    attentions_output = Read('model.layers.{i}.temporal_block', 'contribution', element=0)  # recurrent_gemma.toml:15 attention.module; llama.toml:18 attention.element
-    attentions_module_output = Read('model.layers.{i}.temporal_block', 'output', element=0)  # recurrent_gemma.toml:15 attention.module
+    attentions = Module('model.layers.{i}.temporal_block')  # recurrent_gemma.toml:19 attention.module
+    attentions_input = Read('model.layers.{i}.temporal_block', 'input')  # recurrent_gemma.toml:19 attention.module
+    attentions_output = Read('model.layers.{i}.temporal_block', 'contribution', element=0)  # recurrent_gemma.toml:19 attention.module; llama.toml:18 attention.element
+    attentions_module_output = Read('model.layers.{i}.temporal_block', 'output', element=0)  # recurrent_gemma.toml:19 attention.module
     mixers = attentions  # the token mixer is the attention: as attentions
     mixers_input = attentions_input  # the token mixer is the attention: as attentions_input
     mixers_output = attentions_output  # the token mixer is the attention: as attentions_output
-    mlps = Module('model.layers.{i}.mlp_block')  # recurrent_gemma.toml:19 mlp.module
-    mlps_input = Read('model.layers.{i}.mlp_block', 'input')  # recurrent_gemma.toml:19 mlp.module
-    mlps_output = Read('model.layers.{i}.mlp_block', 'contribution', element=0)  # recurrent_gemma.toml:19 mlp.module
-    mlps_module_output = Read('model.layers.{i}.mlp_block', 'output', element=0)  # recurrent_gemma.toml:19 mlp.module
+    mlps = Module('model.layers.{i}.mlp_block')  # recurrent_gemma.toml:23 mlp.module
+    mlps_input = Read('model.layers.{i}.mlp_block', 'input')  # recurrent_gemma.toml:23 mlp.module
+    mlps_output = Read('model.layers.{i}.mlp_block', 'contribution', element=0)  # recurrent_gemma.toml:23 mlp.module
+    mlps_module_output = Read('model.layers.{i}.mlp_block', 'output', element=0)  # recurrent_gemma.toml:23 mlp.module
     attention_probabilities = Read('model.layers.{i}.temporal_block', 'source', ops=('attention_interface#-1', 'nn_functional_dropout#-1'))  # llama.toml:22 attention.sources
     queries = Read('model.layers.{i}.temporal_block', 'source', ops=('attention_interface#-1',), io='input', index=1)  # llama.toml:22 attention.sources
     keys = Read('model.layers.{i}.temporal_block', 'source', ops=('attention_interface#-1',), io='input', index=2)  # llama.toml:22 attention.sources
     values = Read('model.layers.{i}.temporal_block', 'source', ops=('attention_interface#-1',), io='input', index=3)  # llama.toml:22 attention.sources
     attention_heads_output = Read('model.layers.{i}.temporal_block', 'source', ops=('attention_interface#-1',), index=0)  # llama.toml:22 attention.sources
     attention_scores = Scores()  # default
-    ln_final = Module('model.final_norm')  # recurrent_gemma.toml:12 modules.ln_final
+    ln_final = Module('model.final_norm')  # recurrent_gemma.toml:16 modules.ln_final
     lm_head = Module('lm_head')  # llama.toml:14 modules.lm_head
-    unembed = Unembed(('model.final_norm',), 'lm_head', transforms=(('softcap', 'logits_soft_cap'),))  # recurrent_gemma.toml:12 modules.ln_final; recurrent_gemma.toml:22 logits.transforms
-    padding = Refused("The RG-LRU recurrence and its short convolution take no attention mask and run over every position, pad tokens included, so a left-padded prompt's state holds the pads and its values differ from the prompt run alone.")  # recurrent_gemma.toml:30 limits.padding
+    unembed = Unembed(('model.final_norm',), 'lm_head', transforms=(('softcap', 'logits_soft_cap'),))  # recurrent_gemma.toml:16 modules.ln_final; recurrent_gemma.toml:26 logits.transforms
+    padding = Refused("The RG-LRU recurrence and its short convolution take no attention mask and run over every position, pad tokens included, so a left-padded prompt's state holds the pads and its values differ from the prompt run alone.")  # recurrent_gemma.toml:34 limits.padding
 
-    # A hybrid model: config.layers_block_type[i] names layer i's entry (recurrent_gemma.toml:16 attention.per_layer); a
+    # A hybrid model: config.layers_block_type[i] names layer i's entry (recurrent_gemma.toml:20 attention.per_layer); a
     # layer reads as stated above except where its entry below says otherwise.
     per_layer_key = 'layers_block_type'
     per_layer = {
         'linear_attention': {
-            'mixer_kind': 'recurrent',  # recurrent_gemma.toml:16 attention.per_layer
-            'attentions': Refused("the token mixer is of kind 'recurrent', not attention; read mixers_* instead"),  # recurrent_gemma.toml:16 attention.per_layer; recurrent_gemma.toml:15 attention.module
-            'attentions_input': Refused("the token mixer is of kind 'recurrent', not attention; read mixers_* instead"),  # recurrent_gemma.toml:16 attention.per_layer; recurrent_gemma.toml:15 attention.module
-            'attentions_output': Refused("the token mixer is of kind 'recurrent', not attention; read mixers_* instead"),  # recurrent_gemma.toml:16 attention.per_layer; recurrent_gemma.toml:15 attention.module
-            'attentions_module_output': Refused("the token mixer is of kind 'recurrent', not attention; read mixers_* instead"),  # recurrent_gemma.toml:16 attention.per_layer; recurrent_gemma.toml:15 attention.module
+            'mixer_kind': 'recurrent',  # recurrent_gemma.toml:20 attention.per_layer
+            'attentions': Refused("the token mixer is of kind 'recurrent', not attention; read mixers_* instead"),  # recurrent_gemma.toml:20 attention.per_layer; recurrent_gemma.toml:19 attention.module
+            'attentions_input': Refused("the token mixer is of kind 'recurrent', not attention; read mixers_* instead"),  # recurrent_gemma.toml:20 attention.per_layer; recurrent_gemma.toml:19 attention.module
+            'attentions_output': Refused("the token mixer is of kind 'recurrent', not attention; read mixers_* instead"),  # recurrent_gemma.toml:20 attention.per_layer; recurrent_gemma.toml:19 attention.module
+            'attentions_module_output': Refused("the token mixer is of kind 'recurrent', not attention; read mixers_* instead"),  # recurrent_gemma.toml:20 attention.per_layer; recurrent_gemma.toml:19 attention.module
         },
     }
 
@@ -116,6 +124,40 @@ class RecurrentGemmaAdapter(Adapter):
         if version_in(versions, 'transformers', '<4.48'):
             patches.append(
                 {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'past_key_value']}}
+            )
+        # recurrent_gemma.toml:36 [[overrides]]: then
+        #   attention_probabilities = queries = keys = values = attention_heads_output = Refused("Before transformers 5.13 (checked: 5.12.0) RecurrentGemma's local attention calls scaled_dot_product_attention inline, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 5.13.")
+        if version_in(versions, 'transformers', '<5.13'):
+            patches.append(
+                {'attention': {'probabilities': '',
+                               'queries': '',
+                               'keys': '',
+                               'values': '',
+                               'per_head_output': ''},
+                 'limits': {'attention_probabilities': 'Before transformers 5.13 (checked: 5.12.0) '
+                                                       "RecurrentGemma's local attention calls "
+                                                       'scaled_dot_product_attention inline, '
+                                                       'without the shared attention-function call '
+                                                       'its queries, keys, values, probabilities '
+                                                       'and per-head output are read at; they are '
+                                                       'available from transformers 5.13.',
+                            'qkv': "Before transformers 5.13 (checked: 5.12.0) RecurrentGemma's "
+                                   'local attention calls scaled_dot_product_attention inline, '
+                                   'without the shared attention-function call its queries, keys, '
+                                   'values, probabilities and per-head output are read at; they '
+                                   'are available from transformers 5.13.',
+                            'per_head_output': 'Before transformers 5.13 (checked: 5.12.0) '
+                                               "RecurrentGemma's local attention calls "
+                                               'scaled_dot_product_attention inline, without the '
+                                               'shared attention-function call its queries, keys, '
+                                               'values, probabilities and per-head output are read '
+                                               'at; they are available from transformers 5.13.'}}
+            )
+        # recurrent_gemma.toml:41 [[overrides]]
+        if version_in(versions, 'transformers', '<5.23'):
+            patches.append(
+                {'attention': {'per_layer': {'config_key': 'layers_block_type',
+                                             'kinds': {'recurrent': 'recurrent'}}}}
             )
         return patches
 
@@ -227,6 +269,10 @@ class RecurrentGemmaAdapter(Adapter):
    "attention_window_size": 4
   }
  },
+ "requires": {
+  "transformers": ">=5.4",
+  "reason": "Before transformers 5.4 the local attention's own key/value cache keeps only the last attention_window_size positions when a prompt is longer than the window (RecurrentGemmaSdpaAttention._update_cache) and every query attends to those, so such a prompt's attention output is wrong and the first positions reach no later one."
+ },
  "variants": {
   "tied_embeddings": {
    "tie_word_embeddings": true
@@ -269,6 +315,40 @@ class RecurrentGemmaAdapter(Adapter):
       "hidden",
       "past_key_value"
      ]
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<5.13"
+   },
+   "set": {
+    "attention": {
+     "probabilities": "",
+     "queries": "",
+     "keys": "",
+     "values": "",
+     "per_head_output": ""
+    },
+    "limits": {
+     "attention_probabilities": "Before transformers 5.13 (checked: 5.12.0) RecurrentGemma's local attention calls scaled_dot_product_attention inline, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 5.13.",
+     "qkv": "Before transformers 5.13 (checked: 5.12.0) RecurrentGemma's local attention calls scaled_dot_product_attention inline, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 5.13.",
+     "per_head_output": "Before transformers 5.13 (checked: 5.12.0) RecurrentGemma's local attention calls scaled_dot_product_attention inline, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 5.13."
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<5.23"
+   },
+   "set": {
+    "attention": {
+     "per_layer": {
+      "config_key": "layers_block_type",
+      "kinds": {
+       "recurrent": "recurrent"
+      }
+     }
     }
    }
   }

@@ -84,6 +84,16 @@ class XglmAdapter(Adapter):
                                                        'folded into the batch, in no operation the '
                                                        'source can read.'}}
             )
+        # xglm.toml:53 [[overrides]]: then
+        #   queries = Read('model.layers.{i}.self_attn', 'source', ops=('self__shape#6',))
+        #   keys = Read('model.layers.{i}.self_attn', 'source', ops=('self__shape#4',))
+        #   values = Read('model.layers.{i}.self_attn', 'source', ops=('self__shape#5',))
+        if version_in(versions, 'transformers', '<4.54'):
+            patches.append(
+                {'attention': {'queries': {'ops': [{'name': 'self__shape', 'occurrence': 6}]},
+                               'keys': {'ops': [{'name': 'self__shape', 'occurrence': 4}]},
+                               'values': {'ops': [{'name': 'self__shape', 'occurrence': 5}]}}}
+            )
         return patches
 
     # NNsight aliases giving the standard module names.
@@ -194,6 +204,39 @@ class XglmAdapter(Adapter):
     },
     "limits": {
      "attention_probabilities": "Before transformers 5.4 (checked: 4.57.6 and 5.3.0; 5.4.0 always reshapes them) XGLM's attention reshapes its probabilities to (batch, heads, q, k) only when the forward returns attentions; otherwise they exist only with the heads folded into the batch, in no operation the source can read."
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.54"
+   },
+   "set": {
+    "attention": {
+     "queries": {
+      "ops": [
+       {
+        "name": "self__shape",
+        "occurrence": 6
+       }
+      ]
+     },
+     "keys": {
+      "ops": [
+       {
+        "name": "self__shape",
+        "occurrence": 4
+       }
+      ]
+     },
+     "values": {
+      "ops": [
+       {
+        "name": "self__shape",
+        "occurrence": 5
+       }
+      ]
+     }
     }
    }
   }

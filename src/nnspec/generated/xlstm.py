@@ -11,7 +11,7 @@ record types are documented in ``nnspec.compiler.records``.
 from typing import Any, Optional
 
 from nnspec.compiler.records import Module, Read, Refused, Unembed
-from nnspec.runtime.adapter import Adapter
+from nnspec.runtime.adapter import Adapter, version_in
 
 
 class XlstmAdapter(Adapter):
@@ -64,6 +64,11 @@ class XlstmAdapter(Adapter):
         """The spec patches that hold for this text config and these package versions, in order
         (``versions``: package -> version, default the installed ones)."""
         patches: list[dict[str, Any]] = []
+        # xlstm.toml:49 [[overrides]]
+        if version_in(versions, 'transformers', '<5.4'):
+            patches.append(
+                {'layer': {'hidden_states': 'outputs'}}
+            )
         return patches
 
     # NNsight aliases giving the standard module names.
@@ -123,5 +128,17 @@ class XlstmAdapter(Adapter):
    "num_heads": 4,
    "vocab_size": 384
   }
- }
+ },
+ "overrides": [
+  {
+   "when": {
+    "transformers": "<5.4"
+   },
+   "set": {
+    "layer": {
+     "hidden_states": "outputs"
+    }
+   }
+  }
+ ]
 }'''

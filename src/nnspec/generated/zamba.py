@@ -112,6 +112,12 @@ class ZambaAdapter(Adapter):
             patches.append(
                 {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'past_key_value']}}
             )
+        # zamba.toml:36 [[overrides]]: then
+        #   layers_output = Read('model.layers.{i}', 'output', element=0)
+        if version_in(versions, 'transformers', '<5.4'):
+            patches.append(
+                {'layer': {'returns': 'tuple'}}
+            )
         return patches
 
     # NNsight aliases giving the standard module names.
@@ -210,6 +216,7 @@ class ZambaAdapter(Adapter):
    "num_key_value_heads": 4,
    "head_dim": 16,
    "max_position_embeddings": 256,
+   "use_mamba_kernels": false,
    "attention_hidden_size": 128,
    "attention_head_dim": 32,
    "n_mamba_heads": 2,
@@ -258,6 +265,16 @@ class ZambaAdapter(Adapter):
       "hidden",
       "past_key_value"
      ]
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<5.4"
+   },
+   "set": {
+    "layer": {
+     "returns": "tuple"
     }
    }
   }

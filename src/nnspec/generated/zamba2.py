@@ -21,6 +21,13 @@ class Zamba2Adapter(Adapter):
     source = 'zamba2.toml'
     lineage = ('llama', 'zamba', 'zamba2')
 
+    # The transformers releases served at all (zamba2.toml:16 requires.transformers); loading under another raises
+    # this reason.
+    requires_transformers = '!=5.0.*'
+    requires_reason = ("transformers 5.0 ties every hybrid layer's shared transformer to layers.0.shared_transformer "
+ '(Zamba2Model.get_layers), which exists only when layer 0 is a hybrid layer, so a Zamba2 with two '
+ 'or more hybrid layers after a Mamba layer 0 (every published Zamba2) cannot be built.')
+
     # Config keys of the standard sizes (standard attribute -> config key).
     config_keys = {
         'num_layers': 'num_hidden_layers',  # default
@@ -111,6 +118,12 @@ class Zamba2Adapter(Adapter):
         if version_in(versions, 'transformers', '<4.48'):
             patches.append(
                 {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'past_key_value']}}
+            )
+        # zamba.toml:36 [[overrides]]: then
+        #   layers_output = Read('model.layers.{i}', 'output', element=0)
+        if version_in(versions, 'transformers', '<5.4'):
+            patches.append(
+                {'layer': {'returns': 'tuple'}}
             )
         return patches
 
@@ -210,6 +223,7 @@ class Zamba2Adapter(Adapter):
    "num_key_value_heads": 4,
    "head_dim": 16,
    "max_position_embeddings": 256,
+   "use_mamba_kernels": false,
    "attention_hidden_size": 128,
    "attention_head_dim": 32,
    "n_mamba_heads": 8,
@@ -218,14 +232,19 @@ class Zamba2Adapter(Adapter):
    "mamba_ngroups": 1,
    "chunk_size": 16,
    "adapter_rank": 8,
+   "use_mem_rope": true,
    "layers_block_type": [
-    "linear_attention",
-    "linear_attention",
+    "mamba",
+    "mamba",
     "hybrid",
-    "linear_attention",
+    "mamba",
     "hybrid"
    ]
   }
+ },
+ "requires": {
+  "transformers": "!=5.0.*",
+  "reason": "transformers 5.0 ties every hybrid layer's shared transformer to layers.0.shared_transformer (Zamba2Model.get_layers), which exists only when layer 0 is a hybrid layer, so a Zamba2 with two or more hybrid layers after a Mamba layer 0 (every published Zamba2) cannot be built."
  },
  "variants": {
   "tied_embeddings": {
@@ -268,6 +287,16 @@ class Zamba2Adapter(Adapter):
       "hidden",
       "past_key_value"
      ]
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<5.4"
+   },
+   "set": {
+    "layer": {
+     "returns": "tuple"
     }
    }
   }

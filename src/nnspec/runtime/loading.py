@@ -71,6 +71,32 @@ def auto_class(config: Any, spec: Optional[Any] = None) -> Any:
     return transformers.AutoModelForCausalLM
 
 
+def from_config(auto: Any, config: Any, **kwargs: Any) -> Any:
+    """``auto.from_config(config, **kwargs)``, built from the text sub-config where the class ``auto``
+    maps ``config`` to takes that sub-config's class (a composite checkpoint whose causal-LM class
+    builds only the text model), as ``auto.from_pretrained`` does in every release. ``from_config``
+    makes that swap itself only in later releases (5.10.4 does, 5.3.0 does not); before, the class
+    got the whole config and failed on the first text key it read."""
+    from transformers.models.auto.auto_factory import _get_model_class
+
+    if builds_text_model(auto, config):
+        kwargs.pop("trust_remote_code", None)  # a library class: the auto class drops it the same way
+        return _get_model_class(config, auto._model_mapping)._from_config(config.get_text_config(), **kwargs)
+    return auto.from_config(config, **kwargs)
+
+
+def builds_text_model(auto: Any, config: Any) -> bool:
+    """Whether the class ``auto`` maps ``config`` to takes only its text sub-config."""
+    from transformers.models.auto.auto_factory import _get_model_class
+
+    mapping = getattr(auto, "_model_mapping", None)
+    sub_configs = getattr(config, "sub_configs", None) or {}
+    text_class = sub_configs.get("text_config") if isinstance(sub_configs, dict) else None
+    if mapping is None or text_class is None or type(config) not in mapping:
+        return False
+    return getattr(_get_model_class(config, mapping), "config_class", None) == text_class
+
+
 @contextlib.contextmanager
 def pipeline_accepts(class_name: str) -> Iterator[None]:
     """Silence the text-generation pipeline's complaint that ``class_name`` is in no causal-LM

@@ -21,6 +21,7 @@ from ..errors import (
     InputError,
     InputTypeError,
     ModelStructureError,
+    NnspecWarning,
     ShapeMismatchError,
     UnknownNameError,
 )
@@ -42,7 +43,14 @@ from .adapter import (
 )
 from .batching import columns
 from .inputs import check_encoding, check_invoke, invoke_mask, position_limit, split_model_kwargs, warn_right_padding
-from .loading import auto_class, load_tokenizer, normalize_dtype_kwargs, pipeline_accepts
+from .loading import (
+    auto_class,
+    builds_text_model,
+    from_config,
+    load_tokenizer,
+    normalize_dtype_kwargs,
+    pipeline_accepts,
+)
 from .names import ATTENTION_INTERNALS
 from .ports import ContributionPort, InputPort, MixerStatePort, OutputPort, with_prefix
 from .readorder import worker_memo
@@ -320,14 +328,25 @@ class StandardizedModel(TokenHelpers, TransformersModel):
         self._auto_class = auto_class(config, adapter.spec)
         # Kept for the tokenizer's user-visible settings, which NNsight's own set-up would reset.
         self._tokenizer_kwargs = tokenizer_kwargs
-        super().__init__(
-            model,
-            task="text-generation",
-            tokenizer=tokenizer,
-            rename=aliases,
+        build = partial(
+            super().__init__, model, task="text-generation", tokenizer=tokenizer, rename=aliases,
             trust_remote_code=trust_remote_code,
-            **kwargs,
         )
+        try:
+            build(**kwargs)
+        except (RuntimeError, NotImplementedError) as exc:
+            # Some releases' modules read a tensor's value while they are built (xIELU before
+            # transformers 5.1 calls .item() in its __init__), which NNsight's weightless meta
+            # build cannot give: such a model loads its weights now instead.
+            if isinstance(model, torch.nn.Module) or kwargs.get("dispatch") or "meta" not in str(exc):
+                raise
+            warnings.warn(
+                f"nnspec: {type(exc).__name__} while building the model on the meta device ({exc}); "
+                "loading its weights now (as dispatch=True does)",
+                NnspecWarning,
+                stacklevel=3,
+            )
+            build(dispatch=True, **kwargs)
         self._adapter = adapter
         # Overrides may hold only for the attention implementation the built model runs.
         built = adapter.effective(text_config(self._module.config))
@@ -402,7 +421,13 @@ class StandardizedModel(TokenHelpers, TransformersModel):
         return None if auto is None or auto.__name__ == "AutoModelForCausalLM" else auto
 
     def _load_meta(self, repo_id: str, *args: Any, **kwargs: Any) -> torch.nn.Module:
+        import transformers
+
         auto = self._vision_language_class()
+        if auto is None and "config" in kwargs and builds_text_model(transformers.AutoModelForCausalLM, kwargs["config"]):
+            # The causal-LM class builds only the text model of this composite config, which
+            # from_config does not see before transformers 5.10 (from_pretrained does).
+            auto = transformers.AutoModelForCausalLM
         if auto is None or "config" not in kwargs:
             return super()._load_meta(repo_id, *args, **kwargs)
         # NNsight's meta build with the class the spec describes; the text-generation pipeline
@@ -415,7 +440,7 @@ class StandardizedModel(TokenHelpers, TransformersModel):
             k: v for k, v in kwargs.items()
             if k in ("trust_remote_code", "torch_dtype", "dtype", "attn_implementation") and v != "auto"
         }
-        module = auto.from_config(copy.deepcopy(kwargs["config"]), **arch)
+        module = from_config(auto, copy.deepcopy(kwargs["config"]), **arch)
         trust = {"trust_remote_code": kwargs["trust_remote_code"]} if "trust_remote_code" in kwargs else {}
         with pipeline_accepts(type(module).__name__):
             self.pipeline = pipeline(self.task, model=module, device="meta", **self._preprocessor_sources(), **trust)

@@ -271,7 +271,7 @@ class Subject:
             extra["use_cache"] = True
         try:
             with torch.no_grad():
-                output = self.hf(self.input_ids, output_hidden_states=True, **extra)
+                output = self.hf(self.input_ids, output_hidden_states=True, **self.unpadded(self.input_ids), **extra)
         finally:
             for handle in hooks:
                 handle.remove()
@@ -362,6 +362,15 @@ class Subject:
         """The dtype both models were loaded in."""
         return self.hf.dtype
 
+    def unpadded(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The all-ones ``attention_mask`` nnsight passes with token ids (every token real), for a
+        model whose forward takes one: plain transformers then runs on the inputs nnspec's forward
+        gets (some releases build no causal mask at all when called without one)."""
+        parameters = inspect.signature(type(self.hf).forward).parameters
+        if "attention_mask" not in parameters and not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            return {}
+        return {"attention_mask": torch.ones_like(input_ids)}
+
     def hf_block(self, i: int) -> torch.nn.Module:
         return self.hf.get_submodule(self.spec.modules.layers)[i]
 
@@ -372,7 +381,8 @@ class Subject:
         handles = [module.register_forward_hook(self.on_last_pass(module, hook)) for module, hook in hooks]
         try:
             with torch.no_grad():
-                return self.hf(self.input_ids if input_ids is None else input_ids).logits
+                input_ids = self.input_ids if input_ids is None else input_ids
+                return self.hf(input_ids, **self.unpadded(input_ids)).logits
         finally:
             for handle in handles:
                 handle.remove()
@@ -1298,7 +1308,7 @@ def _hf_blocks_and_logits(s: Subject, **inputs: Any) -> tuple[list[torch.Tensor]
 def _hf_alone(s: Subject, prompts: list[torch.Tensor]) -> tuple[list[list[torch.Tensor]], list[torch.Tensor]]:
     """Plain transformers on each prompt's tokens alone: per prompt, each block's output and the
     logits (batch of one)."""
-    runs = [_hf_blocks_and_logits(s, input_ids=p[None]) for p in prompts]
+    runs = [_hf_blocks_and_logits(s, input_ids=p[None], **s.unpadded(p[None])) for p in prompts]
     return [states for states, _ in runs], [logits for _, logits in runs]
 
 
@@ -1369,7 +1379,7 @@ def check_mixer_states(s: Subject) -> float:
     cache = s.record.cache
     if cache is None:
         with torch.no_grad():
-            cache = cache_of(s.hf(s.input_ids, use_cache=True))
+            cache = cache_of(s.hf(s.input_ids, use_cache=True, **s.unpadded(s.input_ids)))
     expected = {i: recurrent_state(cache, i) for i in layers}
     if all(v is None for v in expected.values()):  # a model-specific cache: the runtime must say so
         try:
@@ -1437,7 +1447,9 @@ def check_attribution(s: Subject) -> float:
                 "attribution", f"stack_head_results of layer {i} summed over heads + bias vs {projection} output",
                 by_head.sum(2) + bias, outputs[i].reshape(by_head.shape[:2] + outputs[i].shape[-1:]),
             ))
-    tokens = s.reference.logits[:, -1].argmax(-1)
+    # The top token among the vocabulary's ids: some models' logits have more columns than the
+    # vocabulary (CPM-Ant's before transformers 5.16 also score its learned prompt ids).
+    tokens = s.reference.logits[:, -1, :m.vocab_size].argmax(-1)
     if attribution_refusal(m):
         try:
             logit_attribution(m, cache, tokens)

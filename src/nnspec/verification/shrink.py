@@ -90,12 +90,16 @@ def _kv_heads(old_heads: Any, old_kv: Any) -> Any:
 def _layer_count(config: dict[str, Any], old_layers: int) -> int:
     """Fewest layers that keep every per-layer pattern of ``config`` (at least :data:`MIN_LAYERS`)."""
     needed = MIN_LAYERS
-    types = config.get("layer_types")
-    if isinstance(types, list) and types:
-        first: dict[str, int] = {}
-        for i, kind in enumerate(map(str, types)):
-            first.setdefault(kind, i)
-        needed = max(needed, max(first.values()) + 1)
+    patterns = [config.get("layer_types")] + [
+        [kind for kinds, repeats in value for _ in range(repeats) for kind in kinds]
+        for value in config.values() if _runs_cover(value, old_layers)
+    ]
+    for types in patterns:
+        if isinstance(types, list) and types:
+            first: dict[str, int] = {}
+            for i, kind in enumerate(map(str, types)):
+                first.setdefault(kind, i)
+            needed = max(needed, max(first.values()) + 1)
     for key in LAYER_PERIOD_KEYS:
         value = config.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value > 1:
@@ -118,6 +122,38 @@ def _layer_count(config: dict[str, Any], old_layers: int) -> int:
             if numbers:
                 needed = max(needed, min(numbers))  # the first layer of that kind
     return min(needed, old_layers) if old_layers >= 1 else needed
+
+
+def _runs_cover(value: Any, layers: int) -> bool:
+    """Whether ``value`` is a per-layer pattern written as runs, ``[[kinds, repeats], ...]``
+    (GPT-Neo's ``attention_types``: ``[[["global", "local"], 6]]`` is 12 layers), covering ``layers``."""
+    if not isinstance(value, list) or not value:
+        return False
+    total = 0
+    for run in value:
+        if not (isinstance(run, list) and len(run) == 2 and isinstance(run[0], list) and run[0]
+                and isinstance(run[1], int) and not isinstance(run[1], bool) and run[1] >= 0):
+            return False
+        total += len(run[0]) * run[1]
+    return total == layers
+
+
+def _first_runs(value: list[Any], layers: int) -> list[Any]:
+    """The runs of ``value`` cut to the first ``layers`` layers: whole repeats first, then one
+    partial run of the kinds left."""
+    out: list[Any] = []
+    left = layers
+    for kinds, repeats in value:
+        if left <= 0:
+            break
+        whole = min(repeats, left // len(kinds))
+        if whole:
+            out.append([list(kinds), whole])
+            left -= whole * len(kinds)
+        if whole < repeats and 0 < left < len(kinds):
+            out.append([list(kinds[:left]), 1])
+            left = 0
+    return out
 
 
 def _has_layer_count(config: dict[str, Any]) -> bool:
@@ -301,6 +337,11 @@ def _shrink_level(
     rope_dim = config.get("qk_rope_head_dim")
     if isinstance(rope_dim, int) and config.get("head_dim") == rope_dim and isinstance(new.get("qk_rope_head_dim"), int):
         put("head_dim", new["qk_rope_head_dim"])
+    # Latent-attention configs that also state the query/key head width (qk_head_dim = qk_nope_head_dim
+    # + qk_rope_head_dim, as GLM-5's does; some releases read it instead of adding the two) keep the sum.
+    nope, rope = config.get("qk_nope_head_dim"), config.get("qk_rope_head_dim")
+    if isinstance(nope, int) and isinstance(rope, int) and config.get("qk_head_dim") == nope + rope:
+        put("qk_head_dim", new["qk_nope_head_dim"] + new["qk_rope_head_dim"])
     # Mamba-2 configs state their SSM heads as num_heads x head_dim = expand x hidden: keep that.
     expand = config.get("expand")
     if (
@@ -323,6 +364,8 @@ def _shrink_level(
         for key, value in config.items():
             if isinstance(value, list) and len(value) == old_layers and old_layers != new_layers:
                 put(key, value[:new_layers])
+            elif old_layers != new_layers and _runs_cover(value, old_layers):
+                put(key, _first_runs(value, new_layers))
         for key in LAYER_COUNT_KEYS:
             value = config.get(key)
             if isinstance(value, int) and not isinstance(value, bool):
@@ -399,6 +442,7 @@ SIZE_LIKE += (
     "unpadded_vocab_size", "hc_lowrank", "indexer_n_heads", "indexer_kv_heads", "indexer_head_dim", "indexer_budget",
     "indexer_compress_ratio", "d_rel", "rel_extent", "n_layers_per_attn_res_block", "loop_layer_index_start",
     "loop_layer_index_end", "loop_gate_rank", "n_input_layers", "n_recurrent_layers", "n_output_layers",
+    "qk_head_dim",
 )
 
 

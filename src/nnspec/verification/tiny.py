@@ -174,6 +174,23 @@ def _fill_zero_matrices(model: Any, seed: int) -> list[str]:
     return filled
 
 
+def _from_config(auto: Any, config: Any, **kwargs: Any) -> Any:
+    """``auto.from_config(config)``, building from the text sub-config when the class ``auto`` maps
+    ``config`` to takes that sub-config's class, as ``from_pretrained`` does in every release
+    (``from_config`` does it too in later releases, 5.10.4 here but not 5.3.0: before, that class
+    got the whole composite config and failed on the first text key it read)."""
+    from transformers.models.auto.auto_factory import _get_model_class
+
+    mapping = getattr(auto, "_model_mapping", None)
+    sub_configs = getattr(config, "sub_configs", None) or {}
+    text_class = sub_configs.get("text_config") if isinstance(sub_configs, dict) else None
+    if mapping is not None and text_class is not None and type(config) in mapping:
+        model_class = _get_model_class(config, mapping)
+        if getattr(model_class, "config_class", None) == text_class:
+            return model_class._from_config(config.get_text_config(), **kwargs)
+    return auto.from_config(config, **kwargs)
+
+
 def _write(
     config: Any, tok: Any, directory: Path, marker: dict[str, Any], seed: int, what: str, spec: Optional[Spec] = None,
 ) -> Path:
@@ -185,13 +202,21 @@ def _write(
 
     torch.manual_seed(seed)
     try:
-        model = auto_class(config, spec).from_config(config, **dtype_kwarg(torch.float32))
+        model = _from_config(auto_class(config, spec), config, **dtype_kwarg(torch.float32))
     except Exception as exc:  # noqa: BLE001 - any constructor failure is reported with its source
         raise TinyCheckpointError(f"{what}: {config.model_type} cannot be built from this config: {exc}") from exc
     _fill_zero_matrices(model, seed)
     model.generation_config.pad_token_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
+    try:
+        model.save_pretrained(directory)
+    except RuntimeError as exc:
+        # Releases before 5 refuse to write tensors the model shares without declaring them in
+        # _tied_weights_keys (a tied Mamba-2, Zamba2's shared transformer) as safetensors; the
+        # same weights written as a PyTorch state dict load back as they are.
+        if "shared tensors" not in str(exc):
+            raise
+        model.save_pretrained(directory, safe_serialization=False)
     if type(model.config) is not type(config):
         # A causal-LM class that builds only the text model of a composite config saves the text
         # config; a published checkpoint holds the whole one, which is what loading must read.
