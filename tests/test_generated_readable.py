@@ -176,3 +176,59 @@ def test_every_layer_s_records_name_the_modules_the_runtime_reads(name: str) -> 
             assert port.envoy._module is model._module.get_submodule(record.at(i)), f"{value}[{i}]: {record.at(i)}"
             checked += 1
     assert checked >= 4 * model.num_layers
+
+
+def test_the_runtime_binds_what_the_generated_class_states(llama_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ports are built from the adapter class's records: change a record on the class and the
+    loaded model reads what the changed record says (ground truth: the output of the module it
+    names, taken with a forward hook of plain torch)."""
+    import torch
+
+    from nnspec import StandardizedTransformer
+    from nnspec.compiler.records import Read, Refused
+    from nnspec.runtime.registry import adapter_by_name
+
+    cls = type(adapter_by_name("llama"))
+    monkeypatch.setattr(cls, "attentions_output", Read("model.layers.{i}.mlp", "contribution", element=0))
+    monkeypatch.setattr(cls, "layers_input", Read("model.layers.{i}.post_attention_layernorm", "input"))
+    monkeypatch.setattr(cls, "padding", Refused("a stated refusal."), raising=False)
+    model = StandardizedTransformer(llama_path)
+    with model.trace("The river bank"):
+        block_in = model.layers_input[1].save()  # the norm's input comes before the MLP's output
+        attention = model.attentions_output[1].save()
+    seen: dict[str, torch.Tensor] = {}
+    hf = model._module
+    hooks = [
+        hf.get_submodule("model.layers.1.mlp").register_forward_hook(lambda m, a, out: seen.__setitem__("mlp", out)),
+        hf.get_submodule("model.layers.1.post_attention_layernorm").register_forward_hook(
+            lambda m, a, out: seen.__setitem__("norm_in", a[0])),
+    ]
+    try:
+        with torch.no_grad():
+            hf(**model.tokenizer("The river bank", return_tensors="pt"))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert torch.allclose(attention, seen["mlp"], atol=1e-6) and torch.allclose(block_in, seen["norm_in"], atol=1e-6)
+    with pytest.raises(NnspecError, match="a stated refusal"):
+        with model.trace(["a b c d", "a"]):
+            model.layers_output[0].save()
+
+
+def test_an_applied_override_binds_the_effective_spec_s_records() -> None:
+    """Where an override holds, the records come from the effective spec compiled in memory, the
+    same way `nnspec compile` writes them; else the class's own."""
+    from nnspec.compiler.describe import records
+    from nnspec.compiler.records import Refused
+    from nnspec.runtime.registry import adapter_by_name
+
+    adapter = adapter_by_name("bloom")
+
+    class Config:
+        apply_residual_connection_post_layernorm = True
+
+    effective = adapter.effective(Config())
+    bound = adapter.records_for(effective)
+    assert isinstance(bound.base["attentions_output"], Refused)
+    assert dict(bound.base) == {d.name: d.record for d in records(effective)}
+    assert adapter.records_for(adapter.spec).base["attentions_output"] is type(adapter).attentions_output

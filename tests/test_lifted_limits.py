@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from nnspec.compiler.schema import SourceRef
 from nnspec.errors import ModelStructureError
 from nnspec.verification import conformance
 
@@ -86,9 +85,10 @@ def test_softmax_edit_applies_to_real_keys_and_unfolds_heads() -> None:
 
 
 def test_transpose_last_round_trips() -> None:
+    from nnspec.compiler.records import Read
     from nnspec.runtime.sources import SourcePort
 
-    port = SourcePort("keys[0]", lambda: None, SourceRef(transpose_last=True))
+    port = SourcePort("keys[0]", lambda: None, Read("model.layers.{i}.self_attn", "source", layout=("transpose_last",)))
     raw = torch.randn(2, 3, 16, 9)
     standard = port._standard(raw)
     assert standard.shape == (2, 3, 9, 16) and torch.equal(port._raw(standard, raw), raw)

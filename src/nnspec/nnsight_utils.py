@@ -31,7 +31,7 @@ from .runtime.accessors import layer_index
 from .runtime.batching import columns, encode
 from .runtime.loading import load_model
 from .runtime.model import StandardizedModel, _residual_shape
-from .runtime.ports import check_value, pick, replace
+from .runtime.ports import Element, check_value, pick, replace
 from .runtime.rawmodel import ModelFacts, facts_for, facts_for_module, hf_module
 from .runtime.unembed import unembed
 from .utils import TraceTensor
@@ -125,7 +125,7 @@ def set_layer_output(nn_model: Any, layer: int, tensor: TraceTensor) -> None:
     envoy.output = replace(raw, element, value)
 
 
-def _branch_envoy(nn_model: Any, layer: int, which: str) -> tuple[Any, int]:
+def _branch_envoy(nn_model: Any, layer: int, which: str) -> tuple[Any, Element]:
     facts = _facts(nn_model)
     i = _index(nn_model, f"get_{which}(layer=...)", layer)
     branch = facts.attention[i] if which == "attention" else facts.mlp[i]

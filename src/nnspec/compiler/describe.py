@@ -68,6 +68,11 @@ def per_layer_entries(spec: Spec) -> list[str]:
     return list(seen)
 
 
+def _element(element: Union[int, list[int]]) -> Union[int, tuple[int, ...]]:
+    """A spec's tuple element as a record states it (a path into nested tuples as a tuple)."""
+    return element if isinstance(element, int) else tuple(element)
+
+
 def _scale(scale: Any) -> Union[str, float, None]:
     if isinstance(scale, BlockAttribute):
         return f"block.{scale.block_attribute}"
@@ -75,7 +80,8 @@ def _scale(scale: Any) -> Union[str, float, None]:
 
 
 def _source(host: str, ref: SourceRef) -> Read:
-    layout = tuple(name for name in ("transpose", "transpose_last", "split_heads") if getattr(ref, name))
+    # In the order the runtime applies them (split the heads, then the transposes).
+    layout = tuple(name for name in ("split_heads", "transpose_last", "transpose") if getattr(ref, name))
     return Read(
         module=f"{host}.{ref.module}" if ref.module else host,
         port="source",
@@ -125,7 +131,7 @@ def branch_records(spec: Spec, attention: Attention, mlp: Branch, prefix: str = 
             output = Read(
                 inside(branch.contribution_path),
                 "contribution",
-                element=branch.element,
+                element=_element(branch.element),
                 minus_residual=branch.includes_residual,
                 scale=_scale(branch.scale),
                 bias_element=branch.bias_element,
@@ -139,12 +145,17 @@ def branch_records(spec: Spec, attention: Attention, mlp: Branch, prefix: str = 
             if branch.module is None:
                 module_output: Record = module
             else:
-                element = branch.element if branch.contribution_path == branch.module else 0
-                module_output = Read(inside(branch.module), "output", element=element)
-            out.append(Described(f"{plural}_module_output", module_output, keys("module")))
+                element = _element(branch.element) if branch.contribution_path == branch.module else 0
+                module_output = Read(inside(branch.module), "output", element=element, flattened=branch.flattened)
+            out.append(Described(f"{plural}_module_output", module_output,
+                                 keys("module", "flattened") if isinstance(module_output, Read) else keys("module")))
     if prefix:  # the per-layer table first: it is what makes these layers differ
         out = [Described(d.name, d.record, (tuple(prefix.split(".")),) + d.keys) for d in out]
     return out
+
+
+#: The standard names read inside the attention computation.
+SOURCE_NAMES = ("attention_probabilities", "queries", "keys", "values", "attention_heads_output")
 
 
 def source_records(spec: Spec, attention: Attention) -> list[Described]:
@@ -238,6 +249,10 @@ def entry_records(spec: Spec, entry: str) -> list[Described]:
     base["mixer_kind"] = spec.attention.kind
     found = [Described("mixer_kind", attention.kind, (("attention", "per_layer"),))]
     found += branch_records(spec, attention, mlp, prefix="attention.per_layer")
+    if attention.kind == "softmax" and attention.module:
+        # Sources sit in this layer's own attention module (the base states the first softmax layer's).
+        base.update({d.name: d.record for d in records(spec) if d.name in SOURCE_NAMES})
+        found += [Described(d.name, d.record, (("attention", "per_layer"),) + d.keys) for d in source_records(spec, attention)]
     return [d for d in found if base.get(d.name) != d.record]
 
 

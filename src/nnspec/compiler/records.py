@@ -25,7 +25,8 @@ class Read:
         port: ``"output"`` (the module's output), ``"input"`` (its first positional input),
             ``"contribution"`` (its output as the amount added to the residual stream, after the
             corrections below), or ``"source"`` (a value inside the module's forward, see ``ops``).
-        element: tuple element of the output that holds the value (None: the output is a tensor).
+        element: tuple element of the output that holds the value (None: the output is a tensor; a
+            tuple is a path into nested tuples, ``(0, 0)``: element 0 of the tuple at element 0).
         minus_residual: forward argument of the module holding a residual the module adds itself;
             it is subtracted from the output.
         scale: factor the contribution is multiplied by: a config key, a number, or
@@ -37,13 +38,15 @@ class Read:
             (occurrence -1: the last so named).
         io: for a source, read the operation's ``"output"`` or its positional ``"input"``.
         index: for a source, element of the inputs or of a tuple output.
-        layout: for a source, how the value is brought to the standard layout (transpose,
-            transpose_last, split_heads), in that order.
+        layout: for a source, the steps that bring the value to the standard layout, applied in
+            order: ``split_heads`` (the last axis split into heads), ``transpose_last`` (the last two
+            axes swapped), ``transpose`` (axes 1 and 2 swapped); a value set is brought back by
+            undoing them, last first.
     """
 
     module: str
     port: PortKind
-    element: Optional[int] = None
+    element: Union[int, tuple[int, ...], None] = None
     minus_residual: Optional[str] = None
     scale: Union[str, float, None] = None
     bias_element: Optional[int] = None
@@ -57,6 +60,10 @@ class Read:
     def at(self, layer: int) -> str:
         """The module path for one layer."""
         return self.module.replace("{i}", str(layer))
+
+    def steps(self) -> tuple[tuple[str, int], ...]:
+        """A source's operations as ``(name, occurrence)`` pairs, in the order they are drilled into."""
+        return tuple((name, int(occurrence)) for name, _, occurrence in (op.rpartition("#") for op in self.ops))
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import copy
 import re
 from typing import Any, Literal, Optional, Union, cast
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
 
@@ -345,7 +345,11 @@ class Branch(_Strict):
     module: Optional[str] = Field(description="The branch module inside the block; null if the block has none.")
     input: Optional[str] = Field(None, description="Module whose first input is the branch input; null means `module`.")
     contribution: Optional[str] = Field(None, description="Module whose output is added to the residual; null means `module`.")
-    element: int = Field(0, ge=0, description="Element of the contribution module's output when it is a tuple.")
+    element: Union[StrictInt, list[StrictInt]] = Field(
+        0,
+        description="Element of the contribution module's output when it is a tuple; a list is a path into nested "
+        "tuples ([0, 0]: element 0 of the tuple at element 0, for a module returning ((output, cache), bias)).",
+    )
     scale: Union[str, float, BlockAttribute, None] = Field(
         None,
         description="Multiplier applied to the contribution before the add: a config key, a number, or "
@@ -374,6 +378,14 @@ class Branch(_Strict):
     @classmethod
     def _paths(cls, value: Optional[str]) -> Optional[str]:
         return _check_path(value)
+
+    @field_validator("element")
+    @classmethod
+    def _element(cls, value: Union[int, list[int]]) -> Union[int, list[int]]:
+        indices = [value] if isinstance(value, int) else value
+        if not indices or any(isinstance(i, bool) or i < 0 for i in indices):
+            raise ValueError(f"element must be an index >= 0 or a non-empty list of them, not {value!r}")
+        return value
 
     @property
     def input_path(self) -> Optional[str]:

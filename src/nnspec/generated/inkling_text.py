@@ -55,7 +55,7 @@ class InklingTextAdapter(Adapter):
     mlps = Module('model.layers.{i}.mlp')  # inkling_text.toml:15 mlp.module
     mlps_input = Read('model.layers.{i}.mlp', 'input')  # inkling_text.toml:15 mlp.module; inkling_text.toml:19 mlp.flattened
     mlps_output = Read('model.layers.{i}.mlp_sconv', 'contribution', element=0)  # inkling_text.toml:18 mlp.contribution; llama4_text.toml:22 mlp.element; inkling_text.toml:19 mlp.flattened
-    mlps_module_output = Read('model.layers.{i}.mlp', 'output', element=0)  # inkling_text.toml:15 mlp.module
+    mlps_module_output = Read('model.layers.{i}.mlp', 'output', element=0)  # inkling_text.toml:15 mlp.module; inkling_text.toml:19 mlp.flattened
     attention_probabilities = Read('model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1', 'nn_functional_dropout#-1'))  # llama.toml:22 attention.sources
     queries = Read('model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1',), io='input', index=1)  # llama.toml:22 attention.sources
     keys = Read('model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1',), io='input', index=2)  # llama.toml:22 attention.sources

@@ -55,7 +55,7 @@ class Llama4TextAdapter(Adapter):
     mlps = Module('model.layers.{i}.feed_forward')  # llama4_text.toml:18 mlp.module
     mlps_input = Read('model.layers.{i}.feed_forward', 'input', flattened=True)  # llama4_text.toml:18 mlp.module; llama4_text.toml:23 mlp.flattened
     mlps_output = Read('model.layers.{i}.feed_forward', 'contribution', element=0, flattened=True)  # llama4_text.toml:18 mlp.module; llama4_text.toml:22 mlp.element; llama4_text.toml:23 mlp.flattened
-    mlps_module_output = Read('model.layers.{i}.feed_forward', 'output', element=0)  # llama4_text.toml:18 mlp.module
+    mlps_module_output = Read('model.layers.{i}.feed_forward', 'output', element=0, flattened=True)  # llama4_text.toml:18 mlp.module; llama4_text.toml:23 mlp.flattened
     attention_probabilities = Read('model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1', 'nn_functional_dropout#-1'))  # llama.toml:22 attention.sources
     queries = Read('model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1',), io='input', index=1)  # llama.toml:22 attention.sources
     keys = Read('model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1',), io='input', index=2)  # llama.toml:22 attention.sources

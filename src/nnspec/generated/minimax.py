@@ -55,7 +55,7 @@ class MinimaxAdapter(Adapter):
     mlps = Module('model.layers.{i}.mlp')  # minimax.toml:14 mlp.module
     mlps_input = Read('model.layers.{i}.mlp', 'input')  # minimax.toml:14 mlp.module; minimax.toml:15 mlp.flattened
     mlps_output = Refused('The block replaces the residual with the normalised input (residual = input_layernorm(x)) and normalises the stream again after the attention add, so the block output is not layers_input plus additive branch contributions.')  # minimax.toml:36 limits.contribution
-    mlps_module_output = Read('model.layers.{i}.mlp', 'output', element=0)  # minimax.toml:14 mlp.module
+    mlps_module_output = Read('model.layers.{i}.mlp', 'output', element=0)  # minimax.toml:14 mlp.module; minimax.toml:15 mlp.flattened
     attention_probabilities = Read('model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1', 'nn_functional_dropout#-1'))  # llama.toml:22 attention.sources
     queries = Read('model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1',), io='input', index=1)  # llama.toml:22 attention.sources
     keys = Read('model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1',), io='input', index=2)  # llama.toml:22 attention.sources

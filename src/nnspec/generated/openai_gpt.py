@@ -51,7 +51,7 @@ class OpenaiGptAdapter(Adapter):
     mlps_module_output = Read('transformer.h.{i}.mlp', 'output', element=0)  # openai_gpt.toml:36 mlp.module
     attention_probabilities = Read('transformer.h.{i}.attn.attn_dropout', 'source')  # openai_gpt.toml:29 attention.probabilities
     queries = Read('transformer.h.{i}.attn', 'source', ops=('self__attn#-1',), io='input', index=0)  # openai_gpt.toml:30 attention.queries
-    keys = Read('transformer.h.{i}.attn', 'source', ops=('self_split_heads#1',), io='input', index=0, layout=('transpose', 'split_heads'))  # openai_gpt.toml:31 attention.keys
+    keys = Read('transformer.h.{i}.attn', 'source', ops=('self_split_heads#1',), io='input', index=0, layout=('split_heads', 'transpose'))  # openai_gpt.toml:31 attention.keys
     values = Read('transformer.h.{i}.attn', 'source', ops=('self__attn#-1',), io='input', index=2)  # openai_gpt.toml:32 attention.values
     attention_heads_output = Read('transformer.h.{i}.attn', 'source', ops=('self_merge_heads#-1',), io='input', index=0, layout=('transpose',))  # openai_gpt.toml:33 attention.per_head_output
     attention_scores = Scores()  # default

@@ -8,12 +8,14 @@ the base spec with every override whose condition holds (config values, installe
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, Mapping, Optional
 
 from ..compiler.describe import branches_for_entry
 from ..compiler.loader import deep_merge, load_spec_file
+from ..compiler.records import Module, Read, Refused, Scores, Unembed
 from ..compiler.rename import rename_dict
 from ..compiler.schema import Condition, Spec
 from ..errors import ModelStructureError
@@ -182,6 +184,48 @@ def merge_aliases(*maps: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+#: The record types a compiled adapter states its standard names with.
+RECORD_TYPES = (Read, Module, Refused, Scores, Unembed)
+#: Standard names whose record is a plain string (a kind).
+KIND_NAMES = ("residual", "mixer_kind")
+
+
+@dataclass(frozen=True)
+class BoundRecords:
+    """What every standard name reads on one model: the records of :mod:`nnspec.compiler.records`
+    (``residual`` and ``mixer_kind`` are kind strings), as the model's adapter states them.
+
+    Attributes:
+        base: standard name -> record, for every layer a per-layer entry does not change.
+        per_layer_key: a hybrid model's config key naming each layer's entry (None: every layer alike).
+        per_layer: entry -> the records that differ on layers of that entry.
+    """
+
+    base: Mapping[str, Any]
+    per_layer_key: Optional[str] = None
+    per_layer: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def layer(self, config: Any, i: int) -> Mapping[str, Any]:
+        """Layer ``i``'s records: the base, with its per-layer entry's differences."""
+        if self.per_layer_key is None:
+            return self.base
+        entry = read_config(config, self.per_layer_key)[i]
+        return {**self.base, **self.per_layer.get(entry, {})}
+
+
+def describe_records(spec: Spec) -> BoundRecords:
+    """``spec``'s records, computed in memory exactly as ``nnspec compile`` writes them into an
+    adapter (for a spec with overrides applied, or an adapter built around a spec object)."""
+    from ..compiler.describe import entry_records, per_layer_entries, records
+
+    per_layer = spec.attention.per_layer
+    return BoundRecords(
+        {d.name: d.record for d in records(spec)},
+        None if per_layer is None else per_layer.config_key,
+        {entry: {d.name: d.record for d in entry_records(spec, entry)} for entry in per_layer_entries(spec)},
+    )
+
+
 class _ValidatedOnUse:
     """The ``spec`` of a compiled adapter: its ``spec_json`` parsed and validated the first time it
     is read (importing an adapter validates nothing), then kept on the class."""
@@ -256,6 +300,16 @@ class Adapter:
             if name in found:
                 return found[name]
         return getattr(type(self), name)
+
+    def records_for(self, spec: Spec) -> BoundRecords:
+        """What each standard name reads under ``spec``: for the adapter's own base spec, the
+        records its class states (the generated code itself); for a spec with overrides applied,
+        that spec compiled in memory the same way."""
+        stated = {name: value for name, value in vars(type(self)).items()
+                  if isinstance(value, RECORD_TYPES) or (name in KIND_NAMES and isinstance(value, str))}
+        if spec is self.spec and "layers_output" in stated:
+            return BoundRecords(stated, self.per_layer_key, self.per_layer)
+        return describe_records(spec)
 
     def effective(self, config: Any, versions: Optional[dict[str, Optional[str]]] = None) -> Spec:
         """The spec for one model: the base with every matching override applied, in order."""

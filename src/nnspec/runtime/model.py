@@ -15,6 +15,7 @@ import torch
 from nnsight.intervention.envoy import Envoy
 from nnsight.modeling.transformers import TransformersModel
 
+from ..compiler.records import Module, Read, Refused
 from ..compiler.schema import ATTENTION_KINDS, MIXER_KINDS, STATEFUL_KINDS, Branch, Spec
 from ..errors import (
     CapabilityUnavailableError,
@@ -359,8 +360,12 @@ class StandardizedModel(TokenHelpers, TransformersModel):
         self._spec = effective
         self._enable_attention_probs = enable_attention_probs
         hf_config = text_config(self._module.config)
+        # What each standard name reads on this model: the adapter's generated records (the base
+        # spec's), or the effective spec's compiled the same way when an override holds.
+        self._records = adapter.records_for(effective)
+        self._blocks_path = cast(Module, self._records.base["layers"]).path.removesuffix(".{i}")
         if check_renaming:
-            structure = check_structure(self._module, hf_config, effective, adapter.source)
+            structure = check_structure(self._module, hf_config, effective, adapter.source, self._records)
         else:
             structure = Structure(num_layers=len(cast(torch.nn.ModuleList, self._module.get_submodule(effective.modules.layers))))
         self._structure = structure
@@ -401,7 +406,7 @@ class StandardizedModel(TokenHelpers, TransformersModel):
         # standard values of its blocks are those of the last pass).
         self.layer_passes: list[int] = _layer_passes(effective, hf_config, adapter.source, self.num_layers)
         # Every layer's branch facts, computed once (by the structural check when it ran).
-        self._layer_records = structure.layers or layer_records(effective, hf_config, self.num_layers)
+        self._layer_records = structure.layers or layer_records(effective, hf_config, self.num_layers, self._records)
         self._block_shapes: dict[int, torch.Size] = {}
         self._positions: dict[tuple[str, Optional[str]], Optional[int]] = {}
         self._shape_hooks: list[Any] = []
@@ -524,12 +529,31 @@ class StandardizedModel(TokenHelpers, TransformersModel):
         return self._spec.limits.declared()
 
     def _block(self, i: int) -> Any:
-        return self.get(self._spec.modules.layers)[i]
+        return self.get(self._blocks_path)[i]
 
-    def _in_block(self, i: int, path: Optional[str]) -> Any:
-        if path is None:  # the accessors refuse a branch the spec names no module for before asking
-            raise ModelStructureError(f"layer {i}: the spec ({self._adapter.source}) names no module for this value")
-        return self._block(i).get(path)
+    def _refusal(self, name: str) -> Optional[str]:
+        """The reason the adapter states for refusing model-level capability ``name`` (None: served)."""
+        record = self._records.base.get(name)
+        return record.reason if isinstance(record, Refused) else None
+
+    def _read(self, name: str, i: int) -> Read:
+        """Layer ``i``'s record for standard value ``name`` (the accessors refuse a value the layer
+        does not serve before asking for its port)."""
+        read = self._layer_records[i].reads[name]
+        if not isinstance(read, Read):
+            raise ModelStructureError(f"{name}[{i}]: the {self._adapter.name!r} adapter states no read for it ({read!r})")
+        return read
+
+    def _envoy(self, read: Read, i: int) -> Any:
+        """The module a record reads at layer ``i``: its path within block ``i`` (``{i}`` the layer
+        index), or from the model's root."""
+        block = self._layer_records[i].reads["layers"]
+        prefix = cast(Module, block).path
+        if read.module == prefix:
+            return self._block(i)
+        if read.module.startswith(prefix + "."):
+            return self._block(i).get(read.module[len(prefix) + 1 :])
+        return self.get(read.at(i))
 
     def _flat_shape(self, i: int) -> Any:
         def shape() -> torch.Size:
@@ -553,29 +577,28 @@ class StandardizedModel(TokenHelpers, TransformersModel):
         return [a.kind for a in (r.attention for r in self._layer_records)]
 
     def _contribution(self, label: str, name: str, facts: BranchFacts, i: int) -> ContributionPort:
-        branch = self.branch(name, i)
+        # `facts` holds the record's scale and residual argument as found on the model at load.
+        read = self._read(label, i)
         return ContributionPort(
             f"{label}[{i}]",
-            self._in_block(i, branch.contribution_path),
-            element=branch.element,
+            self._envoy(read, i),
+            element=read.element or 0,
             scale=facts.scale,
             residual_position=facts.residual_position,
-            residual_name=branch.includes_residual,
-            clone=branch.clone,
-            shape=self._flat_shape(i) if branch.flattened else None,
-            where=f"{self._adapter.source}: {name}.element = {branch.element}",
+            residual_name=read.minus_residual,
+            clone=read.clone,
+            shape=self._flat_shape(i) if read.flattened else None,
+            where=f"{self._adapter.source}: {name}.element = {read.element}",
             prefix=self.prefix_positions,
-            bias_element=branch.bias_element,
+            bias_element=read.bias_element,
         )
 
     def _module_output(self, label: str, name: str, i: int) -> OutputPort:
-        branch = self.branch(name, i)
-        # The spec's element where the module is the one whose output is the contribution, else the first.
-        element = branch.element if branch.contribution_path == branch.module else 0
+        read = self._read(label, i)
         return OutputPort(
-            f"{label}[{i}]", self._in_block(i, branch.module), element,
-            where=f"{self._adapter.source}: {name}.module = {branch.module!r}",
-            prefix=0 if branch.flattened else self.prefix_positions,
+            f"{label}[{i}]", self._envoy(read, i), read.element or 0,
+            where=f"{self._adapter.source}: {name}.module = {self.branch(name, i).module!r}",
+            prefix=0 if read.flattened else self.prefix_positions,
         )
 
     def _missing_branch(self, name: str, i: int) -> Optional[str]:
@@ -602,11 +625,11 @@ class StandardizedModel(TokenHelpers, TransformersModel):
         return None
 
     def _branch_input(self, label: str, name: str, i: int) -> InputPort:
-        branch = self.branch(name, i)
+        read = self._read(label, i)
         return InputPort(
             f"{label}[{i}]",
-            self._in_block(i, branch.input_path),
-            shape=self._flat_shape(i) if branch.flattened else None,
+            self._envoy(read, i),
+            shape=self._flat_shape(i) if read.flattened else None,
             prefix=self.prefix_positions,
         )
 
@@ -634,18 +657,20 @@ class StandardizedModel(TokenHelpers, TransformersModel):
 
     def _install_accessors(self) -> None:
         spec, n, limits = self._spec, self.num_layers, self._spec.limits
-        element = spec.layer.hidden_element
         self.layers = ModuleAccessor("layers", n, self._block)
         prefix = self.prefix_positions
-        self.layers_input = ValueAccessor(
-            "layers_input", n, lambda i: InputPort(f"layers_input[{i}]", self._block(i), prefix=prefix)
-        )
-        self.layers_output = ValueAccessor(
-            "layers_output", n, lambda i: OutputPort(
-                f"layers_output[{i}]", self._block(i), element, where=f"{self._adapter.source}: layer.hidden_element = {element}",
-                prefix=prefix,
+
+        def block_output(i: int) -> OutputPort:
+            read = self._read("layers_output", i)
+            return OutputPort(
+                f"layers_output[{i}]", self._envoy(read, i), read.element or 0,
+                where=f"{self._adapter.source}: layer.hidden_element = {read.element or 0}", prefix=prefix,
             )
+
+        self.layers_input = ValueAccessor(
+            "layers_input", n, lambda i: InputPort(f"layers_input[{i}]", self._envoy(self._read("layers_input", i), i), prefix=prefix)
         )
+        self.layers_output = ValueAccessor("layers_output", n, block_output)
         self.layers_output.returns_tuple = spec.layer.returns == "tuple"
         self.layers_input.returns_tuple = False  # a block reads its hidden state as a tensor
         kinds = {a.kind for a in (r.attention for r in self._layer_records)}
@@ -661,8 +686,14 @@ class StandardizedModel(TokenHelpers, TransformersModel):
         mixer_inputs: dict[int, Any] = {}
         mixer_outputs: dict[int, Any] = {}
 
-        def module_of(branch: str) -> Callable[[int], Any]:
-            return lambda i: self._in_block(i, self.branch(branch, i).module)
+        def module_of(plural: str) -> Callable[[int], Any]:
+            def module(i: int) -> Any:
+                record = self._layer_records[i].reads[plural]
+                if not isinstance(record, Module):  # the accessors refuse a branch without a module first
+                    raise ModelStructureError(f"{plural}[{i}]: {getattr(record, 'reason', record)}")
+                return self._envoy(Read(record.path, "output"), i)
+
+            return module
 
         def module_refusal(branch: str, refuse: Callable[[int], Optional[str]]) -> Callable[[int], Optional[str]]:
             return lambda i: refuse(i) or self._no_module(branch, i)
@@ -675,7 +706,7 @@ class StandardizedModel(TokenHelpers, TransformersModel):
         ):
             # A limit on the module (no module to return) leaves the values served.
             module_reason = module_limit or unavailable
-            setattr(self, plural, ModuleAccessor(plural, n, module_of(name), module_reason, refuse))
+            setattr(self, plural, ModuleAccessor(plural, n, module_of(plural), module_reason, refuse))
             setattr(self, f"{plural}_input", ValueAccessor(
                 f"{plural}_input", n, partial(self._branch_input, f"{plural}_input", name), unavailable, refuse, shared[0],
             ))
@@ -703,8 +734,9 @@ class StandardizedModel(TokenHelpers, TransformersModel):
             ),
         )
         # Cloned: some models scale the embedding output in place (CTRL's `inputs_embeds *= sqrt(d)`).
+        embeddings = cast(Read, self._records.base["token_embeddings"])
         self._token_embeddings = OutputPort(
-            "token_embeddings", self.get(spec.modules.embed_tokens), clone=True, prefix=self.prefix_positions
+            "token_embeddings", self.get(embeddings.module), clone=embeddings.clone, prefix=self.prefix_positions
         )
         self._install_attention_sources()
         if any(p > 1 for p in self.layer_passes):
@@ -733,7 +765,7 @@ class StandardizedModel(TokenHelpers, TransformersModel):
                 reason = f"this model has no softmax attention (its token mixer is {', '.join(MIXER_KINDS[k] for k in found)})"
             if reason is None and (ref is None or attention.module is None):
                 reason = f"the spec ({self._adapter.source}) declares no attention.{field} source"
-            make = lambda i, n=name, r=ref: self._source_port(n, i, r)  # noqa: E731
+            make = lambda i, n=name: self._source_port(n, i)  # noqa: E731
             if name == "attention_probabilities":
                 accessor: ValueAccessor = AttentionProbabilitiesAccessor(
                     name, self.num_layers, make, reason, self._not_eager, self._check_probabilities, self._print_probabilities
@@ -742,8 +774,10 @@ class StandardizedModel(TokenHelpers, TransformersModel):
                 accessor = ValueAccessor(name, self.num_layers, make, reason)
             setattr(self, name, accessor)
 
-    def _source_port(self, name: str, i: int, ref: Any) -> SourcePort:
+    def _source_port(self, name: str, i: int) -> SourcePort:
         attention = self._layer_records[i].attention
+        read = self._read(name, i)
+        host = self._layer_records[i].reads.get("attentions")
 
         def check() -> None:
             if attention.kind != "softmax":
@@ -755,9 +789,10 @@ class StandardizedModel(TokenHelpers, TransformersModel):
                 self._require_eager()
 
         return SourcePort(
-            f"{name}[{i}]", lambda: self._source_envoy(i, ref), ref, check,
+            f"{name}[{i}]", lambda: self._envoy(read, i), read, check,
             heads=1 if self.num_heads_per_layer is None else self.num_heads_per_layer[i],
             before=lambda: self._fetch_early(name, i),
+            in_host=isinstance(host, Module) and host.path == read.module,
         )
 
     def _fetch_early(self, name: str, i: int) -> None:
@@ -792,10 +827,6 @@ class StandardizedModel(TokenHelpers, TransformersModel):
         if key not in self._positions:
             self._positions[key] = getattr(self, name).port(i).position()
         return self._positions[key]
-
-    def _source_envoy(self, i: int, ref: Any) -> Any:
-        module = self._layer_records[i].attention.module
-        return self._in_block(i, module if ref.module is None else f"{module}.{ref.module}")
 
     @property
     def attention_implementation(self) -> Optional[str]:
@@ -864,7 +895,7 @@ class StandardizedModel(TokenHelpers, TransformersModel):
         found: list[str] = []
         with torch.no_grad(), self.trace(self._CHECK_PROMPT) as tracer:
             node, parent = port._envoy(), None
-            for step in port.ref.ops:
+            for step in port.read.steps():
                 parent = node.source
                 node = getattr(parent, label_for(parent.names, step, port.label))
             if parent is None:  # a value read from a submodule's input or output
@@ -968,7 +999,7 @@ class StandardizedModel(TokenHelpers, TransformersModel):
                 tokenizer.padding_side = side
         check_encoding(kwargs, self.vocab_size, self._position_limit)
         self._batch_mask = kwargs.get("attention_mask")
-        reason = self._spec.limits.padding
+        reason = self._refusal("padding")
         mask = self._batch_mask
         if reason and isinstance(mask, torch.Tensor) and mask.ndim == 2 and not bool(mask.all()):
             raise CapabilityUnavailableError(
@@ -1044,7 +1075,7 @@ class StandardizedModel(TokenHelpers, TransformersModel):
         Refused with the spec's reason where that cannot hold (``limits.project_on_vocab``: the final
         norm reads something other than the last block's output).
         """
-        reason = self._spec.limits.project_on_vocab
+        reason = self._refusal("project_on_vocab")
         if reason:
             raise CapabilityUnavailableError(
                 f"project_on_vocab is not available for this model: {reason} The final modules are still there to "

@@ -8,7 +8,7 @@ for residual-stream values; every setter checks the shape it is given.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 
@@ -16,27 +16,42 @@ from ..errors import InputError, ModelStructureError, OutOfOrderReadError, Shape
 from .readorder import step
 from .readorder import worker_memo as _worker_memo
 
+Element = Union[int, Sequence[int]]  # an index, or a path of indices into nested tuples
 
-def pick(raw: Any, element: int, where: Optional[str] = None) -> torch.Tensor:
-    """The hidden state inside a module output that may be a tuple; with ``where`` (the spec file
-    and key that chose ``element``), anything but a tensor there raises :class:`ModelStructureError`."""
-    value = raw[element] if isinstance(raw, (tuple, list)) and element < len(raw) else raw
-    if where is not None and (not isinstance(value, torch.Tensor) or (isinstance(raw, (tuple, list)) and element >= len(raw))):
+
+def _path(element: Element) -> tuple[int, ...]:
+    return (element,) if isinstance(element, int) else tuple(element)
+
+
+def pick(raw: Any, element: Element, where: Optional[str] = None) -> torch.Tensor:
+    """The hidden state inside a module output that may be a tuple (``element`` may be a path,
+    ``[0, 0]``: element 0 of the tuple at element 0; an output that is already a tensor is the
+    hidden state); with ``where`` (the spec file and key that chose ``element``), anything but a
+    tensor there raises :class:`ModelStructureError` naming what the module returned."""
+    value, container, index = raw, raw, 0
+    for index in _path(element):
+        if not isinstance(value, (tuple, list)) or index >= len(value):
+            break
+        container, value = value, value[index]
+    if where is not None and not isinstance(value, torch.Tensor):
         found = (
-            f"a {type(raw).__name__} of {len(raw)} (element types: {', '.join(type(v).__name__ for v in raw)})"
-            if isinstance(raw, (tuple, list)) else type(raw).__name__
+            f"a {type(container).__name__} of {len(container)} (element types: {', '.join(type(v).__name__ for v in container)})"
+            if isinstance(container, (tuple, list)) else type(container).__name__
         )
-        raise ModelStructureError(f"{where}: the module returned {found}, so element {element} is not a hidden-state tensor")
+        raise ModelStructureError(f"{where}: the module returned {found}, so element {index} is not a hidden-state tensor")
     return value
 
 
-def replace(raw: Any, element: int, value: torch.Tensor) -> Any:
-    """``raw`` with its hidden state replaced (same container type: a tuple, or a list as some
-    older modules return)."""
+def replace(raw: Any, element: Element, value: Any) -> Any:
+    """``raw`` with its hidden state replaced (same container types: tuples, or lists as some
+    older modules return; ``element`` may be a path into nested tuples)."""
+    first, *rest = _path(element)
+    if rest and isinstance(raw, (tuple, list)):
+        value = replace(raw[first], rest, value)
     if isinstance(raw, tuple):
-        return raw[:element] + (value,) + raw[element + 1 :]
+        return raw[:first] + (value,) + raw[first + 1 :]
     if isinstance(raw, list):
-        return raw[:element] + [value] + raw[element + 1 :]
+        return raw[:first] + [value] + raw[first + 1 :]
     return value
 
 
@@ -114,7 +129,7 @@ class OutputPort(Port):
     """A module's output (the ``element``-th item when the module returns a tuple)."""
 
     def __init__(
-        self, label: str, envoy: Any, element: int = 0, clone: bool = False, where: Optional[str] = None, prefix: int = 0
+        self, label: str, envoy: Any, element: Element = 0, clone: bool = False, where: Optional[str] = None, prefix: int = 0
     ) -> None:
         super().__init__(label)
         self.envoy = envoy
@@ -202,7 +217,7 @@ class ContributionPort(Port):
         self,
         label: str,
         envoy: Any,
-        element: int = 0,
+        element: Element = 0,
         scale: Optional[float] = None,
         residual_position: Optional[int] = None,
         residual_name: Optional[str] = None,

@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import torch
 
 from ..compiler.schema import Attention, BlockAttribute, Branch, Spec
 from ..errors import InputError, ModelStructureError, closest
-from .adapter import attention_for_layer, has_config, is_per_layer, mlp_for_layer, read_config
+from .adapter import (
+    BoundRecords,
+    attention_for_layer,
+    describe_records,
+    has_config,
+    is_per_layer,
+    mlp_for_layer,
+    read_config,
+)
 
 
 @dataclass(frozen=True)
@@ -27,13 +35,15 @@ class BranchFacts:
 
 @dataclass(frozen=True)
 class LayerRecord:
-    """One layer's branch facts from the spec: a hybrid model's per-layer module and kind already
-    substituted (a branch the layer lacks has ``module = None``; a layer without a token mixer has
-    kind ``"none"``)."""
+    """One layer: what each standard name reads there (``reads``: the adapter's records, which the
+    ports bind), and its branch facts from the spec, a hybrid model's per-layer module and kind
+    already substituted (a branch the layer lacks has ``module = None``; a layer without a token
+    mixer has kind ``"none"``), which say why a name is refused."""
 
     index: int
     attention: Attention  # the token mixer (attention or another kind)
     mlp: Branch
+    reads: Mapping[str, Any] = field(default_factory=dict)
 
     def branch(self, name: str) -> Branch:
         """The branch called ``name``: ``"attention"`` (the token mixer) or ``"mlp"``."""
@@ -42,9 +52,14 @@ class LayerRecord:
         return self.attention if name == "attention" else self.mlp
 
 
-def layer_records(spec: Spec, config: Any, num_layers: int) -> tuple[LayerRecord, ...]:
-    """Every layer's :class:`LayerRecord`, computed once per model."""
-    return tuple(LayerRecord(i, attention_for_layer(spec, config, i), mlp_for_layer(spec, config, i)) for i in range(num_layers))
+def layer_records(spec: Spec, config: Any, num_layers: int, records: Optional[BoundRecords] = None) -> tuple[LayerRecord, ...]:
+    """Every layer's :class:`LayerRecord`, computed once per model; ``records``: what the model's
+    adapter states for ``spec`` (default: ``spec`` described in memory)."""
+    records = records if records is not None else describe_records(spec)
+    return tuple(
+        LayerRecord(i, attention_for_layer(spec, config, i), mlp_for_layer(spec, config, i), records.layer(config, i))
+        for i in range(num_layers)
+    )
 
 
 @dataclass(frozen=True)
@@ -223,8 +238,11 @@ def check_module_paths(spec: Spec, source: str) -> None:
             )
 
 
-def check_structure(root: torch.nn.Module, config: Any, spec: Spec, source: str) -> Structure:
-    """Check ``spec`` against ``root`` (a meta or real HF model) and ``config``.
+def check_structure(
+    root: torch.nn.Module, config: Any, spec: Spec, source: str, records: Optional[BoundRecords] = None
+) -> Structure:
+    """Check ``spec`` against ``root`` (a meta or real HF model) and ``config`` (``records``: what the
+    adapter states for ``spec``, kept on each layer record).
 
     Raises:
         ModelStructureError: naming the spec file, the key, the missing path or config key and the
@@ -272,13 +290,13 @@ def check_structure(root: torch.nn.Module, config: Any, spec: Spec, source: str)
             raise ModelStructureError(
                 f"{source}: attention.per_layer.config_key = {key!r} must list one entry per block ({len(blocks)}), got {entries!r}"
             )
-    records = layer_records(spec, config, len(blocks))
-    per_block = [record.attention for record in records]
+    layers = layer_records(spec, config, len(blocks), records)
+    per_block = [record.attention for record in layers]
     structure = Structure(
         num_layers=len(blocks),
         attention=_branch(blocks, spec.attention, "attention", config, source, per_block),
-        mlp=_branch(blocks, spec.mlp, "mlp", config, source, [record.mlp for record in records]),
-        layers=records,
+        mlp=_branch(blocks, spec.mlp, "mlp", config, source, [record.mlp for record in layers]),
+        layers=layers,
     )
     softmax = [i for i, a in enumerate(per_block) if a.kind == "softmax" and a.module]
     attention = per_block[softmax[0]] if softmax else spec.attention

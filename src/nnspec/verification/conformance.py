@@ -43,7 +43,7 @@ from ..errors import CapabilityUnavailableError, ConformanceError, InputError
 from ..runtime.adapter import read_config, text_config
 from ..runtime.batching import positions_from_mask
 from ..runtime.names import ATTENTION_INTERNALS, LAYER_ORDER
-from ..runtime.ports import cache_of, drop_prefix, pick, replace
+from ..runtime.ports import Element, cache_of, drop_prefix, pick, replace
 from ..runtime.structure import block_attribute_value
 
 
@@ -789,7 +789,7 @@ def check_logits(s: Subject) -> float:
     return max(worst, assert_close("logits", "logits of text prompts (real tokens)", text_logits[mask], expected[mask]))
 
 
-def _hook_add(element: int, delta: torch.Tensor, flat: bool = False) -> Callable:
+def _hook_add(element: Element, delta: torch.Tensor, flat: bool = False) -> Callable:
     def hook(module: Any, args: Any, output: Any) -> Any:
         target = pick(output, element)
         edited = target + (delta.reshape(target.shape) if flat else delta).to(target.dtype)
