@@ -425,6 +425,14 @@ class StandardizedModel(TokenHelpers, TransformersModel):
         auto = self.__dict__.get("_auto_class")
         return None if auto is None or auto.__name__ == "AutoModelForCausalLM" else auto
 
+    def _loaded_preprocessors(self) -> set:
+        """What NNsight loads besides the model, read from the pipeline class of the model's task.
+        Text generation reads text only: transformers 4.48 to 4.53 leave the text-generation
+        pipeline with the base class's flags saying it loads a feature extractor and an image
+        processor (4.54 sets them off), and a checkpoint without either then fails to load."""
+        needed: set = super()._loaded_preprocessors()
+        return needed - {"feature_extractor", "image_processor"} if self.task == "text-generation" else needed
+
     def _load_meta(self, repo_id: str, *args: Any, **kwargs: Any) -> torch.nn.Module:
         import transformers
 
