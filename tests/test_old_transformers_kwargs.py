@@ -73,3 +73,19 @@ def test_standardized_transformer_passes_torch_dtype_on_old_releases(monkeypatch
     assert all("dtype" not in kwargs for kwargs in seen)
     assert seen[-1]["torch_dtype"] == torch.float16
     assert {p.dtype for p in model._module.parameters()} == {torch.float16}
+
+
+def test_a_text_model_loads_no_feature_extractor_or_image_processor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """transformers 4.48 to 4.53 leave the text-generation pipeline class saying it loads a feature
+    extractor and an image processor; a text checkpoint has neither, so nnspec asks for neither."""
+    from nnsight.modeling.transformers import TransformersModel
+
+    from nnspec.runtime.model import StandardizedModel
+
+    every = {"tokenizer", "feature_extractor", "image_processor", "processor"}
+    monkeypatch.setattr(TransformersModel, "_loaded_preprocessors", lambda self: set(every))
+    model = object.__new__(StandardizedModel)
+    model.task = "text-generation"
+    assert model._loaded_preprocessors() == {"tokenizer", "processor"}
+    model.task = "image-text-to-text"
+    assert model._loaded_preprocessors() == every

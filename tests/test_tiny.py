@@ -40,3 +40,17 @@ def test_variant_overrides_and_bad_config(tmp_path: Path) -> None:
     broken = spec.model_copy(update={"tiny": spec.tiny.model_copy(update={"config": {"hidden_size": 65}})})
     with pytest.raises(TinyCheckpointError, match="spec 'falcon'"):
         tiny.build(broken, tmp_path / "x")
+
+
+def test_a_real_config_checkpoint_is_rebuilt_when_the_shrinker_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A published config's tiny checkpoint depends on how sizes are shrunk: one built by another
+    version of the shrinker is not reused."""
+    monkeypatch.setenv("NNSPEC_CACHE", str(tmp_path))
+    built: list[str] = []
+    monkeypatch.setattr(tiny, "build_from_config", lambda config, staging, name: built.append(name) or Path(staging))
+    monkeypatch.setattr(tiny, "publish", lambda path, make: (make(path), path.mkdir(parents=True), (path / tiny._MARKER).touch()))
+    first = tiny.real_checkpoint("gpt2")
+    assert tiny.real_checkpoint("gpt2") == first and len(built) == 1
+    tiny._shrinker_digest.cache_clear()
+    monkeypatch.setattr(tiny, "_shrinker_digest", lambda: "another-shrinker")
+    assert tiny.real_checkpoint("gpt2") != first and len(built) == 2

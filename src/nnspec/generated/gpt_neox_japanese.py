@@ -69,6 +69,13 @@ class GptNeoxJapaneseAdapter(Adapter):
             patches.append(
                 {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'layer_past']}}
             )
+        # gpt_neox_japanese.toml:58 [[overrides]]: then
+        #   attentions_output = mixers_output = Read('gpt_neox_japanese.layers.{i}.attention', 'contribution', element=(0, 0), bias_element=1)
+        #   attentions_module_output = Read('gpt_neox_japanese.layers.{i}.attention', 'output', element=(0, 0))
+        if version_in(versions, 'transformers', '<4.54'):
+            patches.append(
+                {'attention': {'element': [0, 0], 'bias_element': 1}}
+            )
         return patches
 
     # NNsight aliases giving the standard module names.
@@ -168,6 +175,20 @@ class GptNeoxJapaneseAdapter(Adapter):
       "hidden",
       "layer_past"
      ]
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.54"
+   },
+   "set": {
+    "attention": {
+     "element": [
+      0,
+      0
+     ],
+     "bias_element": 1
     }
    }
   }

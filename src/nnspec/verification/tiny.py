@@ -9,6 +9,7 @@ each builds in a private folder and renames it into place.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -420,13 +421,23 @@ def checkpoint(spec: Spec, variant: Optional[str] = None) -> Path:
     return path
 
 
+@functools.cache
+def _shrinker_digest() -> str:
+    from . import shrink
+
+    return hashlib.sha256(Path(shrink.__file__).read_bytes()).hexdigest()[:12]
+
+
 def real_checkpoint(hub_id: str) -> Path:
     """The cached tiny checkpoint of the corpus config of ``hub_id`` (built on first use)."""
     from .realconfigs import get
 
     real = get(hub_id)
     config = real.load()
-    key = json.dumps([hub_id, config, installed_version("transformers"), FORMAT], sort_keys=True, default=str)
+    # The shrinker's own code is part of the key: a change to how sizes are shrunk changes the
+    # checkpoint a published config gives, so one built before must not be reused.
+    key = json.dumps([hub_id, config, installed_version("transformers"), FORMAT, _shrinker_digest()],
+                     sort_keys=True, default=str)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     path = cache_root() / "real" / f"{hub_id.replace('/', '__')}-{digest}"
     if not (path / _MARKER).is_file():
