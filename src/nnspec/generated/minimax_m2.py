@@ -94,6 +94,12 @@ class MinimaxM2Adapter(Adapter):
             )
         # llama.toml:53 [[overrides]]: then
         #   layers_output = Read('model.layers.{i}', 'output', element=0)
+        if version_in(versions, 'transformers', '<4.54'):
+            patches.append(
+                {'layer': {'returns': 'tuple', 'skip_returns': ['hidden']}}
+            )
+        # llama.toml:57 [[overrides]]: then
+        #   layers_output = Read('model.layers.{i}', 'output', element=0)
         if version_in(versions, 'transformers', '<4.48'):
             patches.append(
                 {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'past_key_value']}}
@@ -220,6 +226,19 @@ class MinimaxM2Adapter(Adapter):
      "attention_probabilities": "Before transformers 4.48 (checked: 4.45.2) Llama computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.48.",
      "qkv": "Before transformers 4.48 (checked: 4.45.2) Llama computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.48.",
      "per_head_output": "Before transformers 4.48 (checked: 4.45.2) Llama computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.48."
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.54"
+   },
+   "set": {
+    "layer": {
+     "returns": "tuple",
+     "skip_returns": [
+      "hidden"
+     ]
     }
    }
   },

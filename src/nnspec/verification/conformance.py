@@ -1184,10 +1184,15 @@ def check_qkv(s: Subject) -> float:
                         cause="qkv_masks", layer=i,
                     )
                 mask = shaped[0]
+            causal = torch.full((seq, seq), float("-inf"), device=scores.device).triu(1)
             if mask is None:
-                mask = torch.full((seq, seq), float("-inf"), device=scores.device).triu(1)
+                mask = causal
             elif mask.dtype == torch.bool:
                 mask = torch.zeros(mask.shape, device=mask.device).masked_fill(~mask, float("-inf"))
+            if mask.ndim == 4 and mask.shape[-2] == 1 and seq > 1:
+                # A mask that broadcasts over the queries marks padded keys only: the module keeps
+                # the causal order itself (GPT-1's and older GPT-2's own triangular buffer).
+                mask = mask + causal
             # Some releases build the mask one key wider than the keys (room for a cache entry);
             # the attention itself reads only its first keys.shape[-2] columns, and so does this.
             scores = scores + mask[..., : k.shape[-2]]
