@@ -89,3 +89,53 @@ def test_a_text_model_loads_no_feature_extractor_or_image_processor(monkeypatch:
     assert model._loaded_preprocessors() == {"tokenizer", "processor"}
     model.task = "image-text-to-text"
     assert model._loaded_preprocessors() == every
+
+
+def test_a_composite_config_whose_causal_lm_class_builds_the_text_model() -> None:
+    """Releases whose from_config hands the whole composite config to a class that takes only
+    the text config (before 5.10): nnspec builds from the text config, as from_pretrained does."""
+    import transformers
+
+    from nnspec.runtime.loading import builds_text_model, from_config
+    from nnspec.runtime.registry import adapter_by_name
+    from nnspec.verification.tiny import tiny_config_values
+
+    auto = transformers.AutoModelForCausalLM
+    composite = transformers.AutoConfig.for_model("qwen3_5", **{"text_config": tiny_config_values(adapter_by_name("qwen3_5").spec)})
+    assert builds_text_model(auto, composite)
+    model = from_config(auto, composite)
+    assert type(model.config) is type(composite.get_text_config())
+    assert not builds_text_model(auto, transformers.AutoConfig.for_model("llama"))
+
+
+def test_a_meta_build_that_reads_a_tensor_value_loads_the_weights_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    """A module that reads a tensor's value while it is built cannot be built on the meta device;
+    the model then loads its weights at once (as dispatch=True does), saying so."""
+    from nnsight.modeling.transformers import TransformersModel
+
+    from nnspec import StandardizedTransformer
+    from nnspec.errors import NnspecWarning
+    from tests.conftest import checkpoint
+
+    real_init = TransformersModel.__init__
+    calls: list = []
+
+    def meta_fails(self, *args, **kwargs):
+        calls.append(kwargs.get("dispatch"))
+        if not kwargs.get("dispatch"):
+            raise RuntimeError("Tensor.item() cannot be called on meta tensors")
+        return real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(TransformersModel, "__init__", meta_fails)
+    with pytest.warns(NnspecWarning, match="while building the model on the meta device .*loading its weights now"):
+        model = StandardizedTransformer(checkpoint("llama"))
+    assert calls == [None, True] and model.dispatched
+
+    def other_failure(self, *args, **kwargs):
+        raise RuntimeError("shapes do not match")
+
+    monkeypatch.setattr(TransformersModel, "__init__", other_failure)
+    with pytest.raises(RuntimeError, match="shapes do not match"):
+        StandardizedTransformer(checkpoint("llama"))

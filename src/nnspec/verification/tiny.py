@@ -175,23 +175,6 @@ def _fill_zero_matrices(model: Any, seed: int) -> list[str]:
     return filled
 
 
-def _from_config(auto: Any, config: Any, **kwargs: Any) -> Any:
-    """``auto.from_config(config)``, building from the text sub-config when the class ``auto`` maps
-    ``config`` to takes that sub-config's class, as ``from_pretrained`` does in every release
-    (``from_config`` does it too in later releases, 5.10.4 here but not 5.3.0: before, that class
-    got the whole composite config and failed on the first text key it read)."""
-    from transformers.models.auto.auto_factory import _get_model_class
-
-    mapping = getattr(auto, "_model_mapping", None)
-    sub_configs = getattr(config, "sub_configs", None) or {}
-    text_class = sub_configs.get("text_config") if isinstance(sub_configs, dict) else None
-    if mapping is not None and text_class is not None and type(config) in mapping:
-        model_class = _get_model_class(config, mapping)
-        if getattr(model_class, "config_class", None) == text_class:
-            return model_class._from_config(config.get_text_config(), **kwargs)
-    return auto.from_config(config, **kwargs)
-
-
 def _write(
     config: Any, tok: Any, directory: Path, marker: dict[str, Any], seed: int, what: str, spec: Optional[Spec] = None,
 ) -> Path:
@@ -199,11 +182,11 @@ def _write(
     saved with ``tok`` and the marker file."""
     import torch
 
-    from ..runtime.loading import auto_class, dtype_kwarg
+    from ..runtime.loading import auto_class, dtype_kwarg, from_config
 
     torch.manual_seed(seed)
     try:
-        model = _from_config(auto_class(config, spec), config, **dtype_kwarg(torch.float32))
+        model = from_config(auto_class(config, spec), config, **dtype_kwarg(torch.float32))
     except Exception as exc:  # noqa: BLE001 - any constructor failure is reported with its source
         raise TinyCheckpointError(f"{what}: {config.model_type} cannot be built from this config: {exc}") from exc
     _fill_zero_matrices(model, seed)
