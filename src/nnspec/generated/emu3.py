@@ -21,6 +21,13 @@ class Emu3Adapter(Adapter):
     source = 'emu3.toml'
     lineage = ('llama', 'emu3')
 
+    # The transformers releases served at all (emu3.toml:14 requires.transformers); loading under another raises
+    # this reason.
+    requires_transformers = '>=4.51'
+    requires_reason = ('transformers 4.48 to 4.50 give Emu3ForCausalLM the whole composite Emu3Config from '
+ 'AutoModelForCausalLM.from_pretrained (the text sub-config is taken from 4.51 on), so loading any '
+ 'Emu3 checkpoint as a causal LM fails on config.vocab_size.')
+
     # Config keys of the standard sizes (standard attribute -> config key).
     config_keys = {
         'num_layers': 'num_hidden_layers',  # default
@@ -193,6 +200,10 @@ class Emu3Adapter(Adapter):
    "max_position_embeddings": 256
   },
   "nested": "text_config"
+ },
+ "requires": {
+  "transformers": ">=4.51",
+  "reason": "transformers 4.48 to 4.50 give Emu3ForCausalLM the whole composite Emu3Config from AutoModelForCausalLM.from_pretrained (the text sub-config is taken from 4.51 on), so loading any Emu3 checkpoint as a causal LM fails on config.vocab_size."
  },
  "variants": {
   "tied_embeddings": {

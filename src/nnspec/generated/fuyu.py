@@ -140,6 +140,35 @@ class FuyuAdapter(Adapter):
                                                'are read at; they are available from transformers '
                                                '4.53.'}}
             )
+        # fuyu.toml:15 [[overrides]]: then
+        #   token_embeddings = Read('language_model.model.embed_tokens', 'output', clone=True)
+        #   layers = Module('language_model.model.layers.{i}')
+        #   layers_input = Read('language_model.model.layers.{i}', 'input')
+        #   layers_output = Read('language_model.model.layers.{i}', 'output')
+        #   attentions = mixers = Module('language_model.model.layers.{i}.self_attn')
+        #   attentions_input = mixers_input = Read('language_model.model.layers.{i}.self_attn', 'input')
+        #   attentions_output = mixers_output = Read('language_model.model.layers.{i}.self_attn', 'contribution', element=0)
+        #   attentions_module_output = Read('language_model.model.layers.{i}.self_attn', 'output', element=0)
+        #   mlps = Module('language_model.model.layers.{i}.mlp')
+        #   mlps_input = Read('language_model.model.layers.{i}.mlp', 'input')
+        #   mlps_output = Read('language_model.model.layers.{i}.mlp', 'contribution', element=0)
+        #   mlps_module_output = Read('language_model.model.layers.{i}.mlp', 'output', element=0)
+        #   attention_probabilities = Read('language_model.model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1', 'nn_functional_dropout#-1'))
+        #   queries = Read('language_model.model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1',), io='input', index=1)
+        #   keys = Read('language_model.model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1',), io='input', index=2)
+        #   values = Read('language_model.model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1',), io='input', index=3)
+        #   attention_heads_output = Read('language_model.model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1',), index=0)
+        #   ln_final = Module('language_model.model.final_layernorm')
+        #   lm_head = Module('language_model.lm_head')
+        #   unembed = Unembed(('language_model.model.final_layernorm',), 'language_model.lm_head')
+        if version_in(versions, 'transformers', '<4.52'):
+            patches.append(
+                {'modules': {'language_model': 'language_model.model',
+                             'embed_tokens': 'language_model.model.embed_tokens',
+                             'layers': 'language_model.model.layers',
+                             'ln_final': 'language_model.model.final_layernorm',
+                             'lm_head': 'language_model.lm_head'}}
+            )
         return patches
 
     # NNsight aliases giving the standard module names.
@@ -307,6 +336,20 @@ class FuyuAdapter(Adapter):
      "attention_probabilities": "Before transformers 4.53 (checked: 4.45.2 and 4.52.1; 4.53.3 has it) Persimmon computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.53.",
      "qkv": "Before transformers 4.53 (checked: 4.45.2 and 4.52.1; 4.53.3 has it) Persimmon computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.53.",
      "per_head_output": "Before transformers 4.53 (checked: 4.45.2 and 4.52.1; 4.53.3 has it) Persimmon computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.53."
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.52"
+   },
+   "set": {
+    "modules": {
+     "language_model": "language_model.model",
+     "embed_tokens": "language_model.model.embed_tokens",
+     "layers": "language_model.model.layers",
+     "ln_final": "language_model.model.final_layernorm",
+     "lm_head": "language_model.lm_head"
     }
    }
   }

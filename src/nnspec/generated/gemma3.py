@@ -57,7 +57,7 @@ class Gemma3Adapter(Adapter):
     attention_scores = Scores(scale='query_pre_attn_scalar')  # gemma2.toml:9 attention.score_scale; gemma3_text.toml:14 attention.score_softcap
     ln_final = Module('model.language_model.norm')  # llama.toml:13 modules.ln_final
     lm_head = Module('lm_head')  # llama.toml:14 modules.lm_head
-    unembed = Unembed(('model.language_model.norm',), 'lm_head')  # llama.toml:13 modules.ln_final; gemma3.toml:15 logits.transforms
+    unembed = Unembed(('model.language_model.norm',), 'lm_head')  # llama.toml:13 modules.ln_final; gemma3.toml:16 logits.transforms
 
     @classmethod
     def overrides_for(cls, config: Any, versions: Optional[dict[str, Optional[str]]] = None) -> list[dict[str, Any]]:
@@ -109,6 +109,36 @@ class Gemma3Adapter(Adapter):
         if version_in(versions, 'transformers', '<5'):
             patches.append(
                 {'layer': {'returns': 'tuple'}}
+            )
+        # gemma3.toml:27 [[overrides]]: then
+        #   token_embeddings = Read('language_model.model.embed_tokens', 'output', clone=True)
+        #   layers = Module('language_model.model.layers.{i}')
+        #   layers_input = Read('language_model.model.layers.{i}', 'input')
+        #   layers_output = Read('language_model.model.layers.{i}', 'output')
+        #   attentions = mixers = Module('language_model.model.layers.{i}.self_attn')
+        #   attentions_input = mixers_input = Read('language_model.model.layers.{i}.self_attn', 'input')
+        #   attentions_output = mixers_output = Read('language_model.model.layers.{i}.post_attention_layernorm', 'contribution', element=0)
+        #   attentions_module_output = Read('language_model.model.layers.{i}.self_attn', 'output', element=0)
+        #   mlps = Module('language_model.model.layers.{i}.mlp')
+        #   mlps_input = Read('language_model.model.layers.{i}.mlp', 'input')
+        #   mlps_output = Read('language_model.model.layers.{i}.post_feedforward_layernorm', 'contribution', element=0)
+        #   mlps_module_output = Read('language_model.model.layers.{i}.mlp', 'output', element=0)
+        #   attention_probabilities = Read('language_model.model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1', 'nn_functional_dropout#-1'))
+        #   queries = Read('language_model.model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1',), io='input', index=1)
+        #   keys = Read('language_model.model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1',), io='input', index=2)
+        #   values = Read('language_model.model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1',), io='input', index=3)
+        #   attention_heads_output = Read('language_model.model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1',), index=0)
+        #   ln_final = Module('language_model.model.norm')
+        #   lm_head = Module('language_model.lm_head')
+        #   unembed = Unembed(('language_model.model.norm',), 'language_model.lm_head', transforms=(('softcap', 'final_logit_softcapping'),))
+        if version_in(versions, 'transformers', '<4.52'):
+            patches.append(
+                {'modules': {'language_model': 'language_model.model',
+                             'embed_tokens': 'language_model.model.embed_tokens',
+                             'layers': 'language_model.model.layers',
+                             'ln_final': 'language_model.model.norm',
+                             'lm_head': 'language_model.lm_head'},
+                 'logits': {'transforms': [{'op': 'softcap', 'key': 'final_logit_softcapping'}]}}
             )
         return patches
 
@@ -288,6 +318,28 @@ class Gemma3Adapter(Adapter):
    "set": {
     "layer": {
      "returns": "tuple"
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.52"
+   },
+   "set": {
+    "modules": {
+     "language_model": "language_model.model",
+     "embed_tokens": "language_model.model.embed_tokens",
+     "layers": "language_model.model.layers",
+     "ln_final": "language_model.model.norm",
+     "lm_head": "language_model.lm_head"
+    },
+    "logits": {
+     "transforms": [
+      {
+       "op": "softcap",
+       "key": "final_logit_softcapping"
+      }
+     ]
     }
    }
   }

@@ -130,6 +130,42 @@ class GranitemoehybridAdapter(Adapter):
             patches.append(
                 {'layer': {'returns': 'tuple'}}
             )
+        # granitemoeshared.toml:39 [[overrides]]: then
+        #   layers_output = Read('model.layers.{i}', 'output', element=0)
+        if version_in(versions, 'transformers', '<4.54'):
+            patches.append(
+                {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'past_key_value']}}
+            )
+        # granitemoeshared.toml:43 [[overrides]]: then
+        #   attention_probabilities = queries = keys = values = attention_heads_output = Refused('Before transformers 4.52 (checked: 4.48.3 and 4.51.3; 4.52.1 has it) Granite MoE Shared computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.52.')
+        if version_in(versions, 'transformers', '<4.52'):
+            patches.append(
+                {'attention': {'probabilities': '',
+                               'queries': '',
+                               'keys': '',
+                               'values': '',
+                               'per_head_output': ''},
+                 'limits': {'attention_probabilities': 'Before transformers 4.52 (checked: 4.48.3 '
+                                                       'and 4.51.3; 4.52.1 has it) Granite MoE '
+                                                       'Shared computes attention inline in its '
+                                                       'attention module, without the shared '
+                                                       'attention-function call its queries, keys, '
+                                                       'values, probabilities and per-head output '
+                                                       'are read at; they are available from '
+                                                       'transformers 4.52.',
+                            'qkv': 'Before transformers 4.52 (checked: 4.48.3 and 4.51.3; 4.52.1 '
+                                   'has it) Granite MoE Shared computes attention inline in its '
+                                   'attention module, without the shared attention-function call '
+                                   'its queries, keys, values, probabilities and per-head output '
+                                   'are read at; they are available from transformers 4.52.',
+                            'per_head_output': 'Before transformers 4.52 (checked: 4.48.3 and '
+                                               '4.51.3; 4.52.1 has it) Granite MoE Shared computes '
+                                               'attention inline in its attention module, without '
+                                               'the shared attention-function call its queries, '
+                                               'keys, values, probabilities and per-head output '
+                                               'are read at; they are available from transformers '
+                                               '4.52.'}}
+            )
         # granitemoehybrid.toml:31 [[overrides]]: then
         #   attentions_output = mixers_output = Read('model.layers.{i}.self_attn', 'contribution', element=0, scale='residual_multiplier')
         #   mlps = Module('model.layers.{i}.shared_mlp')
@@ -342,6 +378,39 @@ class GranitemoehybridAdapter(Adapter):
    "set": {
     "layer": {
      "returns": "tuple"
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.54"
+   },
+   "set": {
+    "layer": {
+     "returns": "tuple",
+     "skip_returns": [
+      "hidden",
+      "past_key_value"
+     ]
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.52"
+   },
+   "set": {
+    "attention": {
+     "probabilities": "",
+     "queries": "",
+     "keys": "",
+     "values": "",
+     "per_head_output": ""
+    },
+    "limits": {
+     "attention_probabilities": "Before transformers 4.52 (checked: 4.48.3 and 4.51.3; 4.52.1 has it) Granite MoE Shared computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.52.",
+     "qkv": "Before transformers 4.52 (checked: 4.48.3 and 4.51.3; 4.52.1 has it) Granite MoE Shared computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.52.",
+     "per_head_output": "Before transformers 4.52 (checked: 4.48.3 and 4.51.3; 4.52.1 has it) Granite MoE Shared computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.52."
     }
    }
   },

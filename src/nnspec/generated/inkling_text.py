@@ -21,10 +21,12 @@ class InklingTextAdapter(Adapter):
     source = 'inkling_text.toml'
     lineage = ('llama', 'llama4_text', 'inkling_text')
 
-    # The transformers releases served at all (llama4_text.toml:14 requires.transformers); loading under another raises
+    # The transformers releases served at all (llama4_text.toml:18 requires.transformers); loading under another raises
     # this reason.
-    requires_transformers = '!=4.54.*,!=4.55.*'
-    requires_reason = ("transformers 4.54 and 4.55 weight each token's MoE expert input by another token's router score "
+    requires_transformers = '>=4.53,!=4.54.*,!=4.55.*'
+    requires_reason = ("transformers 4.51 and 4.52 keep the forward's cache in bfloat16 whatever the model's dtype "
+ '(HybridChunkedCache in Llama4TextModel.forward), so a float32 or float16 model fails in '
+ "attention; 4.54 and 4.55 weight each token's MoE expert input by another token's router score "
  "(Llama4TextMoe.forward), so a position's output depends on later positions and on the other "
  'prompts in its batch.')
 
@@ -43,7 +45,7 @@ class InklingTextAdapter(Adapter):
     layers = Module('model.layers.{i}')  # llama.toml:12 modules.layers
     layers_input = Read('model.layers.{i}', 'input')  # llama.toml:12 modules.layers
     layers_output = Read('model.layers.{i}', 'output')  # llama.toml:12 modules.layers
-    residual = 'sequential'  # llama4_text.toml:26 residual.kind
+    residual = 'sequential'  # llama4_text.toml:30 residual.kind
     mixer_kind = 'softmax'  # default
     attentions = Module('model.layers.{i}.self_attn')  # llama.toml:17 attention.module
     attentions_input = Read('model.layers.{i}.self_attn', 'input')  # llama.toml:17 attention.module
@@ -54,7 +56,7 @@ class InklingTextAdapter(Adapter):
     mixers_output = attentions_output  # the token mixer is the attention: as attentions_output
     mlps = Module('model.layers.{i}.mlp')  # inkling_text.toml:15 mlp.module
     mlps_input = Read('model.layers.{i}.mlp', 'input')  # inkling_text.toml:15 mlp.module; inkling_text.toml:19 mlp.flattened
-    mlps_output = Read('model.layers.{i}.mlp_sconv', 'contribution', element=0)  # inkling_text.toml:18 mlp.contribution; llama4_text.toml:22 mlp.element; inkling_text.toml:19 mlp.flattened
+    mlps_output = Read('model.layers.{i}.mlp_sconv', 'contribution', element=0)  # inkling_text.toml:18 mlp.contribution; llama4_text.toml:26 mlp.element; inkling_text.toml:19 mlp.flattened
     mlps_module_output = Read('model.layers.{i}.mlp', 'output', element=0)  # inkling_text.toml:15 mlp.module; inkling_text.toml:19 mlp.flattened
     attention_probabilities = Read('model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1', 'nn_functional_dropout#-1'))  # llama.toml:22 attention.sources
     queries = Read('model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1',), io='input', index=1)  # llama.toml:22 attention.sources
@@ -227,8 +229,8 @@ class InklingTextAdapter(Adapter):
   }
  },
  "requires": {
-  "transformers": "!=4.54.*,!=4.55.*",
-  "reason": "transformers 4.54 and 4.55 weight each token's MoE expert input by another token's router score (Llama4TextMoe.forward), so a position's output depends on later positions and on the other prompts in its batch."
+  "transformers": ">=4.53,!=4.54.*,!=4.55.*",
+  "reason": "transformers 4.51 and 4.52 keep the forward's cache in bfloat16 whatever the model's dtype (HybridChunkedCache in Llama4TextModel.forward), so a float32 or float16 model fails in attention; 4.54 and 4.55 weight each token's MoE expert input by another token's router score (Llama4TextMoe.forward), so a position's output depends on later positions and on the other prompts in its batch."
  },
  "variants": {
   "tied_embeddings": {

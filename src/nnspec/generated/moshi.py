@@ -134,6 +134,12 @@ class MoshiAdapter(Adapter):
                                                'per-head output are read at; they are available '
                                                'from transformers 5.24.'}}
             )
+        # moshi.toml:27 [[overrides]]: then
+        #   layers_output = Read('model.layers.{i}', 'output', element=0)
+        if version_in(versions, 'transformers', '<4.54'):
+            patches.append(
+                {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'past_key_value']}}
+            )
         return patches
 
     # NNsight aliases giving the standard module names.
@@ -304,6 +310,20 @@ class MoshiAdapter(Adapter):
      "attention_probabilities": "Before transformers 5.24 (checked up to 5.10.4) Moshi computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 5.24.",
      "qkv": "Before transformers 5.24 (checked up to 5.10.4) Moshi computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 5.24.",
      "per_head_output": "Before transformers 5.24 (checked up to 5.10.4) Moshi computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 5.24."
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.54"
+   },
+   "set": {
+    "layer": {
+     "returns": "tuple",
+     "skip_returns": [
+      "hidden",
+      "past_key_value"
+     ]
     }
    }
   }

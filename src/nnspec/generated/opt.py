@@ -118,6 +118,12 @@ class OptAdapter(Adapter):
                                        'so a padded batch fails there; prompts of equal length, or '
                                        'one prompt per trace, run.'}}
             )
+        # opt.toml:61 [[overrides]]: then
+        #   layers_output = Read('model.decoder.layers.{i}', 'output', element=0)
+        if version_in(versions, 'transformers', '<4.54'):
+            patches.append(
+                {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'past_key_value']}}
+            )
         return patches
 
     # NNsight aliases giving the standard module names.
@@ -269,6 +275,20 @@ class OptAdapter(Adapter):
    "set": {
     "limits": {
      "padding": "Before transformers 4.46 (checked: 4.45.2; 4.46.3 takes them) OPTForCausalLM.forward takes no position_ids, and NNsight passes position_ids with every left-padded batch, so a padded batch fails there; prompts of equal length, or one prompt per trace, run."
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.54"
+   },
+   "set": {
+    "layer": {
+     "returns": "tuple",
+     "skip_returns": [
+      "hidden",
+      "past_key_value"
+     ]
     }
    }
   }

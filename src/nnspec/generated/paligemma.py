@@ -21,6 +21,14 @@ class PaligemmaAdapter(Adapter):
     source = 'paligemma.toml'
     lineage = ('llama', 'gemma', 'paligemma')
 
+    # The transformers releases served at all (paligemma.toml:10 requires.transformers); loading under another raises
+    # this reason.
+    requires_transformers = '>=4.46'
+    requires_reason = ('transformers before 4.46 have no image-text-to-text auto class and leave PaliGemmaConfig out of '
+ 'the causal-LM auto mapping (4.45.2 maps it only for pretraining and vision-to-seq), so the whole '
+ 'PaliGemmaForConditionalGeneration this spec describes cannot be built through the causal-LM auto '
+ 'class there.')
+
     # Config keys of the standard sizes (standard attribute -> config key).
     config_keys = {
         'num_layers': 'num_hidden_layers',  # default
@@ -103,6 +111,35 @@ class PaligemmaAdapter(Adapter):
         if version_in(versions, 'transformers', '<4.48'):
             patches.append(
                 {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'past_key_value']}}
+            )
+        # paligemma.toml:19 [[overrides]]: then
+        #   token_embeddings = Read('language_model.model.embed_tokens', 'output', clone=True)
+        #   layers = Module('language_model.model.layers.{i}')
+        #   layers_input = Read('language_model.model.layers.{i}', 'input')
+        #   layers_output = Read('language_model.model.layers.{i}', 'output')
+        #   attentions = mixers = Module('language_model.model.layers.{i}.self_attn')
+        #   attentions_input = mixers_input = Read('language_model.model.layers.{i}.self_attn', 'input')
+        #   attentions_output = mixers_output = Read('language_model.model.layers.{i}.self_attn', 'contribution', element=0)
+        #   attentions_module_output = Read('language_model.model.layers.{i}.self_attn', 'output', element=0)
+        #   mlps = Module('language_model.model.layers.{i}.mlp')
+        #   mlps_input = Read('language_model.model.layers.{i}.mlp', 'input')
+        #   mlps_output = Read('language_model.model.layers.{i}.mlp', 'contribution', element=0)
+        #   mlps_module_output = Read('language_model.model.layers.{i}.mlp', 'output', element=0)
+        #   attention_probabilities = Read('language_model.model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1', 'nn_functional_dropout#-1'))
+        #   queries = Read('language_model.model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1',), io='input', index=1)
+        #   keys = Read('language_model.model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1',), io='input', index=2)
+        #   values = Read('language_model.model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1',), io='input', index=3)
+        #   attention_heads_output = Read('language_model.model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1',), index=0)
+        #   ln_final = Module('language_model.model.norm')
+        #   lm_head = Module('language_model.lm_head')
+        #   unembed = Unembed(('language_model.model.norm',), 'language_model.lm_head')
+        if version_in(versions, 'transformers', '<4.52'):
+            patches.append(
+                {'modules': {'language_model': 'language_model.model',
+                             'embed_tokens': 'language_model.model.embed_tokens',
+                             'layers': 'language_model.model.layers',
+                             'ln_final': 'language_model.model.norm',
+                             'lm_head': 'language_model.lm_head'}}
             )
         return patches
 
@@ -198,6 +235,10 @@ class PaligemmaAdapter(Adapter):
   },
   "nested": "text_config"
  },
+ "requires": {
+  "transformers": ">=4.46",
+  "reason": "transformers before 4.46 have no image-text-to-text auto class and leave PaliGemmaConfig out of the causal-LM auto mapping (4.45.2 maps it only for pretraining and vision-to-seq), so the whole PaliGemmaForConditionalGeneration this spec describes cannot be built through the causal-LM auto class there."
+ },
  "variants": {
   "tied_embeddings": {
    "tie_word_embeddings": true
@@ -250,6 +291,20 @@ class PaligemmaAdapter(Adapter):
       "hidden",
       "past_key_value"
      ]
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.52"
+   },
+   "set": {
+    "modules": {
+     "language_model": "language_model.model",
+     "embed_tokens": "language_model.model.embed_tokens",
+     "layers": "language_model.model.layers",
+     "ln_final": "language_model.model.norm",
+     "lm_head": "language_model.lm_head"
     }
    }
   }

@@ -147,6 +147,12 @@ class PhimoeAdapter(Adapter):
                                                'per-head output are read at; they are available '
                                                'from transformers 5.0.'}}
             )
+        # phimoe.toml:35 [[overrides]]: then
+        #   layers_output = Read('model.layers.{i}', 'output', element=0)
+        if version_in(versions, 'transformers', '<4.54'):
+            patches.append(
+                {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'past_key_value']}}
+            )
         return patches
 
     # NNsight aliases giving the standard module names.
@@ -330,6 +336,20 @@ class PhimoeAdapter(Adapter):
      "attention_probabilities": "Before transformers 5.0 (checked up to 4.57.6) PhiMoE computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 5.0.",
      "qkv": "Before transformers 5.0 (checked up to 4.57.6) PhiMoE computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 5.0.",
      "per_head_output": "Before transformers 5.0 (checked up to 4.57.6) PhiMoE computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 5.0."
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.54"
+   },
+   "set": {
+    "layer": {
+     "returns": "tuple",
+     "skip_returns": [
+      "hidden",
+      "past_key_value"
+     ]
     }
    }
   }

@@ -104,11 +104,73 @@ class Qwen25VlAdapter(Adapter):
             patches.append(
                 {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'past_key_value']}}
             )
-        # qwen2_5_vl.toml:26 [[overrides]]: then
+        # qwen2_5_vl.toml:33 [[overrides]]: then
         #   layers_output = Read('model.language_model.layers.{i}', 'output', element=0)
         if version_in(versions, 'transformers', '<5.4'):
             patches.append(
                 {'layer': {'returns': 'tuple'}}
+            )
+        # qwen2_5_vl.toml:37 [[overrides]]: then
+        #   token_embeddings = Read('model.embed_tokens', 'output', clone=True)
+        #   layers = Module('model.layers.{i}')
+        #   layers_input = Read('model.layers.{i}', 'input')
+        #   layers_output = Read('model.layers.{i}', 'output')
+        #   attentions = mixers = Module('model.layers.{i}.self_attn')
+        #   attentions_input = mixers_input = Read('model.layers.{i}.self_attn', 'input')
+        #   attentions_output = mixers_output = Read('model.layers.{i}.self_attn', 'contribution', element=0)
+        #   attentions_module_output = Read('model.layers.{i}.self_attn', 'output', element=0)
+        #   mlps = Module('model.layers.{i}.mlp')
+        #   mlps_input = Read('model.layers.{i}.mlp', 'input')
+        #   mlps_output = Read('model.layers.{i}.mlp', 'contribution', element=0)
+        #   mlps_module_output = Read('model.layers.{i}.mlp', 'output', element=0)
+        #   attention_probabilities = Read('model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1', 'nn_functional_dropout#-1'))
+        #   queries = Read('model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1',), io='input', index=1)
+        #   keys = Read('model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1',), io='input', index=2)
+        #   values = Read('model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1',), io='input', index=3)
+        #   attention_heads_output = Read('model.layers.{i}.self_attn', 'source', ops=('attention_interface#-1',), index=0)
+        #   ln_final = Module('model.norm')
+        #   unembed = Unembed(('model.norm',), 'lm_head')
+        if version_in(versions, 'transformers', '<4.52'):
+            patches.append(
+                {'modules': {'language_model': 'model',
+                             'embed_tokens': 'model.embed_tokens',
+                             'layers': 'model.layers',
+                             'ln_final': 'model.norm'}}
+            )
+        # qwen2_5_vl.toml:41 [[overrides]]: then
+        #   layers_output = Read('model.language_model.layers.{i}', 'output', element=0)
+        if version_in(versions, 'transformers', '<4.54'):
+            patches.append(
+                {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'past_key_value']}}
+            )
+        # qwen2_5_vl.toml:45 [[overrides]]: then
+        #   attention_probabilities = queries = keys = values = attention_heads_output = Refused("Before transformers 4.53 (checked: 4.51.3, 4.52.1) Qwen2.5-VL's text attention computes attention inline in its eager attention class, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.53.")
+        if version_in(versions, 'transformers', '<4.53'):
+            patches.append(
+                {'attention': {'probabilities': '',
+                               'queries': '',
+                               'keys': '',
+                               'values': '',
+                               'per_head_output': ''},
+                 'limits': {'attention_probabilities': 'Before transformers 4.53 (checked: 4.51.3, '
+                                                       "4.52.1) Qwen2.5-VL's text attention "
+                                                       'computes attention inline in its eager '
+                                                       'attention class, without the shared '
+                                                       'attention-function call its queries, keys, '
+                                                       'values, probabilities and per-head output '
+                                                       'are read at; they are available from '
+                                                       'transformers 4.53.',
+                            'qkv': 'Before transformers 4.53 (checked: 4.51.3, 4.52.1) '
+                                   "Qwen2.5-VL's text attention computes attention inline in its "
+                                   'eager attention class, without the shared attention-function '
+                                   'call its queries, keys, values, probabilities and per-head '
+                                   'output are read at; they are available from transformers 4.53.',
+                            'per_head_output': 'Before transformers 4.53 (checked: 4.51.3, 4.52.1) '
+                                               "Qwen2.5-VL's text attention computes attention "
+                                               'inline in its eager attention class, without the '
+                                               'shared attention-function call its queries, keys, '
+                                               'values, probabilities and per-head output are read '
+                                               'at; they are available from transformers 4.53.'}}
             )
         return patches
 
@@ -217,7 +279,10 @@ class Qwen25VlAdapter(Adapter):
      3,
      3
     ]
-   }
+   },
+   "vision_start_token_id": 380,
+   "image_token_id": 383,
+   "video_token_id": 382
   },
   "nested": "text_config"
  },
@@ -283,6 +348,52 @@ class Qwen25VlAdapter(Adapter):
    "set": {
     "layer": {
      "returns": "tuple"
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.52"
+   },
+   "set": {
+    "modules": {
+     "language_model": "model",
+     "embed_tokens": "model.embed_tokens",
+     "layers": "model.layers",
+     "ln_final": "model.norm"
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.54"
+   },
+   "set": {
+    "layer": {
+     "returns": "tuple",
+     "skip_returns": [
+      "hidden",
+      "past_key_value"
+     ]
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.53"
+   },
+   "set": {
+    "attention": {
+     "probabilities": "",
+     "queries": "",
+     "keys": "",
+     "values": "",
+     "per_head_output": ""
+    },
+    "limits": {
+     "attention_probabilities": "Before transformers 4.53 (checked: 4.51.3, 4.52.1) Qwen2.5-VL's text attention computes attention inline in its eager attention class, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.53.",
+     "qkv": "Before transformers 4.53 (checked: 4.51.3, 4.52.1) Qwen2.5-VL's text attention computes attention inline in its eager attention class, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.53.",
+     "per_head_output": "Before transformers 4.53 (checked: 4.51.3, 4.52.1) Qwen2.5-VL's text attention computes attention inline in its eager attention class, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 4.53."
     }
    }
   }

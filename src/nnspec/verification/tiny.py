@@ -260,7 +260,16 @@ def _composite(model_type: str, nested: str, values: dict[str, Any], vocab_size:
 
     default = AutoConfig.for_model(model_type).to_dict()
     if not isinstance(default.get(nested), dict):
-        raise TinyCheckpointError(f"tiny.nested = {nested!r}: the {model_type} config has no sub-config of that name")
+        # A release from before the composite config split its text model off (Qwen2.5-VL before
+        # transformers 4.52: a vision_config, the text model's keys at the top level) takes the
+        # spec's values at its top level; a config with no sub-config at all is a spec error.
+        if not any(isinstance(value, dict) and "model_type" in value for value in default.values()):
+            raise TinyCheckpointError(f"tiny.nested = {nested!r}: the {model_type} config has no sub-config of that name")
+        shrunk = shrink_config(default, vocab_size, special).config
+        for key, value in values.items():
+            shrunk[key] = {**shrunk[key], **value} if isinstance(value, dict) and isinstance(shrunk.get(key), dict) else value
+        shrunk.update(special)
+        return {k: v for k, v in shrunk.items() if k not in ("model_type", "transformers_version")}
     shrunk = shrink_config(default, vocab_size, special).config
     # A value naming another part of the composite config ({vision_config = {...}} or a top-level
     # key such as mm_tokens_per_image) goes there; the rest builds the text model as its own spec
@@ -271,6 +280,12 @@ def _composite(model_type: str, nested: str, values: dict[str, Any], vocab_size:
             shrunk[key] = {**shrunk[key], **value}
         elif key != nested and key in default and key not in default[nested]:
             shrunk[key] = value
+        elif key.endswith("_token_id") and key not in default and key not in default[nested]:
+            # A token id neither level's defaults hold (a release whose composite defaults omit an
+            # id the published configs state at the top level, where the model reads it, e.g.
+            # Qwen2.5-VL's vision_start_token_id before transformers 4.57): both levels.
+            shrunk[key] = value
+            text[key] = value
         else:
             text[key] = value
     shrunk[nested] = {**text, **special}
