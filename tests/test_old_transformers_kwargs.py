@@ -139,3 +139,23 @@ def test_a_meta_build_that_reads_a_tensor_value_loads_the_weights_with_a_warning
     monkeypatch.setattr(TransformersModel, "__init__", other_failure)
     with pytest.raises(RuntimeError, match="shapes do not match"):
         StandardizedTransformer(checkpoint("llama"))
+
+
+def test_before_image_text_to_text_a_whole_vision_language_model_is_built_as_vision_to_seq(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """transformers 4.45 has no image-text-to-text auto class and maps LLaVA only for vision-to-seq:
+    the class nnspec builds the whole wrapper with is that one (a text model stays causal-LM)."""
+    import transformers
+    from transformers.models.auto import modeling_auto
+
+    from nnspec.runtime.loading import auto_class
+    from nnspec.runtime.registry import adapter_by_name
+
+    sentinel = type("AutoModelForVision2Seq", (), {})
+    monkeypatch.delattr(modeling_auto, "MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES")
+    monkeypatch.setattr(modeling_auto, "MODEL_FOR_VISION_2_SEQ_MAPPING_NAMES", {"llava": "LlavaForConditionalGeneration"}, raising=False)
+    monkeypatch.setattr(transformers, "AutoModelForVision2Seq", sentinel, raising=False)
+    llava = transformers.AutoConfig.for_model("llava")
+    assert auto_class(llava, adapter_by_name("llava").spec) is sentinel
+    assert auto_class(transformers.AutoConfig.for_model("llama"), adapter_by_name("llama").spec) is transformers.AutoModelForCausalLM

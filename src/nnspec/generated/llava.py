@@ -21,14 +21,6 @@ class LlavaAdapter(Adapter):
     source = 'llava.toml'
     lineage = ('llama', 'llava')
 
-    # The transformers releases served at all (llava.toml:10 requires.transformers); loading under another raises
-    # this reason.
-    requires_transformers = '>=4.46'
-    requires_reason = ('transformers before 4.46 have no image-text-to-text auto class and leave LlavaConfig out of the '
- 'causal-LM auto mapping (4.45.2 maps it only for pretraining and vision-to-seq), so the whole '
- 'LlavaForConditionalGeneration this spec describes cannot be built through the causal-LM auto '
- 'class there.')
-
     # Config keys of the standard sizes (standard attribute -> config key).
     config_keys = {
         'num_layers': 'num_hidden_layers',  # default
@@ -112,7 +104,7 @@ class LlavaAdapter(Adapter):
             patches.append(
                 {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'past_key_value']}}
             )
-        # llava.toml:19 [[overrides]]: then
+        # llava.toml:15 [[overrides]]: then
         #   token_embeddings = Read('language_model.model.embed_tokens', 'output', clone=True)
         #   layers = Module('language_model.model.layers.{i}')
         #   layers_input = Read('language_model.model.layers.{i}', 'input')
@@ -233,10 +225,6 @@ class LlavaAdapter(Adapter):
    "max_position_embeddings": 256
   },
   "nested": "text_config"
- },
- "requires": {
-  "transformers": ">=4.46",
-  "reason": "transformers before 4.46 have no image-text-to-text auto class and leave LlavaConfig out of the causal-LM auto mapping (4.45.2 maps it only for pretraining and vision-to-seq), so the whole LlavaForConditionalGeneration this spec describes cannot be built through the causal-LM auto class there."
  },
  "variants": {
   "tied_embeddings": {

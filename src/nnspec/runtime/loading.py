@@ -61,13 +61,20 @@ def auto_class(config: Any, spec: Optional[Any] = None) -> Any:
     import transformers
     from transformers.models.auto import modeling_auto
 
-    # The image-text-to-text auto class first shipped in transformers 4.46; before it every model
-    # is built by the causal-LM auto class.
+    # The image-text-to-text auto class first shipped in transformers 4.46; before it a whole
+    # vision-language model is built by the vision-to-seq auto class (below), every other model
+    # by the causal-LM one.
     image_text = getattr(modeling_auto, "MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES", {})
     model_type = getattr(config, "model_type", None)
     whole = spec is not None and getattr(spec.modules, "language_model", None) is not None
     if model_type in image_text and (whole or model_type not in modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES):
         return transformers.AutoModelForImageTextToText
+    # Before 4.46 a whole vision-language model the causal-LM auto class does not map (LLaVA,
+    # PaliGemma in 4.45.2) is built by the vision-to-seq auto class, which maps it to the same class.
+    vision_2_seq = getattr(modeling_auto, "MODEL_FOR_VISION_2_SEQ_MAPPING_NAMES", {})
+    if (not image_text and whole and model_type in vision_2_seq
+            and model_type not in modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES):
+        return transformers.AutoModelForVision2Seq
     return transformers.AutoModelForCausalLM
 
 

@@ -329,7 +329,12 @@ def _sub_config_sizes(config: Any) -> Any:
     parent = CONFIG_MAPPING[model_type]
     sizes = {key for keys in SIZE_KEYS.values() for key in keys}
     out = dict(config)
-    for key, kind in (getattr(parent, "sub_configs", None) or {}).items():
+    # Config classes state their sub-configs (``sub_configs``) from transformers 4.47 on; before,
+    # a sub-config dict that names its own model_type says its class.
+    sub_configs = getattr(parent, "sub_configs", None) or {
+        k: None for k, v in config.items() if isinstance(v, dict) and "model_type" in v
+    }
+    for key, kind in sub_configs.items():
         value = config.get(key)
         if not isinstance(value, dict):
             continue
