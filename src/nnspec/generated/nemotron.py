@@ -111,6 +111,12 @@ class NemotronAdapter(Adapter):
                 {'layer': {'returns': 'tuple'}}
             )
         # nemotron.toml:19 [[overrides]]: then
+        #   layers_output = Read('model.layers.{i}', 'output', element=0)
+        if version_in(versions, 'transformers', '<4.54'):
+            patches.append(
+                {'layer': {'returns': 'tuple', 'skip_returns': ['hidden', 'past_key_value']}}
+            )
+        # nemotron.toml:23 [[overrides]]: then
         #   attention_probabilities = queries = keys = values = attention_heads_output = Refused('Before transformers 5.24 (checked up to 5.10.4) Nemotron computes attention inline in its attention module, without the shared attention-function call its queries, keys, values, probabilities and per-head output are read at; they are available from transformers 5.24.')
         if version_in(versions, 'transformers', '<5.24'):
             patches.append(
@@ -293,6 +299,20 @@ class NemotronAdapter(Adapter):
    "set": {
     "layer": {
      "returns": "tuple"
+    }
+   }
+  },
+  {
+   "when": {
+    "transformers": "<4.54"
+   },
+   "set": {
+    "layer": {
+     "returns": "tuple",
+     "skip_returns": [
+      "hidden",
+      "past_key_value"
+     ]
     }
    }
   },
