@@ -82,3 +82,23 @@ def test_shipped_data_reads_and_covers_the_installed_versions() -> None:
 
     pairs = {(r["transformers"], r["nnsight"]) for r in data["runs"]}
     assert (installed_version("transformers"), installed_version("nnsight")) in pairs
+
+
+def test_the_declared_transformers_range_matches_the_shipped_runs() -> None:
+    """pyproject's lower bound on transformers is the oldest release the shipped runs cover, and
+    every run from it on passes every spec it has (n/a: the model type is missing there, or the
+    spec's own [requires] range leaves the release out)."""
+    import tomllib
+
+    from nnspec.runtime.compat import load, version_key
+
+    root = Path(__file__).resolve().parent.parent
+    declared = next(d for d in tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+                    if d.startswith("transformers"))
+    data = load()
+    assert data is not None
+    oldest = min((r["transformers"] for r in data["runs"]), key=version_key)
+    assert declared == f"transformers>={'.'.join(oldest.split('.')[:2])}", (declared, oldest)
+    failing = [(r["transformers"], r["nnsight"], name) for r in data["runs"]
+               for name, entry in r["specs"].items() if entry["status"] == "fail"]
+    assert not failing, failing

@@ -138,3 +138,15 @@ def test_a_real_config_range_is_checked(monkeypatch: pytest.MonkeyPatch) -> None
         realconfigs._release_range("org/m", {"transformers": ">=4.48"})
     with pytest.raises(TinyCheckpointError, match="transformers_reason without a transformers range"):
         realconfigs._release_range("org/m", {"transformers_reason": "why"})
+
+
+def test_a_child_spec_does_not_inherit_the_range(tmp_path: Path) -> None:
+    """A release's own failure is a fact about one model type: a spec that extends one with
+    [requires] is served on every release unless it states its own."""
+    parent = _spec(tmp_path, "<1")
+    child = tmp_path / "llama_child.toml"
+    child.write_text('name = "llama_child"\nextends = "llama_new"\nmodel_types = ["llama"]\n')
+    from nnspec.compiler.loader import load_spec_file
+
+    assert load_spec_file(parent).spec.requires is not None
+    assert load_spec_file(child).spec.requires is None

@@ -675,7 +675,8 @@ class Spec(_Strict):
     limits: Limits = Field(default_factory=Limits)
     tiny: Tiny = Field(default_factory=Tiny)
     requires: Optional[Requires] = Field(
-        None, description="The transformers releases served at all, with the reason others are not (inherited)."
+        None, description="The transformers releases served at all, with the reason others are not (not inherited: "
+        "a release's own failure is a fact about one model type)."
     )
     variants: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
@@ -701,6 +702,6 @@ class Spec(_Strict):
 
 
 #: Keys a child spec does not inherit from its parent.
-NOT_INHERITED = ("name", "extends", "model_types", "description", "inherit_overrides", "unset")
+NOT_INHERITED = ("name", "extends", "model_types", "description", "inherit_overrides", "unset", "requires")
 #: The tables whose entries ``unset`` may remove (a dotted path: table, then the entry's name).
 UNSETTABLE = (("tiny", "config"), ("variants",))

@@ -21,13 +21,6 @@ class BitnetAdapter(Adapter):
     source = 'bitnet.toml'
     lineage = ('llama', 'apertus', 'bitnet')
 
-    # The transformers releases served at all (apertus.toml:14 requires.transformers); loading under another raises
-    # this reason.
-    requires_transformers = '!=5.0.*'
-    requires_reason = ("transformers 5.0 reads the xIELU activation's beta and eps with Tensor.item() while building it "
- '(XIELUActivation.__init__), which fails on the meta device its from_pretrained builds the model '
- 'on, so it cannot load an Apertus model.')
-
     # Config keys of the standard sizes (standard attribute -> config key).
     config_keys = {
         'num_layers': 'num_hidden_layers',  # default
@@ -190,10 +183,6 @@ class BitnetAdapter(Adapter):
    "bos_token_id": 1,
    "eos_token_id": 2
   }
- },
- "requires": {
-  "transformers": "!=5.0.*",
-  "reason": "transformers 5.0 reads the xIELU activation's beta and eps with Tensor.item() while building it (XIELUActivation.__init__), which fails on the meta device its from_pretrained builds the model on, so it cannot load an Apertus model."
  },
  "variants": {
   "tied_embeddings": {

@@ -21,7 +21,7 @@ class Llama4Adapter(Adapter):
     source = 'llama4.toml'
     lineage = ('llama', 'llama4_text', 'llama4')
 
-    # The transformers releases served at all (llama4_text.toml:18 requires.transformers); loading under another raises
+    # The transformers releases served at all (llama4.toml:9 requires.transformers); loading under another raises
     # this reason.
     requires_transformers = '>=4.53,!=4.54.*,!=4.55.*'
     requires_reason = ("transformers 4.51 and 4.52 keep the forward's cache in bfloat16 whatever the model's dtype "

@@ -21,15 +21,6 @@ class MinimaxAdapter(Adapter):
     source = 'minimax.toml'
     lineage = ('llama', 'llama4_text', 'minimax')
 
-    # The transformers releases served at all (llama4_text.toml:18 requires.transformers); loading under another raises
-    # this reason.
-    requires_transformers = '>=4.53,!=4.54.*,!=4.55.*'
-    requires_reason = ("transformers 4.51 and 4.52 keep the forward's cache in bfloat16 whatever the model's dtype "
- '(HybridChunkedCache in Llama4TextModel.forward), so a float32 or float16 model fails in '
- "attention; 4.54 and 4.55 weight each token's MoE expert input by another token's router score "
- "(Llama4TextMoe.forward), so a position's output depends on later positions and on the other "
- 'prompts in its batch.')
-
     # Config keys of the standard sizes (standard attribute -> config key).
     config_keys = {
         'num_layers': 'num_hidden_layers',  # default
@@ -244,10 +235,6 @@ class MinimaxAdapter(Adapter):
    ],
    "sliding_window": 4096
   }
- },
- "requires": {
-  "transformers": ">=4.53,!=4.54.*,!=4.55.*",
-  "reason": "transformers 4.51 and 4.52 keep the forward's cache in bfloat16 whatever the model's dtype (HybridChunkedCache in Llama4TextModel.forward), so a float32 or float16 model fails in attention; 4.54 and 4.55 weight each token's MoE expert input by another token's router score (Llama4TextMoe.forward), so a position's output depends on later positions and on the other prompts in its batch."
  },
  "variants": {
   "tied_embeddings": {

@@ -105,9 +105,11 @@ def _unserved(runs: list[dict[str, Any]]) -> list[str]:
     where: dict[tuple[str, str], list[str]] = {}
     for run in runs:
         for name, entry in run["specs"].items():
-            found = dict(entry.get("not_run", {}))
-            if entry["status"] == "unavailable" and "has no model type" not in entry.get("reason", ""):
-                found[name] = entry["reason"]
+            if entry["status"] == "unavailable":
+                # The spec's own line says it for its variants and published configs too.
+                found = {} if "has no model type" in entry.get("reason", "") else {name: entry["reason"]}
+            else:
+                found = {label: why for label, why in entry.get("not_run", {}).items() if "has no model type" not in why}
             for label, reason in found.items():
                 # The reason names the release it was read under; one line per reason across releases.
                 general = reason.replace(f", not {run['transformers']}:", ":")
