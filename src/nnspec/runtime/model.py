@@ -552,16 +552,16 @@ class StandardizedModel(TokenHelpers, TransformersModel):
             raise ModelStructureError(f"{name}[{i}]: the {self._adapter.name!r} adapter states no read for it ({read!r})")
         return read
 
-    def _envoy(self, read: Read, i: int) -> Any:
-        """The module a record reads at layer ``i``: its path within block ``i`` (``{i}`` the layer
+    def _envoy(self, path: str, i: int) -> Any:
+        """The module at a record's ``path`` for layer ``i``: within block ``i`` (``{i}`` the layer
         index), or from the model's root."""
         block = self._layer_records[i].reads["layers"]
         prefix = cast(Module, block).path
-        if read.module == prefix:
+        if path == prefix:
             return self._block(i)
-        if read.module.startswith(prefix + "."):
-            return self._block(i).get(read.module[len(prefix) + 1 :])
-        return self.get(read.at(i))
+        if path.startswith(prefix + "."):
+            return self._block(i).get(path[len(prefix) + 1 :])
+        return self.get(path.replace("{i}", str(i)))
 
     def _flat_shape(self, i: int) -> Any:
         def shape() -> torch.Size:
@@ -589,7 +589,7 @@ class StandardizedModel(TokenHelpers, TransformersModel):
         read = self._read(label, i)
         return ContributionPort(
             f"{label}[{i}]",
-            self._envoy(read, i),
+            self._envoy(read.module, i),
             element=read.element or 0,
             scale=facts.scale,
             residual_position=facts.residual_position,
@@ -604,7 +604,7 @@ class StandardizedModel(TokenHelpers, TransformersModel):
     def _module_output(self, label: str, name: str, i: int) -> OutputPort:
         read = self._read(label, i)
         return OutputPort(
-            f"{label}[{i}]", self._envoy(read, i), read.element or 0,
+            f"{label}[{i}]", self._envoy(read.module, i), read.element or 0,
             where=f"{self._adapter.source}: {name}.module = {self.branch(name, i).module!r}",
             prefix=0 if read.flattened else self.prefix_positions,
         )
@@ -636,7 +636,7 @@ class StandardizedModel(TokenHelpers, TransformersModel):
         read = self._read(label, i)
         return InputPort(
             f"{label}[{i}]",
-            self._envoy(read, i),
+            self._envoy(read.module, i),
             shape=self._flat_shape(i) if read.flattened else None,
             prefix=self.prefix_positions,
         )
@@ -671,12 +671,12 @@ class StandardizedModel(TokenHelpers, TransformersModel):
         def block_output(i: int) -> OutputPort:
             read = self._read("layers_output", i)
             return OutputPort(
-                f"layers_output[{i}]", self._envoy(read, i), read.element or 0,
+                f"layers_output[{i}]", self._envoy(read.module, i), read.element or 0,
                 where=f"{self._adapter.source}: layer.hidden_element = {read.element or 0}", prefix=prefix,
             )
 
         self.layers_input = ValueAccessor(
-            "layers_input", n, lambda i: InputPort(f"layers_input[{i}]", self._envoy(self._read("layers_input", i), i), prefix=prefix)
+            "layers_input", n, lambda i: InputPort(f"layers_input[{i}]", self._envoy(self._read("layers_input", i).module, i), prefix=prefix)
         )
         self.layers_output = ValueAccessor("layers_output", n, block_output)
         self.layers_output.returns_tuple = spec.layer.returns == "tuple"
@@ -699,7 +699,7 @@ class StandardizedModel(TokenHelpers, TransformersModel):
                 record = self._layer_records[i].reads[plural]
                 if not isinstance(record, Module):  # the accessors refuse a branch without a module first
                     raise ModelStructureError(f"{plural}[{i}]: {getattr(record, 'reason', record)}")
-                return self._envoy(Read(record.path, "output"), i)
+                return self._envoy(record.path, i)
 
             return module
 
@@ -797,7 +797,7 @@ class StandardizedModel(TokenHelpers, TransformersModel):
                 self._require_eager()
 
         return SourcePort(
-            f"{name}[{i}]", lambda: self._envoy(read, i), read, check,
+            f"{name}[{i}]", lambda: self._envoy(read.module, i), read, check,
             heads=1 if self.num_heads_per_layer is None else self.num_heads_per_layer[i],
             before=lambda: self._fetch_early(name, i),
             in_host=isinstance(host, Module) and host.path == read.module,
